@@ -1,0 +1,1 @@
+"""botcore: a plugin-based Telegram bot framework."""

@@ -1,0 +1,1 @@
+"""The testing kit: fake Telegram Bot API and OpenAI servers over real HTTP, and pytest fixtures."""

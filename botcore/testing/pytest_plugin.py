@@ -1,0 +1,1 @@
+"""pytest fixtures for botcore plugin authors (a pytest11 plugin)."""

@@ -1,0 +1,1 @@
+"""botcore's history plugin."""

@@ -1,0 +1,1 @@
+"""botcore's image plugin."""
