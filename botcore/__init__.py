@@ -1,1 +1,44 @@
-"""botcore: a plugin-based Telegram bot framework."""
+"""botcore: a plugin-based Telegram bot framework. This module is the whole public API for plugins."""
+
+from __future__ import annotations
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("botcore")
+"""Mark a plugin function as the implementation of the hook of the same name (botcore.hookspecs)."""
+
+from botcore.app import App  # noqa: E402
+from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
+from botcore.store import ChatMessage, HistoryStore  # noqa: E402
+from botcore.turn import Turn  # noqa: E402
+from botcore.types import (  # noqa: E402
+    Command,
+    Document,
+    Handler,
+    Photo,
+    Reply,
+    Text,
+    TextStream,
+    UserError,
+    Voice,
+)
+
+__all__ = [
+    "App",
+    "ChatMessage",
+    "Command",
+    "ConfigError",
+    "Document",
+    "Handler",
+    "HistoryStore",
+    "Photo",
+    "Reply",
+    "StartupError",
+    "StrictModel",
+    "Text",
+    "TextStream",
+    "Turn",
+    "UserError",
+    "Voice",
+    "hookimpl",
+]

@@ -1,0 +1,231 @@
+"""Read bot.toml: expand ${VAR} from the environment and validate it, failing with one clear line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class StartupError(Exception):
+    """The bot cannot start: one line for the operator, never a traceback or a secret value."""
+
+
+class ConfigError(StartupError):
+    """A problem with bot.toml or a plugin: one line naming the dotted path, never a secret value."""
+
+
+class StrictModel(BaseModel):
+    """A settings table: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookSettings(StrictModel):
+    """[bot.webhook]: where Telegram posts updates in webhook mode."""
+
+    url: str | None = None
+    """The public HTTPS URL Telegram posts to, e.g. https://bot.example.com/telegram."""
+    listen: str = "0.0.0.0"
+    port: int = Field(8443, ge=1, le=65535)
+    path: str = "/telegram"
+    secret_token: SecretStr | None = None
+    """Telegram sends it back in X-Telegram-Bot-Api-Secret-Token; requests without it are refused."""
+
+
+class BotSettings(StrictModel):
+    """[bot]: the Telegram side."""
+
+    token: SecretStr
+    plugins: list[str] = Field(default_factory=list)
+    mode: Literal["polling", "webhook"] = "polling"
+    language: str = "en"
+    base_url: str | None = None
+    base_file_url: str | None = None
+    concurrency: int = Field(256, ge=1, le=100_000)
+    """How many updates are processed at once (across chats; one chat is always in order)."""
+    stream_edit_interval: float = Field(0.8, ge=0.1, le=60)
+    """Seconds between edits of a streamed answer in private chats."""
+    group_stream_edit_interval: float = Field(3.0, ge=0.1, le=60)
+    """The same in groups, where Telegram allows about 20 messages a minute."""
+    poll_timeout: int = Field(30, ge=0, le=60)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not TOKEN_SHAPE.match(value.get_secret_value()):
+            raise ValueError(
+                "does not look like a bot token (123456:ABC-DEF…); get one from @BotFather"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> BotSettings:
+        if self.mode == "webhook" and not self.webhook.url:
+            raise ValueError('mode "webhook" needs bot.webhook.url (the public HTTPS URL)')
+        return self
+
+    @field_validator("plugins")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"plugin {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+
+class OpenAISettings(StrictModel):
+    """[openai]: any OpenAI-compatible endpoint (OpenAI, Azure, OpenRouter, Ollama, vLLM)."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout: float = Field(60.0, gt=0, le=3600)
+    max_retries: int = Field(2, ge=0, le=10)
+
+
+class Config(StrictModel):
+    """The whole of bot.toml; `plugins` tables are validated by each plugin's own model."""
+
+    bot: BotSettings
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log redaction."""
+        token = self.bot.token.get_secret_value()
+        found = [token, token.partition(":")[2]]
+        for secret in (self.openai.api_key, self.bot.webhook.secret_token):
+            if secret is not None:
+                found.append(secret.get_secret_value())
+        return [s for s in found if s]
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate bot.toml; ConfigError with one line on any problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (pass --config PATH)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {type(exc).__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    expanded = expand_env(raw, os.environ if environ is None else environ)
+    if "bot" in expanded and isinstance(expanded["bot"], dict) and "token" not in expanded["bot"]:
+        raise ConfigError(
+            'bot.token: required; set token = "${TELEGRAM_BOT_TOKEN}" and export the variable '
+            "(get a token from @BotFather)"
+        )
+    return validate(Config, expanded)
+
+
+def expand_env(value: Any, environ: Mapping[str, str], path: str = "") -> Any:
+    """Replace ${VAR} (or ${VAR:-default}) in every string; $$ is a literal $."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        found = environ.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set")
+
+    return _VAR.sub(substitute, value)
+
+
+def validate(model: type[M], data: Any, prefix: tuple[str | int, ...] = ()) -> M:
+    """Validate data against a settings model; ConfigError naming the first bad dotted path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        first = errors[0]
+        loc = tuple(first["loc"])
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown key" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+        elif first["type"] == "missing":
+            message = "required"
+        elif first["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{dotted(prefix + loc)}: {message}{more}") from None
+
+
+def dotted(loc: tuple[str | int, ...]) -> str:
+    """("bot", "plugins", 2) -> "bot.plugins[2]"."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The field names of the (nested) model found at loc, for "did you mean"."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside X, X | None, Optional[X]; else the annotation itself."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return annotation

@@ -1,0 +1,276 @@
+"""The one place that sends replies to Telegram: Markdown to entities, splitting, streaming edits,
+flood control and fallbacks, so that no plugin has to get any of it right."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import telegramify_markdown
+from telegram import Message, MessageEntity, ReplyParameters
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
+
+if TYPE_CHECKING:
+    from botcore.app import App
+    from botcore.turn import Turn
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+MAX_FLOOD_WAIT = 120.0
+"""Longer RetryAfter waits give up rather than hold a reply for minutes."""
+NETWORK_ATTEMPTS = 3
+
+Piece = tuple[str, list[MessageEntity]]
+
+
+def render(text: str, markdown: bool) -> list[Piece]:
+    """Text -> message-sized (text, entities) pieces, split at line boundaries; code blocks that
+    straddle a boundary continue as code in the next piece."""
+    if markdown:
+        plain, raw_entities = telegramify_markdown.convert(text)
+    else:
+        plain, raw_entities = text, []
+    pieces = telegramify_markdown.split_entities(plain, raw_entities, TEXT_LIMIT)
+    return [(piece, [_entity(e) for e in entities]) for piece, entities in pieces]
+
+
+def _entity(raw: Any) -> MessageEntity:
+    return MessageEntity(
+        type=raw.type,
+        offset=raw.offset,
+        length=raw.length,
+        url=raw.url,
+        language=raw.language,
+        custom_emoji_id=raw.custom_emoji_id,
+    )
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _truncate(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+class Delivery:
+    """Sends replies for turns."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def deliver(self, turn: Turn, reply: Reply, *, plugin: str | None = None) -> None:
+        """Send one reply; errors are logged, never raised (the turn is over either way)."""
+        try:
+            if isinstance(reply, Text):
+                await self.send_text(turn, reply.text, markdown=reply.markdown)
+            elif isinstance(reply, TextStream):
+                await self.send_stream(turn, reply, plugin=plugin)
+            elif isinstance(reply, Photo):
+                await self.api(
+                    self.app.telegram.send_photo,
+                    turn.chat_id,
+                    reply.photo,
+                    caption=_truncate(reply.caption, CAPTION_LIMIT),
+                    reply_parameters=self._reply_to(turn),
+                )
+            elif isinstance(reply, Voice):
+                await self.api(
+                    self.app.telegram.send_voice,
+                    turn.chat_id,
+                    reply.voice,
+                    caption=_truncate(reply.caption, CAPTION_LIMIT),
+                    reply_parameters=self._reply_to(turn),
+                )
+            else:
+                await self.api(
+                    self.app.telegram.send_document,
+                    turn.chat_id,
+                    reply.data,
+                    filename=reply.filename,
+                    caption=_truncate(reply.caption, CAPTION_LIMIT),
+                    reply_parameters=self._reply_to(turn),
+                )
+        except Forbidden:
+            log.info(
+                "chat %s blocked the bot or left; reply dropped (update %s)",
+                turn.chat_id,
+                turn.update_id,
+            )
+        except Exception:
+            log.exception("could not deliver the reply to update %s", turn.update_id)
+
+    def _reply_to(self, turn: Turn) -> ReplyParameters | None:
+        """In groups a reply quotes the message it answers; in private chats that is noise."""
+        if turn.is_private:
+            return None
+        return ReplyParameters(turn.message.message_id, allow_sending_without_reply=True)
+
+    async def api(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Call the Bot API, waiting out flood control and retrying network errors a few times."""
+        attempt = 0
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except RetryAfter as exc:
+                wait = _seconds(exc.retry_after)
+                if wait > MAX_FLOOD_WAIT:
+                    raise
+                log.warning("flood control: waiting %.0f s", wait)
+                await asyncio.sleep(wait)
+            except BadRequest:
+                raise
+            except (TimedOut, NetworkError):
+                attempt += 1
+                if attempt >= NETWORK_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+
+    async def send_text(self, turn: Turn, text: str, *, markdown: bool = False) -> list[Message]:
+        """Send text in as many messages as it needs."""
+        sent = []
+        for piece in render(text, markdown):
+            sent.append(await self._send_piece(turn, piece))
+        return sent
+
+    async def _send_piece(self, turn: Turn, piece: Piece) -> Message:
+        text, entities = piece
+        try:
+            return await self.api(
+                self.app.telegram.send_message,
+                turn.chat_id,
+                text,
+                entities=entities or None,
+                reply_parameters=self._reply_to(turn),
+            )
+        except BadRequest as exc:
+            if not entities or "entit" not in str(exc).lower():
+                raise
+            log.warning("Telegram refused the formatting (%s); sending plain text", exc)
+            return await self.api(
+                self.app.telegram.send_message,
+                turn.chat_id,
+                text,
+                reply_parameters=self._reply_to(turn),
+            )
+
+    async def _edit_piece(self, message: Message, piece: Piece) -> None:
+        text, entities = piece
+        try:
+            await self.api(
+                self.app.telegram.edit_message_text,
+                text,
+                chat_id=message.chat_id,
+                message_id=message.message_id,
+                entities=entities or None,
+            )
+        except BadRequest as exc:
+            reason = str(exc).lower()
+            if "not modified" in reason:
+                return
+            if not entities or "entit" not in reason:
+                raise
+            log.warning("Telegram refused the formatting (%s); editing to plain text", exc)
+            await self.api(
+                self.app.telegram.edit_message_text,
+                text,
+                chat_id=message.chat_id,
+                message_id=message.message_id,
+            )
+
+    async def send_stream(
+        self, turn: Turn, reply: TextStream, *, plugin: str | None = None
+    ) -> None:
+        """Show streamed text as it grows: a message on the first words, throttled edits, then the
+        final formatted text (split over several messages if it outgrows one)."""
+        settings = self.app.config.bot
+        interval = (
+            settings.stream_edit_interval
+            if turn.is_private
+            else settings.group_stream_edit_interval
+        )
+        loop = asyncio.get_running_loop()
+        shown = _Shown()
+        buffer = ""
+        last_show = 0.0
+        quiet_until = 0.0
+        error: str | None = None
+        try:
+            async for chunk in reply.chunks:
+                buffer += chunk
+                now = loop.time()
+                if not buffer.strip() or now < quiet_until:
+                    continue
+                if not shown.messages or now - last_show >= interval:
+                    try:
+                        await self._show(turn, shown, render(buffer, reply.markdown), final=False)
+                    except RetryAfter as exc:
+                        quiet_until = loop.time() + _seconds(exc.retry_after)
+                    except Forbidden:
+                        raise
+                    except TelegramError as exc:  # a lost preview is fine: the final text follows
+                        log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
+                    last_show = loop.time()
+        except UserError as exc:
+            error = exc.message
+        except TelegramError:
+            raise
+        except Exception:
+            log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)
+            error = turn.t("error")
+        finally:
+            aclose = getattr(reply.chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if buffer.strip():
+            await self._show(turn, shown, render(buffer, reply.markdown), final=True)
+        if error is not None:
+            await self.send_text(turn, error)
+
+    async def _show(self, turn: Turn, shown: _Shown, pieces: list[Piece], *, final: bool) -> None:
+        """Make the messages of a streamed answer show `pieces`: edit what changed, send the rest."""
+        for index, piece in enumerate(pieces):
+            if index < len(shown.messages):
+                if shown.pieces[index] != piece:
+                    if final:
+                        await self._edit_piece(shown.messages[index], piece)
+                    else:
+                        await self._edit_preview(shown.messages[index], piece)
+                    shown.pieces[index] = piece
+            else:
+                shown.messages.append(await self._send_piece(turn, piece))
+                shown.pieces.append(piece)
+
+    async def _edit_preview(self, message: Message, piece: Piece) -> None:
+        """A preview edit: one try, no waiting; flood control is left to the caller to respect."""
+        text, entities = piece
+        try:
+            await self.app.telegram.edit_message_text(
+                text,
+                chat_id=message.chat_id,
+                message_id=message.message_id,
+                entities=entities or None,
+            )
+        except RetryAfter:
+            raise
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                log.debug("preview edit refused: %s", exc)
+
+
+class _Shown:
+    """The messages a streamed answer occupies and what each currently shows."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.pieces: list[Piece] = []

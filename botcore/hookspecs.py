@@ -1,0 +1,110 @@
+"""The whole plugin contract: every hook a botcore plugin may implement.
+
+A plugin is a module with functions decorated `@botcore.hookimpl`, named after the hooks below.
+Implement only the hooks you need, and take only the arguments you need (pluggy passes them by
+name). Any hook may be `async def`; the core awaits it.
+
+Order: hooks run in the order of `[bot] plugins` in bot.toml (`@hookimpl(tryfirst=True)` and
+`trylast=True` move one to the front or the back).
+
+Isolation: a hook that raises never stops the bot. The error is logged with the plugin's name and
+the update id, the other plugins still run, and if the user is left without an answer they get the
+friendly "could not process the request" message in their language. Raise `botcore.UserError("…")`
+to show your own message instead (it is not logged as a bug). A misspelled hook name is a start-up
+error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from pydantic import BaseModel
+
+    from botcore.app import App
+    from botcore.store import HistoryStore
+    from botcore.turn import Turn
+    from botcore.types import Command, Handler, Reply
+
+hookspec = pluggy.HookspecMarker("botcore")
+
+
+@hookspec
+def settings_model() -> type[BaseModel]:
+    """The pydantic model of this plugin's `[plugins.<name>]` table in bot.toml.
+
+    Validated at start-up; an unknown key or a wrong type stops start-up naming the dotted path.
+    Read the values anywhere with `turn.app.settings(YourModel)`. No hook: the table must be absent.
+    """
+
+
+@hookspec
+def register_commands(app: App) -> Sequence[Command]:
+    """Slash commands this plugin answers; their help texts fill /help and Telegram's menu.
+
+    Two plugins registering the same command name is a start-up error (a plugin may replace a
+    built-in command such as /help). `app.texts.translations(key)` gives a localized help mapping.
+    """
+
+
+@hookspec
+def register_handlers() -> Sequence[Handler]:
+    """Handlers for messages that are not commands (text, voice, photo...).
+
+    For each turn, handlers whose kinds match run in plugin order until one returns a reply.
+    """
+
+
+@hookspec
+def register_texts() -> Mapping[str, Mapping[str, str]]:
+    """User-facing texts by language: {"en": {"weather.usage": "…"}, "ru": {…}}; see `turn.t(key)`.
+
+    Prefix keys with your plugin's name. A key missing in a language falls back to the default
+    language, then English.
+    """
+
+
+@hookspec
+async def startup(app: App) -> None:
+    """Called once before the first update: open connections, warm caches.
+
+    Raising here stops start-up with the plugin's name: a bot that cannot serve should not pretend.
+    """
+
+
+@hookspec
+async def shutdown(app: App) -> None:
+    """Called once on the way out, after the last update: close what `startup` opened.
+
+    Errors are logged and the other plugins still shut down.
+    """
+
+
+@hookspec
+async def pre_message(turn: Turn) -> Reply | str | None:
+    """See every incoming message before it is routed; rewrite it or answer it.
+
+    Change `turn.text` / `turn.kind` to rewrite (voice turns audio into text here), or return a
+    reply to answer at once: the chain stops and no command or handler runs (access control).
+    """
+
+
+@hookspec
+async def post_message(turn: Turn, reply: Reply) -> Reply | None:
+    """See the reply before it is sent: return a new reply to replace it, or None to keep it.
+
+    Runs for every reply that ends a turn (not for `turn.send()` notes sent along the way).
+    """
+
+
+@hookspec(firstresult=True)
+def history_store(app: App) -> HistoryStore | None:
+    """Provide the conversation store other plugins use as `app.history` (the history plugin).
+
+    The first plugin to return a store wins; return None to leave it to others. Called once, after
+    every plugin's `startup`.
+    """

@@ -1,0 +1,36 @@
+"""Logging set-up that keeps secrets (bot token, API keys) out of every line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+QUIET = ("httpx", "httpx2", "httpcore", "openai", "telegram.ext.Updater", "aiohttp.access")
+"""Loggers that print request URLs (the bot token is in them) or per-request noise."""
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then replaces every known secret with "***"."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def setup_logging(level: str, secrets: Iterable[str]) -> None:
+    """Log to stderr at `level`, secrets redacted, chatty HTTP loggers held at WARNING."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,178 @@
+"""One message through the plugins: pre_message, then a command or a handler, then post_message.
+
+Every plugin call goes through `Pipeline.call`, which awaits sync or async hooks alike and isolates
+the plugin: an exception is logged with the plugin's name and the update id, and the turn goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from telegram import Message, MessageEntity, Update
+
+from botcore.plugins import Impl, maybe_await
+from botcore.turn import Turn
+from botcore.types import HandlerFunc, MessageKind, Reply, Text, UserError, as_reply
+
+if TYPE_CHECKING:
+    from botcore.app import App
+
+log = logging.getLogger(__name__)
+
+_MEDIA_KINDS: tuple[MessageKind, ...] = (
+    "voice",
+    "audio",
+    "video_note",
+    "photo",
+    "document",
+    "sticker",
+)
+
+
+class Pipeline:
+    """Turns updates into turns and turns into replies, one chat at a time and many chats at once."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._slots = asyncio.Semaphore(app.config.bot.concurrency)
+        self._chats: dict[int, _ChatLock] = {}
+
+    async def handle(self, update: object, _context: object = None) -> None:
+        """The python-telegram-bot callback for every update (registered non-blocking).
+
+        Each update gets its own task; the chat's lock keeps one chat's turns in arrival order, and
+        it is taken before a concurrency slot, so a flood in one chat never starves the others.
+        """
+        if not isinstance(update, Update) or update.message is None:
+            return
+        message = update.message
+        chat_id = message.chat_id
+        entry = self._chats.get(chat_id)
+        if entry is None:
+            entry = self._chats[chat_id] = _ChatLock()
+        entry.users += 1
+        try:
+            async with entry.lock, self._slots:
+                await self.process(update.update_id, message)
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._chats[chat_id]
+
+    async def process(self, update_id: int, message: Message) -> None:
+        """One message, start to finish: the turn, the plugins, the delivery."""
+        turn = self.make_turn(update_id, message)
+        if turn is None:
+            return
+        reply = await self.run(turn)
+        if reply is not None:
+            await self.app.delivery.deliver(
+                turn, reply, plugin=turn.extra.get("botcore.replied_by")
+            )
+
+    def make_turn(self, update_id: int, message: Message) -> Turn | None:
+        """Classify a message; None for commands addressed to another bot in a group."""
+        language = self.app.texts.language_for(
+            message.from_user.language_code if message.from_user else None
+        )
+        text = message.text if message.text is not None else message.caption
+        kind: MessageKind = "text" if message.text is not None else "other"
+        for media in _MEDIA_KINDS:
+            if getattr(message, media):
+                kind = media
+                break
+        turn = Turn(self.app, update_id, message, kind, text, language)
+        entities = message.entities or ()
+        if message.text and entities and entities[0].type == MessageEntity.BOT_COMMAND:
+            first = entities[0]
+            if first.offset == 0:
+                word = message.text[1 : first.length]
+                name, _, target = word.partition("@")
+                if (
+                    target
+                    and self.app.bot_username
+                    and target.lower() != self.app.bot_username.lower()
+                ):
+                    return None
+                turn.kind = "command"
+                turn.command = name.lower()
+                turn.args = message.text[first.length :].strip()
+        return turn
+
+    async def run(self, turn: Turn) -> Reply | None:
+        """The reply that ends this turn, or None when there is nothing to say."""
+        reply: Reply | None = None
+        for impl in self.app.plugins.impls("pre_message"):
+            reply = await self.call(impl.plugin, "pre_message", impl, turn, turn=turn)
+            if reply is not None:
+                turn.extra["botcore.replied_by"] = impl.plugin
+                break
+        if reply is None:
+            reply = await self.route(turn)
+        if reply is not None:
+            for impl in self.app.plugins.impls("post_message"):
+                changed = await self.call(
+                    impl.plugin, "post_message", impl, turn, turn=turn, reply=reply
+                )
+                if changed is not None:
+                    reply = changed
+        elif turn.failed:
+            reply = Text(turn.t("error"))
+        return reply
+
+    async def route(self, turn: Turn) -> Reply | None:
+        """Find the command or the handler that answers this turn."""
+        if turn.kind == "command" and turn.command is not None:
+            found = self.app.commands.get(turn.command)
+            if found is None:
+                return (
+                    Text(turn.t("unknown_command", command=turn.command))
+                    if turn.is_private
+                    else None
+                )
+            plugin, command = found
+            turn.extra["botcore.replied_by"] = plugin
+            return await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
+        for plugin, handler in self.app.handlers:
+            if turn.kind not in handler.kinds:
+                continue
+            reply = await self.call(plugin, handler.name or "handler", handler.handler, turn, turn)
+            if reply is not None:
+                turn.extra["botcore.replied_by"] = plugin
+                return reply
+        if turn.is_private and not turn.failed:
+            return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))
+        return None
+
+    async def call(
+        self,
+        plugin: str,
+        what: str,
+        function: Impl | HandlerFunc,
+        turn: Turn,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Reply | None:
+        """Call one plugin function in isolation: UserError becomes its message, any other error is
+        logged with the plugin's name and marks the turn failed."""
+        try:
+            return as_reply(await maybe_await(function(*args, **kwargs)))
+        except UserError as exc:
+            return Text(exc.message)
+        except Exception:
+            log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)
+            turn.failed = True
+            return None
+
+
+class _ChatLock:
+    """A chat's lock and how many of its updates hold or wait for it (dropped at zero)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0

@@ -1,0 +1,185 @@
+"""Find the plugins bot.toml names, register them with pluggy, and call their hooks one by one.
+
+Resolution order for a name: a first-party plugin (the `botcore` entry points of botcore itself),
+then an entry point in the `botcore` group of any installed package, then a dotted module path.
+Only the plugins asked for are imported, so one broken installed package cannot stop the bot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from botcore import hookspecs
+from botcore.config import ConfigError, did_you_mean
+from botcore.types import PluginInfo
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "botcore"
+BUILTIN_PLUGINS = {"welcome": "botcore.welcome"}
+"""Always loaded, before the ones bot.toml lists: /start and /help."""
+
+
+def available_plugins() -> dict[str, metadata.EntryPoint]:
+    """Every name in the `botcore` entry point group; botcore's own win a name clash."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        first_party = ep.dist is not None and ep.dist.name == "botcore"
+        if ep.name not in found or first_party:
+            found[ep.name] = ep
+    return found
+
+
+def resolve(name: str, index: int | None = None) -> tuple[ModuleType, str, str]:
+    """Import the plugin called `name`: (module, version, where it came from)."""
+    where = f"bot.plugins[{index}]" if index is not None else "plugin"
+    if name in BUILTIN_PLUGINS:
+        return importlib.import_module(BUILTIN_PLUGINS[name]), _botcore_version(), "built-in"
+    entry_points = available_plugins()
+    ep = entry_points.get(name)
+    if ep is not None:
+        dist = ep.dist
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            raise ConfigError(f"{where}: plugin {name!r} failed to import: {_cause(exc)}") from None
+        module = loaded if isinstance(loaded, ModuleType) else inspect.getmodule(loaded)
+        if module is None:
+            raise ConfigError(f"{where}: entry point {name!r} is not a module")
+        if dist is not None and dist.name == "botcore":
+            source = "first-party"
+        else:
+            source = f"entry point from {dist.name if dist else 'unknown'}"
+        return module, dist.version if dist else "?", source
+    choices = [*BUILTIN_PLUGINS, *entry_points]
+    unknown = f"{where}: unknown plugin {name!r}{did_you_mean(name, choices)}"
+    if _looks_like_module_path(name):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                raise ConfigError(unknown) from None
+            raise ConfigError(f"{where}: plugin {name!r} failed to import: {_cause(exc)}") from None
+        except Exception as exc:
+            raise ConfigError(f"{where}: plugin {name!r} failed to import: {_cause(exc)}") from None
+        version = str(getattr(module, "__version__", "?"))
+        return module, version, f"module {getattr(module, '__file__', name)}"
+    raise ConfigError(unknown)
+
+
+def _looks_like_module_path(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _botcore_version() -> str:
+    try:
+        return metadata.version("botcore")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One plugin's implementation of one hook."""
+
+    plugin: str
+    function: Any
+    argnames: tuple[str, ...]
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.function(*(kwargs[name] for name in self.argnames))
+
+
+class Plugins:
+    """The loaded plugins, in bot.toml order, and a caller that isolates each one."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.pm = pluggy.PluginManager("botcore")
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: list[PluginInfo] = []
+        loaded: list[tuple[str, ModuleType]] = []
+        wanted = [*BUILTIN_PLUGINS, *(n for n in names if n not in BUILTIN_PLUGINS)]
+        for name in wanted:
+            index = names.index(name) if name in names else None
+            module, version, source = resolve(name, index)
+            if any(module is other for _, other in loaded):
+                raise ConfigError(f"bot.plugins[{index}]: plugin {name!r} is already loaded")
+            loaded.append((name, module))
+            self.infos.append(PluginInfo(name=name, module=module, version=version, source=source))
+        # pluggy calls the last registered first; register backwards so bot.toml order holds.
+        for name, module in reversed(loaded):
+            try:
+                self.pm.register(module, name=name)
+            except (ValueError, pluggy.PluginValidationError) as exc:
+                raise ConfigError(f"plugin {name!r}: {exc}") from None
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            plugin = getattr(exc, "plugin", None)
+            culprit = (self.pm.get_name(plugin) if plugin is not None else None) or "?"
+            raise ConfigError(f"plugin {culprit!r}: {_first_line(str(exc))}") from None
+        for info in self.infos:
+            info.hooks = sorted(
+                caller.name for caller in self.pm.get_hookcallers(info.module) or []
+            )
+
+    @property
+    def names(self) -> list[str]:
+        """Loaded plugin names, built-ins first, then bot.toml order."""
+        return [info.name for info in self.infos]
+
+    def impls(self, hook: str) -> Iterator[Impl]:
+        """The implementations of `hook` in calling order (bot.toml order, tryfirst/trylast)."""
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            yield Impl(impl.plugin_name or "?", impl.function, tuple(impl.argnames))
+
+    def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a synchronous registration hook on every plugin: [(plugin name, result)].
+
+        These run at start-up, so a plugin that raises here stops start-up, naming the plugin.
+        """
+        results = []
+        for impl in self.impls(hook):
+            try:
+                result = impl(**kwargs)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(f"plugin {impl.plugin!r}: {hook} failed: {_cause(exc)}") from None
+            if inspect.isawaitable(result):
+                _close(result)
+                raise ConfigError(f"plugin {impl.plugin!r}: {hook} must not be async")
+            if result is not None:
+                results.append((impl.plugin, result))
+        return results
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+async def maybe_await(value: Any) -> Any:
+    """Await `value` if it is awaitable: hooks and handlers may be sync or async."""
+    if inspect.isawaitable(value):
+        return await value
+    return value

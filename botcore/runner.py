@@ -1,0 +1,165 @@
+"""Build the python-telegram-bot Application around an App and run it: polling or webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+import signal
+from typing import Any
+
+from aiohttp import web
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, TypeHandler
+
+from botcore.app import App
+from botcore.config import StartupError
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+
+
+class Runner:
+    """Starts and stops one bot: the Application, the plugins, polling or the webhook server."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        settings = app.config.bot
+        builder = ApplicationBuilder().token(settings.token.get_secret_value())
+        if settings.base_url:
+            builder = builder.base_url(settings.base_url)
+        if settings.base_file_url:
+            builder = builder.base_file_url(settings.base_file_url)
+        if settings.mode == "webhook":
+            builder = builder.updater(None)
+        self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        # Non-blocking: every update becomes a task at once; the pipeline orders them per chat
+        # and bounds how many run (bot.concurrency), and Application.stop() awaits them all.
+        self.application.add_handler(TypeHandler(Update, app.pipeline.handle, block=False))
+        self.application.add_error_handler(self._on_error)
+        self._webhook: web.AppRunner | None = None
+        self._secret = ""
+        self._stop = asyncio.Event()
+
+    async def _on_error(self, update: object, context: Any) -> None:
+        log.error("unhandled error in update processing", exc_info=context.error)
+
+    async def start(self) -> None:
+        """Connect to Telegram, start the plugins, then begin taking updates."""
+        application = self.application
+        try:
+            await application.initialize()
+        except TelegramError as exc:
+            raise StartupError(f"cannot reach the Telegram Bot API: {exc}") from None
+        bot = application.bot
+        self.app.telegram = bot
+        self.app.bot_id = bot.id
+        self.app.bot_username = bot.username
+        await self.app.startup()
+        await self.register_commands()
+        await application.start()
+        settings = self.app.config.bot
+        if settings.mode == "webhook":
+            await self._start_webhook()
+        else:
+            assert application.updater is not None
+            await application.updater.start_polling(
+                poll_interval=0.0,
+                timeout=settings.poll_timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                error_callback=self._on_polling_error,
+            )
+        log.info(
+            "@%s is up (%s) with plugins: %s",
+            bot.username,
+            settings.mode,
+            ", ".join(self.app.plugins.names),
+        )
+
+    def _on_polling_error(self, exc: TelegramError) -> None:
+        log.warning("getUpdates failed, retrying: %s", exc)
+
+    async def register_commands(self) -> None:
+        """Fill Telegram's command menu, once per language the bot speaks."""
+        bot = self.app.telegram
+        commands = self.app.visible_commands()[:100]
+        default = self.app.config.bot.language
+        for language in [None, *self.app.texts.languages]:
+            menu = [
+                BotCommand(c.name, (c.help_for(language or default, default) or c.name)[:256])
+                for c in commands
+            ]
+            try:
+                await bot.set_my_commands(menu, language_code=language)
+            except TelegramError as exc:
+                log.warning("setMyCommands failed (%s): %s", language or "default", exc)
+
+    async def _start_webhook(self) -> None:
+        settings = self.app.config.bot.webhook
+        if not settings.url:
+            raise StartupError("bot.webhook.url: required in webhook mode (the public HTTPS URL)")
+        given = settings.secret_token
+        self._secret = given.get_secret_value() if given else secrets.token_urlsafe(32)
+        server = web.Application()
+        server.router.add_post(settings.path, self._on_webhook)
+        server.router.add_get("/healthz", self._on_health)
+        self._webhook = web.AppRunner(server, access_log=None)
+        await self._webhook.setup()
+        site = web.TCPSite(self._webhook, settings.listen, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"bot.webhook: cannot listen on {settings.listen}:{settings.port}: {exc.strerror}"
+            ) from None
+        await self.app.telegram.set_webhook(
+            settings.url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES
+        )
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self._secret.encode()):
+            return web.Response(status=403, text="forbidden")
+        try:
+            data = json.loads(await request.read())
+            update = Update.de_json(data, self.app.telegram)
+        except (ValueError, TypeError, KeyError):
+            return web.Response(status=400, text="bad update")
+        await self.application.update_queue.put(update)
+        return web.Response(text="ok")
+
+    async def _on_health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def stop(self) -> None:
+        """Stop taking updates, finish the ones in flight, shut the plugins down."""
+        application = self.application
+        if self._webhook is not None:
+            await self._webhook.cleanup()
+            self._webhook = None
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await self.app.shutdown()
+        with contextlib.suppress(TelegramError):
+            await application.shutdown()
+
+    async def run(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._stop.set)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            log.info("shutting down")
+            await self.stop()

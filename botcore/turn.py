@@ -1,0 +1,115 @@
+"""One incoming message on its way through the pipeline, with the helpers a plugin needs to answer it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from telegram import Message
+
+from botcore.types import MessageKind, Reply, Text, UserError
+
+if TYPE_CHECKING:
+    from botcore.app import App
+
+TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+"""The cloud Bot API refuses getFile above 20 MB; a local Bot API server (bot.base_url) does not."""
+
+CHAT_ACTION_EVERY = 4.5
+"""Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
+
+
+@dataclass
+class Turn:
+    """An incoming message: who sent it, what it says, and how to answer.
+
+    pre_message hooks may rewrite `text` and `kind` (voice turns into text); handlers read them.
+    """
+
+    app: App
+    update_id: int
+    message: Message
+    kind: MessageKind
+    text: str | None
+    language: str
+    command: str | None = None
+    """The command name without slash or @botname, for kind == "command"."""
+    args: str = ""
+    """What follows the command, stripped."""
+    failed: bool = False
+    """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
+
+    @property
+    def chat_id(self) -> int:
+        """The chat the message came from (a user id in private chats)."""
+        return self.message.chat_id
+
+    @property
+    def user_id(self) -> int | None:
+        """The sender; None for channel posts and anonymous admins."""
+        return self.message.from_user.id if self.message.from_user else None
+
+    @property
+    def chat_type(self) -> str:
+        """ "private", "group", "supergroup" or "channel"."""
+        return self.message.chat.type
+
+    @property
+    def is_private(self) -> bool:
+        """True in a one-to-one chat with the bot."""
+        return self.chat_type == "private"
+
+    @property
+    def addressed(self) -> bool:
+        """True when the message is meant for the bot: a private chat, a command, a mention, a reply."""
+        if self.is_private or self.kind == "command":
+            return True
+        reply = self.message.reply_to_message
+        if reply and reply.from_user and reply.from_user.id == self.app.bot_id:
+            return True
+        username = self.app.bot_username
+        if not username:
+            return False
+        mention = "@" + username.lower()
+        entities = self.message.parse_entities(["mention"]) or self.message.parse_caption_entities(
+            ["mention"]
+        )
+        return any(value.lower() == mention for value in entities.values())
+
+    def t(self, key: str, **values: Any) -> str:
+        """A user-facing text in this user's language (see botcore.i18n)."""
+        return self.app.t(key, self.language, **values)
+
+    async def send(self, reply: Reply | str) -> None:
+        """Send a reply now, before the turn ends (a transcript before the answer, a progress note)."""
+        await self.app.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
+
+    @contextlib.asynccontextmanager
+    async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:
+        """Show "typing…" (or "upload_photo", "record_voice"…) until the block ends."""
+        task = asyncio.create_task(self._keep_action(action))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep_action(self, action: str) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
+                await self.app.telegram.send_chat_action(self.chat_id, action)
+            await asyncio.sleep(CHAT_ACTION_EVERY)
+
+    async def download(self, file_id: str, *, size: int | None = None) -> bytes:
+        """Download a file the user sent; too large for the Bot API is a UserError."""
+        limit = self.app.download_limit
+        if limit and size is not None and size > limit:
+            raise UserError(self.t("file_too_big", limit_mb=limit // (1024 * 1024)))
+        tg_file = await self.app.telegram.get_file(file_id)
+        return bytes(await tg_file.download_as_bytearray())

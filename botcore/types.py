@@ -1,0 +1,127 @@
+"""The values plugins hand to the core: commands, message handlers, replies and user-facing errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from botcore.turn import Turn
+
+MessageKind: TypeAlias = Literal[
+    "text", "command", "voice", "audio", "video_note", "photo", "document", "sticker", "other"
+]
+"""What an incoming message carries; pre_message hooks may change it (voice -> text)."""
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text reply; the core splits it past Telegram's 4096-character limit."""
+
+    text: str
+    markdown: bool = False
+    """Render Markdown (as a chat model writes it) into Telegram entities; plain text if False."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A picture given as bytes or as a URL Telegram can fetch."""
+
+    photo: bytes | str
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A voice message: OGG/Opus bytes."""
+
+    voice: bytes
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file sent as a document."""
+
+    data: bytes
+    filename: str
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class TextStream:
+    """Text that arrives in pieces (a streaming model): shown at once, then edited as it grows."""
+
+    chunks: AsyncIterator[str]
+    markdown: bool = True
+
+
+Reply: TypeAlias = Text | Photo | Voice | Document | TextStream
+"""Anything a plugin may answer with; the core's delivery is the only code that sends it."""
+
+HandlerResult: TypeAlias = Reply | str | None
+"""A handler returns a Reply, a plain string (shorthand for Text), or None (nothing to say)."""
+
+HandlerFunc: TypeAlias = Callable[["Turn"], Awaitable[HandlerResult] | HandlerResult]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A slash command: `/name args`. `help` feeds /help and Telegram's command menu."""
+
+    name: str
+    handler: HandlerFunc
+    help: str | Mapping[str, str] = ""
+    """Help text, or a mapping of language code to help text ({"en": ..., "ru": ...})."""
+    hidden: bool = False
+    """Left out of /help and the command menu (admin or debug commands)."""
+
+    def help_for(self, language: str, default_language: str = "en") -> str:
+        """The help text in `language`, falling back to the default language, then any."""
+        if isinstance(self.help, str):
+            return self.help
+        for lang in (language, default_language, "en"):
+            if lang in self.help:
+                return self.help[lang]
+        return next(iter(self.help.values()), "")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """Answers non-command messages of the given kinds (text, voice, photo...)."""
+
+    kinds: frozenset[str] | set[str] | tuple[str, ...]
+    handler: HandlerFunc
+    name: str = ""
+
+
+class UserError(Exception):
+    """Raise it to show the user `message` instead of the generic error; it is not logged as a bug."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class PluginInfo:
+    """What `botcore plugins` shows about one loaded plugin."""
+
+    name: str
+    module: Any
+    version: str
+    source: str
+    hooks: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+
+def as_reply(result: object) -> Reply | None:
+    """Normalise what a handler returned: a string becomes Text; anything else is a plugin bug."""
+    if isinstance(result, str):
+        return Text(result) if result else None
+    if result is None or isinstance(result, Text | Photo | Voice | Document | TextStream):
+        return result
+    raise TypeError(
+        f"expected a reply (Text, Photo, Voice, Document, TextStream or str), got {result!r:.80}"
+    )

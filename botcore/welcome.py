@@ -1,0 +1,35 @@
+"""The built-in welcome: /start and /help list every command of every enabled plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from botcore import hookimpl
+from botcore.app import App
+from botcore.turn import Turn
+from botcore.types import Command
+
+
+@hookimpl
+def register_texts() -> dict[str, dict[str, str]]:
+    return {
+        "en": {"welcome.start": "Start the bot", "welcome.help": "List the commands"},
+        "ru": {"welcome.start": "Запустить бота", "welcome.help": "Список команд"},
+    }
+
+
+@hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [
+        Command("start", welcome, help=app.texts.translations("welcome.start")),
+        Command("help", welcome, help=app.texts.translations("welcome.help")),
+    ]
+
+
+async def welcome(turn: Turn) -> str:
+    """Greet the user in their language and list the commands."""
+    commands = turn.app.visible_commands()
+    default = turn.app.config.bot.language
+    lines = [turn.t("welcome"), ""]
+    lines += [f"/{c.name} — {c.help_for(turn.language, default) or c.name}" for c in commands]
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""bot.toml: every kind of bad config stops start-up with exit 2 and one clear line, never a secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from botcore.cli import main
+from botcore.config import ConfigError, load_config
+
+TOKEN = "123456:SECRET-token-value"
+KEY = "sk-very-secret-key"
+ENV = {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": KEY}
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """
+[bot]
+token = "${TELEGRAM_BOT_TOKEN}"
+plugins = ["history", "chat"]
+[openai]
+api_key = "${OPENAI_API_KEY}"
+[plugins.history]
+path = "h.sqlite3"
+"""
+
+
+def run_cli(
+    tmp_path: Path,
+    text: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str = "check",
+) -> tuple[int, str]:
+    monkeypatch.chdir(tmp_path)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "bot.toml"
+    path.write_text(text, encoding="utf-8")
+    code = main([command, "--config", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+BAD = [
+    (
+        "unknown key",
+        GOOD.replace("[openai]", "[openai]\nbase_ulr = 'x'"),
+        "openai.base_ulr: unknown key (did you mean 'base_url'?)",
+    ),
+    (
+        "unknown nested key",
+        GOOD.replace(
+            'plugins = ["history", "chat"]', 'plugins = ["history"]\n[bot.webhook]\nprot = 1'
+        ),
+        "bot.webhook.prot: unknown key (did you mean 'port'?)",
+    ),
+    (
+        "unknown top-level table",
+        GOOD + "\n[opneai]\nx = 1\n",
+        "opneai: unknown key (did you mean 'openai'?)",
+    ),
+    (
+        "unknown plugin",
+        GOOD.replace('"chat"]', '"chta"]'),
+        "bot.plugins[1]: unknown plugin 'chta' (did you mean 'chat'?)",
+    ),
+    (
+        "unknown plugin table",
+        GOOD + "\n[plugins.histroy]\n",
+        "plugins.histroy: no such plugin (did you mean 'history'?)",
+    ),
+    (
+        "plugin key typo",
+        GOOD.replace('path = "h.sqlite3"', "max_mesages = 3"),
+        "plugins.history.max_mesages: unknown key (did you mean 'max_messages'?)",
+    ),
+    (
+        "wrong type",
+        GOOD.replace("[openai]", "[openai]\ntimeout = 'soon'"),
+        "openai.timeout: Input should be a valid number",
+    ),
+    (
+        "wrong plugin type",
+        GOOD.replace('path = "h.sqlite3"', 'max_messages = "many"'),
+        "plugins.history.max_messages: Input should be a valid integer",
+    ),
+    (
+        "bad choice",
+        GOOD.replace("[openai]", "[openai]").replace(
+            'plugins = ["history", "chat"]', 'plugins = []\nmode = "pull"'
+        ),
+        "bot.mode: Input should be 'polling' or 'webhook'",
+    ),
+    ("missing token", GOOD.replace('token = "${TELEGRAM_BOT_TOKEN}"', ""), "bot.token: required"),
+    (
+        "missing env var",
+        GOOD.replace("TELEGRAM_BOT_TOKEN", "NO_SUCH_VAR_X"),
+        "bot.token: environment variable NO_SUCH_VAR_X is not set",
+    ),
+    (
+        "bad token",
+        GOOD.replace('"${TELEGRAM_BOT_TOKEN}"', '"${OPENAI_API_KEY}"'),
+        "bot.token: does not look like a bot token",
+    ),
+    (
+        "duplicate plugin",
+        GOOD.replace('"chat"]', '"chat", "chat"]'),
+        "bot.plugins: plugin 'chat' is listed twice",
+    ),
+    ("invalid toml", GOOD + "\n[bot\n", "invalid TOML"),
+    (
+        "webhook without url",
+        GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\nmode = "webhook"'),
+        'mode "webhook" needs bot.webhook.url',
+    ),
+    (
+        "bad language",
+        GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\nlanguage = "xx"'),
+        "bot.language: not a language botcore speaks (choose from en, ru)",
+    ),
+    (
+        "not a dict plugin table",
+        "plugins = {history = 3}\n" + GOOD.split("[plugins.history]")[0],
+        "plugins.history: Input should be a valid dictionary",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "text", "expected"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_with_one_line(
+    label: str,
+    text: str,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, output = run_cli(tmp_path, text, monkeypatch, capsys)
+    assert code == 2
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("botcore: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in output
+    assert TOKEN not in output and KEY not in output
+    assert TOKEN.split(":")[1] not in output
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: no such file" in capsys.readouterr().err
+
+
+def test_good_config_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, output = run_cli(tmp_path, GOOD, monkeypatch, capsys)
+    assert code == 0, output
+    assert "ok: 3 plugins (welcome, history, chat)" in output
+    assert "/clear" in output
+
+
+def test_plugins_lists_hooks_and_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, output = run_cli(tmp_path, GOOD, monkeypatch, capsys, command="plugins")
+    assert code == 0, output
+    assert "history 0.1.0 (first-party)" in output
+    assert "commands: /clear" in output
+    assert "hooks:    register_handlers, register_texts, settings_model, startup" in output
+
+
+def test_env_expansion_defaults_and_escapes() -> None:
+    from botcore.config import expand_env
+
+    env = {"A": "1"}
+    assert expand_env({"x": "${A}-${B:-two}-$${A}"}, env) == {"x": "1-two-${A}"}
+    with pytest.raises(ConfigError, match=r"^y\[0\]: environment variable B is not set$"):
+        expand_env({"y": ["${B}"]}, env)
+
+
+def test_secret_in_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text('[bot]\ntoken = "123:abc"\n[openai]\napi_key = 12345678987654321\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "12345678987654321" not in str(info.value)
+    assert str(info.value).startswith("openai.api_key: ")
+
+
+def test_shipped_bot_toml_checks_with_env(tmp_path: Path) -> None:
+    """The README's promise: `botcore check` exits 0 on the shipped bot.toml with the two variables set."""
+    result = subprocess.run(
+        [sys.executable, "-m", "botcore", "check", "--config", str(REPO / "bot.toml")],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "welcome, history, chat, image, voice" in result.stdout
+
+
+def test_shipped_bot_toml_without_token_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "botcore", "check", "--config", str(REPO / "bot.toml")],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "botcore: error: bot.token: environment variable TELEGRAM_BOT_TOKEN is not set"
+    )
