@@ -1,1 +1,99 @@
-"""pytest fixtures for botcore plugin authors (a pytest11 plugin)."""
+"""pytest fixtures for botcore and its plugin authors (loaded through the pytest11 entry point).
+
+async def test_weather(start_bot, telegram):
+    await start_bot(["weather"])
+    reply = await telegram.reply_to("/weather Paris")
+    assert "Paris" in reply.text
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.guard import loopback_only
+from botcore.testing.harness import BotHarness, RunningBot
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "botcore_network_guard",
+        "fail tests that reach a non-loopback address (default: true)",
+        type="bool",
+        default=True,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allow_network: let this test reach non-loopback addresses")
+
+
+@pytest.fixture(autouse=True)
+def _botcore_network_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs loopback-only; an attempt to leave the machine fails the test."""
+    if not request.config.getini("botcore_network_guard") or request.node.get_closest_marker(
+        "allow_network"
+    ):
+        yield
+        return
+    with loopback_only() as refused:
+        yield
+    if refused:
+        pytest.fail(f"the test tried to reach non-loopback addresses: {sorted(set(refused))}")
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API server on 127.0.0.1 with a user-side driver."""
+    server = FakeTelegram()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def openai_server() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI API server on 127.0.0.1: scripted replies, a request log, fault injection."""
+    server = FakeOpenAI()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def bot_harness(
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[BotHarness]:
+    """Starts real bots against the fakes and stops them after the test.
+
+    The test runs in its own empty working directory, so relative paths in settings (the history
+    file) never leak between tests, and anything a plugin leaves behind can be seen.
+    """
+    monkeypatch.chdir(tmp_path)
+    harness = BotHarness(telegram, openai_server, tmp_path)
+    try:
+        yield harness
+    finally:
+        await harness.stop_all()
+
+
+@pytest.fixture
+def start_bot(bot_harness: BotHarness) -> Any:
+    """`await start_bot(["chat", ...], settings={"chat": {...}})` starts the real bot, polling."""
+
+    async def start(plugins: Any = (), **kwargs: Any) -> RunningBot:
+        return await bot_harness.start(plugins, **kwargs)
+
+    return start
