@@ -118,8 +118,8 @@ class App:
 
     @property
     def download_limit(self) -> int | None:
-        """20 MB on the cloud Bot API; none on a local Bot API server (bot.base_url set)."""
-        return None if self.config.bot.base_url else TELEGRAM_DOWNLOAD_LIMIT
+        """20 MB on the cloud Bot API; none on a local Bot API server (bot.local_mode)."""
+        return None if self.config.bot.local_mode else TELEGRAM_DOWNLOAD_LIMIT
 
     @property
     def openai(self) -> AsyncOpenAI:

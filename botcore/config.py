@@ -63,6 +63,8 @@ class BotSettings(StrictModel):
     language: str = "en"
     base_url: str | None = None
     base_file_url: str | None = None
+    local_mode: bool = False
+    """True for a local Bot API server (telegram-bot-api --local): no 20 MB download limit."""
     concurrency: int = Field(256, ge=1, le=100_000)
     """How many updates are processed at once (across chats; one chat is always in order)."""
     stream_edit_interval: float = Field(0.8, ge=0.1, le=60)

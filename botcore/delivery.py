@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import telegramify_markdown
 from telegram import Message, MessageEntity, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.warnings import PTBDeprecationWarning
 
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
@@ -53,7 +55,11 @@ def _entity(raw: Any) -> MessageEntity:
     )
 
 
-def _seconds(value: float | dt.timedelta) -> float:
+def _wait(exc: RetryAfter) -> float:
+    """RetryAfter's wait in seconds (an int with a deprecation warning in PTB 22, or a timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
@@ -123,7 +129,7 @@ class Delivery:
             try:
                 return await call(*args, **kwargs)
             except RetryAfter as exc:
-                wait = _seconds(exc.retry_after)
+                wait = _wait(exc)
                 if wait > MAX_FLOOD_WAIT:
                     raise
                 log.warning("flood control: waiting %.0f s", wait)
@@ -215,7 +221,7 @@ class Delivery:
                     try:
                         await self._show(turn, shown, render(buffer, reply.markdown), final=False)
                     except RetryAfter as exc:
-                        quiet_until = loop.time() + _seconds(exc.retry_after)
+                        quiet_until = loop.time() + _wait(exc)
                     except Forbidden:
                         raise
                     except TelegramError as exc:  # a lost preview is fine: the final text follows

@@ -9,18 +9,22 @@ QUIET = ("httpx", "httpx2", "httpcore", "openai", "telegram.ext.Updater", "aioht
 """Loggers that print request URLs (the bot token is in them) or per-request noise."""
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (6 characters or longer) replaced by "***"."""
+    for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats as usual, then replaces every known secret with "***"."""
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self.secrets = list(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(super().format(record), self.secrets)
 
 
 def setup_logging(level: str, secrets: Iterable[str]) -> None:

@@ -142,7 +142,7 @@ class Pipeline:
             if reply is not None:
                 turn.extra["botcore.replied_by"] = plugin
                 return reply
-        if turn.is_private and not turn.failed:
+        if turn.is_private and not turn.failed and not turn.said:
             return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))
         return None
 

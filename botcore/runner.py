@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 from telegram import BotCommand, Update
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from botcore.app import App
 from botcore.config import StartupError
+from botcore.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class Runner:
             builder = builder.base_url(settings.base_url)
         if settings.base_file_url:
             builder = builder.base_file_url(settings.base_file_url)
+        if settings.local_mode:
+            builder = builder.local_mode(True)
         if settings.mode == "webhook":
             builder = builder.updater(None)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
@@ -55,8 +58,13 @@ class Runner:
         application = self.application
         try:
             await application.initialize()
+        except InvalidToken:
+            raise StartupError(
+                "bot.token: Telegram rejected the token (check it with @BotFather)"
+            ) from None
         except TelegramError as exc:
-            raise StartupError(f"cannot reach the Telegram Bot API: {exc}") from None
+            reason = redact(str(exc), self.app.config.secrets())
+            raise StartupError(f"cannot reach the Telegram Bot API: {reason}") from None
         bot = application.bot
         self.app.telegram = bot
         self.app.bot_id = bot.id

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message
+from telegram.error import BadRequest
 
 from botcore.types import MessageKind, Reply, Text, UserError
 
@@ -41,6 +42,8 @@ class Turn:
     """What follows the command, stripped."""
     failed: bool = False
     """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
+    said: bool = False
+    """Set once something was sent with `send()`: the turn is then not left unanswered."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
 
@@ -87,6 +90,7 @@ class Turn:
 
     async def send(self, reply: Reply | str) -> None:
         """Send a reply now, before the turn ends (a transcript before the answer, a progress note)."""
+        self.said = True
         await self.app.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
 
     @contextlib.asynccontextmanager
@@ -109,7 +113,14 @@ class Turn:
     async def download(self, file_id: str, *, size: int | None = None) -> bytes:
         """Download a file the user sent; too large for the Bot API is a UserError."""
         limit = self.app.download_limit
-        if limit and size is not None and size > limit:
+        if limit is not None and size is not None and size > limit:
             raise UserError(self.t("file_too_big", limit_mb=limit // (1024 * 1024)))
-        tg_file = await self.app.telegram.get_file(file_id)
+        try:
+            tg_file = await self.app.telegram.get_file(file_id)
+        except BadRequest as exc:
+            if "too big" in str(exc).lower():
+                raise UserError(
+                    self.t("file_too_big", limit_mb=(limit or 0) // (1024 * 1024))
+                ) from None
+            raise
         return bytes(await tg_file.download_as_bytearray())

@@ -1,0 +1,8 @@
+"""A plugin with a misspelled hook name: start-up must refuse it."""
+
+from botcore import hookimpl
+
+
+@hookimpl
+def register_comands() -> list[object]:
+    return []

@@ -1,0 +1,59 @@
+"""The kit and the docs keep their promises: the network guard, the README's hook reference."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from botcore import hookspecs
+from botcore.testing.guard import NetworkBlocked, loopback_only
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_guard_refuses_non_loopback_and_allows_loopback() -> None:
+    with loopback_only() as refused:
+        with pytest.raises(NetworkBlocked):
+            socket.create_connection(("93.184.216.34", 443), timeout=1)
+        with pytest.raises(NetworkBlocked):
+            socket.getaddrinfo("api.telegram.org", 443)
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        socket.create_connection(server.getsockname(), timeout=1).close()
+        server.close()
+    assert refused == ["93.184.216.34", "api.telegram.org"]
+
+
+def test_readme_hook_reference_is_generated_from_hookspecs() -> None:
+    generated = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "hook_reference.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert generated.strip() in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_hook_is_documented() -> None:
+    hooks = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "botcore_spec")]
+    assert len(hooks) >= 9
+    for name in hooks:
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hook {name} has no docstring"
+
+
+def test_readme_quickstart_is_the_ci_command() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "./run.sh" in readme and "./test.sh" in readme
+    assert "./test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_readme_example_is_the_tested_package() -> None:
+    source = (REPO / "examples" / "botcore-dice" / "botcore_dice" / "__init__.py").read_text(
+        encoding="utf-8"
+    )
+    assert source.strip() in (REPO / "README.md").read_text(encoding="utf-8")
