@@ -13,11 +13,13 @@ import json
 import logging
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+from telegram.warnings import PTBDeprecationWarning
 
 from botcore import App, StartupError, StrictModel, Turn, UserError, hookimpl
 from botcore.ai import explain
@@ -97,21 +99,24 @@ def audio_of(turn: Turn) -> Audio | None:
     message = turn.message
     if turn.kind == "voice" and message.voice:
         item = message.voice
-        return Audio(item.file_id, item.file_size, _seconds(item.duration))
+        return Audio(item.file_id, item.file_size, _seconds(item))
     if turn.kind == "audio" and message.audio:
         audio = message.audio
-        return Audio(audio.file_id, audio.file_size, _seconds(audio.duration))
+        return Audio(audio.file_id, audio.file_size, _seconds(audio))
     if turn.kind == "video_note" and message.video_note:
         note = message.video_note
-        return Audio(note.file_id, note.file_size, _seconds(note.duration))
+        return Audio(note.file_id, note.file_size, _seconds(note))
     document = message.document
     if turn.kind == "document" and document and (document.mime_type or "").startswith("audio/"):
         return Audio(document.file_id, document.file_size, None)
     return None
 
 
-def _seconds(duration: object) -> int | None:
-    """Telegram durations are ints, or timedeltas under PTB_TIMEDELTA; either way seconds."""
+def _seconds(media: object) -> int | None:
+    """A media's duration in seconds: PTB 22 gives ints (with a deprecation warning) or timedeltas."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        duration = getattr(media, "duration", None)
     if isinstance(duration, dt.timedelta):
         return int(duration.total_seconds())
     return duration if isinstance(duration, int) else None

@@ -1,0 +1,174 @@
+"""history end to end: SQLite survives restarts and kill -9; retention, scopes, /clear."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from botcore.testing.fake_openai import ChatReply, FakeOpenAI
+from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
+
+NO_STREAM = {"stream": False}
+
+
+def user_texts(messages: list[dict]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "user"]
+
+
+async def test_history_survives_a_restart(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"path": "data/h.sqlite3"}, "chat": NO_STREAM}
+    first = await bot_harness.start(["history", "chat"], settings=settings)
+    await telegram.reply_to("remember: the code is 1234")
+    await first.stop()
+    await bot_harness.start(["history", "chat"], settings=settings)
+    await telegram.reply_to("what was the code?")
+    assert user_texts(openai_server.last_chat_messages()) == [
+        "remember: the code is 1234",
+        "what was the code?",
+    ]
+    assert await asyncio.to_thread(Path("data/h.sqlite3").is_file)
+
+
+async def test_retention_keeps_the_newest_messages(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["history", "chat"],
+        settings={"history": {"path": "h.sqlite3", "max_messages": 3}, "chat": NO_STREAM},
+    )
+    for text in ("one", "two", "three"):
+        await telegram.reply_to(text)
+    with sqlite3.connect("h.sqlite3") as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    assert count == 3
+    # The store kept [echo: one, two, echo: two]; a context never opens on an assistant message.
+    assert openai_server.last_chat_messages()[1:] == [
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "echo: two"},
+        {"role": "user", "content": "three"},
+    ]
+
+
+async def test_old_messages_expire(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    running = await start_bot(
+        ["history", "chat"],
+        settings={"history": {"path": "h.sqlite3", "max_age_days": 1}, "chat": NO_STREAM},
+    )
+    await telegram.reply_to("ancient")
+    with sqlite3.connect("h.sqlite3") as db:
+        db.execute("UPDATE messages SET created = created - 2 * 86400")
+    await telegram.reply_to("recent")
+    assert user_texts(openai_server.last_chat_messages()) == ["recent"]
+    assert running.app.history is not None
+
+
+async def test_group_scope_chat_versus_user(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["history", "chat"],
+        settings={
+            "history": {"path": "h.sqlite3", "scope": "user"},
+            "chat": {"stream": False, "groups": "all"},
+        },
+    )
+    group = {"chat_id": -100, "chat_type": "group"}
+    await telegram.reply_to("from Ann", user_id=1, first_name="Ann", **group)
+    await telegram.reply_to("from Bob", user_id=2, first_name="Bob", **group)
+    assert user_texts(openai_server.last_chat_messages()) == ["Bob: from Bob"]
+
+
+async def test_group_scope_chat_shares_the_conversation(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["history", "chat"],
+        settings={"history": {"path": "h.sqlite3"}, "chat": {"stream": False, "groups": "all"}},
+    )
+    group = {"chat_id": -100, "chat_type": "group"}
+    await telegram.reply_to("from Ann", user_id=1, first_name="Ann", **group)
+    await telegram.reply_to("from Bob", user_id=2, first_name="Bob", **group)
+    assert user_texts(openai_server.last_chat_messages()) == ["Ann: from Ann", "Bob: from Bob"]
+
+
+async def test_clear_in_russian(start_bot, telegram: FakeTelegram) -> None:
+    await start_bot(["history"], settings={"history": {"path": "h.sqlite3"}})
+    assert (
+        await telegram.reply_to("/clear", language_code="ru")
+    ).text == "Готово: я забыл наш разговор."
+
+
+async def test_kill_9_mid_reply_loses_no_answered_turn(
+    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The real `botcore run` process, from a real bot.toml, killed with SIGKILL mid-stream."""
+    config = tmp_path / "bot.toml"
+    config.write_text(f"""
+[bot]
+token = "${{TELEGRAM_BOT_TOKEN}}"
+plugins = ["history", "chat"]
+base_url = "{telegram.base_url}"
+base_file_url = "{telegram.base_file_url}"
+poll_timeout = 5
+[openai]
+api_key = "${{OPENAI_API_KEY}}"
+base_url = "{openai_server.base_url}"
+max_retries = 0
+[plugins.history]
+path = "{tmp_path / "h.sqlite3"}"
+""")
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": telegram.token,
+        "OPENAI_API_KEY": openai_server.api_key,
+    }
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "botcore",
+        "run",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert (await telegram.reply_to("/start", timeout=20)).text.startswith("Hi!")
+        for i in range(5):
+            await telegram.send_message(f"question {i}", user_id=100 + i)
+        for i in range(5):
+            message = await telegram.next_message(100 + i, timeout=10)
+            await telegram.wait_for(lambda m=message, i=i: m.text == f"echo: question {i}")
+        openai_server.script_chat(
+            ChatReply(text="a long answer " * 50, first_chunk_delay=0.1, total_duration=30)
+        )
+        await telegram.send_message("the one in flight", user_id=200)
+        await telegram.next_message(200, timeout=10)  # the answer has started streaming
+        await asyncio.sleep(0.3)  # let the history plugin commit what it will
+        bot.send_signal(signal.SIGKILL)
+        await bot.wait()
+    finally:
+        if bot.returncode is None:
+            bot.kill()
+            await bot.wait()
+    stderr = (await bot.stderr.read()).decode() if bot.stderr else ""
+    assert telegram.token.split(":")[1] not in stderr  # and the token never reached the log
+    with sqlite3.connect(tmp_path / "h.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = [r[0] for r in db.execute("SELECT message FROM messages ORDER BY id")]
+    for i in range(5):
+        assert f'{{"role": "user", "content": "question {i}"}}' in rows
+        assert f'{{"role": "assistant", "content": "echo: question {i}"}}' in rows
+    # The question in flight was stored before the model was asked, so even it is not lost.
+    assert '{"role": "user", "content": "the one in flight"}' in rows
