@@ -130,9 +130,14 @@ class App:
                 raise ConfigError(
                     'openai.api_key: required by the enabled plugins; set api_key = "${OPENAI_API_KEY}"'
                 )
-            from openai import AsyncOpenAI  # imported here: a bot without AI plugins starts faster
+            from openai import (
+                AsyncOpenAI,
+                DefaultAioHttpClient,
+            )  # here: a bot without AI starts faster
 
+            aiohttp = self.config.bot.http_client == "aiohttp"
             self._openai = AsyncOpenAI(
+                http_client=DefaultAioHttpClient() if aiohttp else None,
                 api_key=settings.api_key.get_secret_value(),
                 base_url=settings.base_url,
                 timeout=settings.timeout,

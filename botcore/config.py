@@ -63,6 +63,8 @@ class BotSettings(StrictModel):
     language: str = "en"
     base_url: str | None = None
     base_file_url: str | None = None
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    """The HTTP stack under python-telegram-bot and the OpenAI client; aiohttp is much cheaper."""
     local_mode: bool = False
     """True for a local Bot API server (telegram-bot-api --local): no 20 MB download limit."""
     concurrency: int = Field(256, ge=1, le=100_000)

@@ -19,6 +19,7 @@ from telegram.ext import Application, ApplicationBuilder, TypeHandler
 from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
+from botcore.transport import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class Runner:
             builder = builder.base_url(settings.base_url)
         if settings.base_file_url:
             builder = builder.base_file_url(settings.base_file_url)
+        if settings.http_client == "aiohttp":
+            builder = builder.request(AiohttpRequest(connection_limit=settings.concurrency))
+            builder = builder.get_updates_request(AiohttpRequest(connection_limit=1))
         if settings.local_mode:
             builder = builder.local_mode(True)
         if settings.mode == "webhook":

@@ -267,3 +267,53 @@ async def test_env_file_provides_secrets(
     (tmp_path / "bot.toml").write_text('[bot]\ntoken = "${TELEGRAM_BOT_TOKEN}"\n')
     assert await asyncio.to_thread(main, ["check"]) == 0
     assert "ok: 1 plugins (welcome)" in capsys.readouterr().out
+
+
+async def test_pre_message_answers_and_post_message_rewrites(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    await start_bot(["sample_plugins.shout", ECHO])
+    assert (
+        await telegram.reply_to("ping")
+    ).text == "pong"  # answered in pre_message: echo never ran
+    assert (await telegram.reply_to("shout this")).text == "ECHO: SHOUT THIS"
+    assert (await telegram.reply_to("/sync a b")).text == "sync handler got 'a b'"
+
+
+async def test_a_plugin_that_fails_to_import_is_named(start_bot) -> None:
+    with pytest.raises(ConfigError) as info:
+        await start_bot(["sample_plugins.broken_import"])
+    assert str(info.value) == (
+        "bot.plugins[0]: plugin 'sample_plugins.broken_import' failed to import: "
+        "ModuleNotFoundError: No module named 'botcore_no_such_dependency'"
+    )
+
+
+def test_a_broken_installed_package_only_matters_when_asked_for(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botcore.plugins import Plugins
+
+    dist = tmp_path / "botcore_broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: botcore-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[botcore]\nbroken = botcore_broken_missing_module\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Plugins(["chat", "history"]).names == ["welcome", "chat", "history"]
+    with pytest.raises(
+        ConfigError,
+        match=r"^bot.plugins\[0\]: plugin 'broken' failed to import: ModuleNotFoundError",
+    ):
+        Plugins(["broken"])
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_both_http_stacks_send_text_and_files(
+    start_bot, telegram: FakeTelegram, openai_server, http_client: str
+) -> None:
+    await start_bot(["image", ECHO], bot={"http_client": http_client})
+    assert (await telegram.reply_to("héllo ✓ 🎲")).text == "echo: héllo ✓ 🎲"
+    photo = await telegram.reply_to("/image a cat")
+    assert photo.kind == "photo" and photo.data and photo.data.startswith(b"\x89PNG")
+    reply = await telegram.reply_to("/md")
+    assert [e["type"] for e in reply.entities] == ["bold", "code"]

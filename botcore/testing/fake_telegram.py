@@ -21,7 +21,9 @@ Fidelity notes (best effort, documented deviations from the real API):
 
 Standalone (benchmarks): ``python -m botcore.testing.fake_telegram --port 8081 --token T`` also
 serves ``POST /_fake/send_message`` (JSON kwargs of send_message), ``/_fake/send_update``,
-``/_fake/stats`` and ``/_fake/reset`` so another process can drive it.
+``/_fake/stats`` and ``/_fake/reset`` so another process can drive it; for benchmarks also
+``/_fake/send_messages`` (``{"messages": [kwargs, ...]}`` pushed in one burst) and
+``/_fake/chats`` (answer counts and per-chat send/edit counts and times, see :meth:`chat_summary`).
 """
 
 from __future__ import annotations
@@ -1234,9 +1236,66 @@ class FakeTelegram:
         elif action == "reset":
             self.reset()
             result = True
+        elif action == "send_messages":
+            result = await self.send_messages(body.get("messages") or [])
+        elif action == "chats":
+            result = self.chat_summary(body.get("text"), detail=bool(body.get("detail", True)))
         else:
             return _json_response(404, {"ok": False, "description": "unknown control action"})
         return _json_response(200, {"ok": True, "result": result})
+
+    # ------------------------------------------------------------------ benchmark control
+
+    async def send_messages(self, messages: list[JSONDict]) -> JSONDict:
+        """Push many send_message kwargs in one burst; ``time`` is when they were all queued."""
+        for kwargs in messages:
+            await self.send_message(**kwargs)
+        return {"count": len(messages), "time": time.monotonic()}
+
+    def chat_summary(self, text: str | None = None, *, detail: bool = True) -> JSONDict:
+        """What benchmarks measure, scanned from the records: times are ``time.monotonic()``.
+
+        ``answers`` counts bot messages now showing ``text`` (all text messages when None);
+        ``first_get_updates`` is the first getUpdates arrival; with ``detail``, ``chats`` maps
+        each chat to its sendMessage/editMessageText counts, first send and last write times,
+        and ``others``: the first three messages not showing ``text`` (None for media).
+        """
+        wanted = None if text is None else text.strip()
+        answers: dict[int, int] = {}
+        others: dict[int, list[str | None]] = {}
+        for chat_id, messages in self.messages.items():
+            shown = [m.plain if m.kind == "text" else None for m in messages]
+            hits = [p is not None and (wanted is None or p.strip() == wanted) for p in shown]
+            answers[chat_id] = sum(hits)
+            others[chat_id] = [p for p, hit in zip(shown, hits, strict=True) if not hit][:3]
+        first_poll = next((c.time for c in self.requests if c.method == "getUpdates"), None)
+        summary: JSONDict = {
+            "now": time.monotonic(),
+            "first_get_updates": first_poll,
+            "answers": sum(answers.values()),
+        }
+        if detail:
+            chats: dict[int, JSONDict] = {}
+            for call in self.requests:
+                ok = call.status == 200 and call.params.get("chat_id") is not None
+                if not ok or call.method not in ("sendMessage", "editMessageText"):
+                    continue
+                chat_id = self._resolve_chat_id(call.params["chat_id"])
+                row = chats.setdefault(
+                    chat_id, {"sends": 0, "edits": 0, "first_send": None, "last_write": 0.0}
+                )
+                if call.method == "sendMessage":
+                    row["sends"] += 1
+                    if row["first_send"] is None:
+                        row["first_send"] = call.time
+                else:
+                    row["edits"] += 1
+                row["last_write"] = max(row["last_write"], call.time)
+            for chat_id, row in chats.items():
+                row["answers"] = answers.get(chat_id, 0)
+                row["others"] = others.get(chat_id, [])
+            summary["chats"] = chats
+        return summary
 
     # ------------------------------------------------------------------ updates
 

@@ -1,21 +1,22 @@
 """history: the conversation store (SQLite), offered to other plugins through `history_store`, and /clear.
 
 A conversation is one user's private chat, or a whole group (`scope = "chat"`), or one user within
-a group (`scope = "user"`). Writes run in aiosqlite's thread, so they never block the event loop;
-WAL mode makes every answered turn survive a `kill -9`.
+a group (`scope = "user"`). Reads and writes run on the store's own thread, so they never block
+the event loop; WAL mode makes every answered turn survive a `kill -9`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-import aiosqlite
 from pydantic import Field
 
 from botcore import App, ChatMessage, Command, StrictModel, Turn, hookimpl
@@ -46,34 +47,48 @@ CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created);
 """
 
 PRUNE_AGE_EVERY = 3600.0
+T = TypeVar("T")
 
 
 class SQLiteStore:
-    """A HistoryStore in one SQLite file."""
+    """A HistoryStore in one SQLite file, served by one dedicated thread.
+
+    Every operation is a single function run on that thread: one hop from the event loop, one
+    transaction, and no two operations ever interleave on the connection.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botcore-history")
         self._last_age_prune = 0.0
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     async def open(self) -> None:
         """Open (creating if needed) the file, in WAL mode."""
-        path = await asyncio.to_thread(_prepare, self.settings.path)
-        self._db = await aiosqlite.connect(path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(SCHEMA)
-        await self._db.commit()
-        await self._prune_age()
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        path = Path(self.settings.path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses no commit
+        db.executescript(SCHEMA)
+        self._db = db
+        self._prune_age()
 
     async def close(self) -> None:
-        """Close the file."""
+        """Close the file and stop the thread."""
         if self._db is not None:
-            await self._db.close()
+            await self._run(self._db.close)
             self._db = None
+        self._thread.shutdown(wait=False)
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the history store is not open")
         return self._db
@@ -90,50 +105,46 @@ class SQLiteStore:
 
     async def load(self, turn: Turn) -> list[ChatMessage]:
         """The conversation, oldest first, within the retention limits."""
-        async with self.db.execute(
+        return await self._run(self._load, self.conversation(turn))
+
+    def _load(self, key: str) -> list[ChatMessage]:
+        rows = self.db.execute(
             "SELECT message FROM messages WHERE conversation = ? AND created >= ? "
             "ORDER BY id DESC LIMIT ?",
-            (self.conversation(turn), self._oldest_kept(), self.settings.max_messages),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [json.loads(row[0]) for row in reversed(list(rows))]
+            (key, self._oldest_kept(), self.settings.max_messages),
+        ).fetchall()
+        return [json.loads(row[0]) for row in reversed(rows)]
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
-        """Add messages and commit: durable once this returns."""
-        key = self.conversation(turn)
+        """Add messages in one transaction: durable once this returns."""
+        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        await self._run(self._append, self.conversation(turn), rows)
+
+    def _append(self, key: str, rows: list[str]) -> None:
         now = time.time()
-        await self.db.executemany(
-            "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
-            [(key, now, json.dumps(m, ensure_ascii=False)) for m in messages],
-        )
-        await self.db.execute(
-            "DELETE FROM messages WHERE conversation = ? AND id <= ("
-            "SELECT id FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (key, key, self.settings.max_messages),
-        )
-        await self.db.commit()
+        with self.db:  # one transaction
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
+                [(key, now, row) for row in rows],
+            )
+            self.db.execute(
+                "DELETE FROM messages WHERE conversation = ? AND id <= ("
+                "SELECT id FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (key, key, self.settings.max_messages),
+            )
         if now - self._last_age_prune > PRUNE_AGE_EVERY:
-            await self._prune_age()
+            self._prune_age()
 
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
-        await self.db.execute(
-            "DELETE FROM messages WHERE conversation = ?", (self.conversation(turn),)
-        )
-        await self.db.commit()
+        key = self.conversation(turn)
+        await self._run(self.db.execute, "DELETE FROM messages WHERE conversation = ?", (key,))
 
-    async def _prune_age(self) -> None:
+    def _prune_age(self) -> None:
         self._last_age_prune = time.time()
         if self.settings.max_age_days:
-            await self.db.execute("DELETE FROM messages WHERE created < ?", (self._oldest_kept(),))
-            await self.db.commit()
-
-
-def _prepare(name: str) -> Path:
-    """The database path, its folder created (run in a thread: file system calls block)."""
-    path = Path(name).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+            self.db.execute("DELETE FROM messages WHERE created < ?", (self._oldest_kept(),))
 
 
 _stores: weakref.WeakKeyDictionary[App, SQLiteStore] = weakref.WeakKeyDictionary()

@@ -1,0 +1,477 @@
+"""Run the presets against the baseline PTB bot and botcore, each a separate pinned process.
+
+For every run of every preset, both fakes and the bot under test are started afresh: the bot on
+one core, the fakes (and this driver) on the other. The burst is pushed once the bot polls; the
+times come from the fake Telegram's records (``time.monotonic()``, the same clock in every
+process), the CPU and peak RSS from /proc/<pid>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import math
+import os
+import re
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.presets import PRESETS, QUICK, ROWS, Preset, Row
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "latest.json"
+TOKEN = "123456:BENCH-TOKEN"
+OPENAI_KEY = "sk-bench-key"
+BOTS = ("baseline", "botcore")
+SETTLE = 0.5
+"""Seconds of quiet after the warm-up answer and after the last answer of the burst."""
+STALL = 10.0
+"""Seconds without a new answer after which the missing ones are taken as lost."""
+WARMUP = {"text": "Warm-up question", "user_id": 999}
+"""Answered before the burst, outside the figures: first-use costs (lazy imports, connections)."""
+
+Metrics = dict[str, float]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def pinning() -> tuple[set[int] | None, set[int] | None]:
+    """(bot cores, fakes cores): the last usable core for the bot, the others for the rest."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None, None
+    return {usable[-1]}, set(usable[:-1])
+
+
+def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """Pin the child to ``cpus`` and have it killed if the driver dies."""
+
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+def spawn(
+    cmd: list[str], cpus: set[int] | None, log: Path, *, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process pinned to ``cpus``: stdout piped (the fakes print their URL), stderr to log."""
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=log.parent,
+            env={**os.environ, **(env or {})},
+            preexec_fn=_child_setup(cpus),
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def start_fake(
+    module: str, args: list[str], cpus: set[int] | None, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a fake server on a free port; returns it and its root URL (from its first line)."""
+    proc = spawn([sys.executable, "-m", module, "--port", "0", *args], cpus, log)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    found = re.search(r"http://[\w.]+:\d+", line)
+    if not found:
+        stop(proc)
+        raise RuntimeError(f"{module} did not start:\n{tail(log)}")
+    return proc, found.group(0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (the peak resident set) from /proc/<pid>/status, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    """The end of a log file, for error messages."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def control(url: str, action: str, body: Any = None) -> Any:
+    """Call the fake Telegram's out-of-process control API (``POST /_fake/<action>``)."""
+    request = urllib.request.Request(
+        f"{url}/_fake/{action}",
+        data=json.dumps(body or {}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)["result"]
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def botcore_config(workdir: Path, telegram: str, openai: str) -> Path:
+    """The default bot.toml, pointed at the fakes, with the history in ``workdir``."""
+    config = tomllib.loads((REPO / "bot.toml").read_text())
+    config["bot"].update(base_url=f"{telegram}/bot", base_file_url=f"{telegram}/file/bot")
+    config["openai"]["base_url"] = f"{openai}/v1"
+    config["plugins"]["history"]["path"] = str(workdir / "history.sqlite3")
+    path = workdir / "bot.toml"
+    path.write_text("\n".join(_toml(config)) + "\n")
+    return path
+
+
+def _toml(table: dict[str, Any], prefix: str = "") -> list[str]:
+    """A small TOML writer for bot.toml's shapes (JSON scalars and arrays are valid TOML)."""
+    lines = [f"[{prefix}]"] if prefix else []
+    lines += [
+        f"{k} = {json.dumps(v, ensure_ascii=False)}"
+        for k, v in table.items()
+        if not isinstance(v, dict)
+    ]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            lines += ["", *_toml(v, f"{prefix}.{k}" if prefix else k)]
+    return lines
+
+
+def bot_command(bot: str, preset: Preset, workdir: Path, telegram: str, openai: str) -> list[str]:
+    """The command line of the bot under test."""
+    if bot == "baseline":
+        return [sys.executable, str(REPO / "bench" / "baseline_ptb.py"), *preset.baseline_args]
+    config = botcore_config(workdir, telegram, openai)
+    return [sys.executable, "-m", "botcore", "run", "--config", str(config)]
+
+
+def bot_env(telegram: str, openai: str) -> dict[str, str]:
+    """Endpoints and secrets for both bots (botcore reads the secrets through bot.toml's ${…})."""
+    return {
+        "BENCH_TELEGRAM_URL": f"{telegram}/bot",
+        "BENCH_TELEGRAM_TOKEN": TOKEN,
+        "BENCH_OPENAI_URL": f"{openai}/v1",
+        "BENCH_OPENAI_KEY": OPENAI_KEY,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "OPENAI_API_KEY": OPENAI_KEY,
+    }
+
+
+def burst(preset: Preset) -> list[dict[str, Any]]:
+    """The messages of the burst, round-robin over the users (one private chat each)."""
+    return [
+        {"text": f"Question {i} from user {i % preset.users}", "user_id": 1000 + i % preset.users}
+        for i in range(preset.messages)
+    ]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``check`` until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def wait_answers(telegram: str, preset: Preset, count: int) -> bool:
+    """Wait for ``count`` answers; give up after ``preset.timeout`` or STALL s without a new one."""
+    deadline = time.monotonic() + preset.timeout
+    seen, since = -1, time.monotonic()
+    while (now := time.monotonic()) < deadline and now - since < STALL:
+        found = control(telegram, "chats", {"text": preset.answer, "detail": False})["answers"]
+        if found >= count:
+            return True
+        if found != seen:
+            seen, since = found, now
+        time.sleep(0.1)
+    return False
+
+
+def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | None]) -> Metrics:
+    """One run: fresh fakes and bot, the burst, every answer; the metrics of every preset."""
+    bot_cpus, fake_cpus = cores
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
+        workdir = Path(tmp)
+        log = workdir / "bot.log"
+        tg, telegram = start_fake(
+            "botcore.testing.fake_telegram", ["--token", TOKEN], fake_cpus, workdir / "tg.log"
+        )
+        stack.callback(stop, tg)
+        openai_args = ["--api-key", OPENAI_KEY, "--text", preset.answer, *preset.openai_args]
+        oa, openai = start_fake(
+            "botcore.testing.fake_openai", openai_args, fake_cpus, workdir / "oa.log"
+        )
+        stack.callback(stop, oa)
+        command = bot_command(bot, preset, workdir, telegram, openai)
+        spawned = time.monotonic()
+        proc = spawn(command, bot_cpus, log, env=bot_env(telegram, openai))
+        stack.callback(stop, proc)
+
+        def polling() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{bot} exited with {proc.returncode}:\n{tail(log)}")
+            return control(telegram, "chats", {"detail": False})["first_get_updates"] is not None
+
+        def fakes_cpu() -> float:
+            return cpu_seconds(tg.pid) + cpu_seconds(oa.pid)
+
+        if not wait_until(polling, 60):
+            raise RuntimeError(f"{bot} did not poll within 60 s:\n{tail(log)}")
+        control(telegram, "send_messages", {"messages": [WARMUP]})
+        if not wait_answers(telegram, preset, 1):
+            raise RuntimeError(f"{bot} did not answer the warm-up message:\n{tail(log)}")
+        time.sleep(SETTLE)
+        cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
+        pushed = control(telegram, "send_messages", {"messages": burst(preset)})["time"]
+        wait_answers(telegram, preset, 1 + preset.messages)
+        time.sleep(SETTLE)
+        cpu, fakes = cpu_seconds(proc.pid) - cpu0, fakes_cpu() - fakes0
+        rss = peak_rss_mb(proc.pid)
+        summary = control(telegram, "chats", {"text": preset.answer})
+        result = metrics(preset, summary, pushed, spawned, cpu, fakes, rss)
+        if result["answered"] < preset.messages:
+            report_missing(preset, bot, summary, log)
+    return result
+
+
+def report_missing(preset: Preset, bot: str, summary: dict[str, Any], log: Path) -> None:
+    """Print which chats lack answers and what they got instead; keep the bot's log."""
+    per_user = preset.messages // preset.users  # burst() spreads messages evenly
+    kept = RESULTS.parent / f"{preset.name}-{bot}-missing.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(log.read_bytes())
+    print(f"{bot} missed answers in {preset.name}; its log: {kept}", file=sys.stderr)
+    for chat, row in summary["chats"].items():
+        if row["answers"] < per_user and chat != str(WARMUP["user_id"]):
+            print(
+                f"  chat {chat}: {row['answers']}/{per_user}, also {row['others']}", file=sys.stderr
+            )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def metrics(
+    preset: Preset,
+    summary: dict[str, Any],
+    pushed: float,
+    spawned: float,
+    cpu: float,
+    fakes_cpu: float,
+    rss: float,
+) -> Metrics:
+    """Turn the fake's per-chat records into the table's figures (times from the burst).
+
+    A run that missed answers keeps its counts, CPU, RSS and start-up, but no other figures.
+    """
+    warmup = summary["chats"].pop(str(WARMUP["user_id"]), {"answers": 0})
+    count = summary["answers"] - warmup["answers"]
+    chats = list(summary["chats"].values()) if count >= preset.messages else []
+    answered = [c["last_write"] - pushed for c in chats]
+    first = [c["first_send"] - pushed for c in chats if c["first_send"] is not None]
+    window = max(answered, default=math.nan)
+    return {
+        "expected": preset.messages,
+        "answered": count,
+        "updates_per_s": preset.messages / window,
+        "cpu_ms_per_message": cpu * 1000 / preset.messages if chats else math.nan,
+        "last_answer_s": window,
+        "answer_p50_s": percentile(answered, 50),
+        "answer_p99_s": percentile(answered, 99),
+        "first_text_p50_s": percentile(first, 50),
+        "first_text_p99_s": percentile(first, 99),
+        "edits_per_answer": sum(c["edits"] for c in chats) / count if chats else math.nan,
+        "cpu_s": cpu,
+        "fakes_cpu_s": fakes_cpu,
+        "fakes_busy": fakes_cpu / window,
+        "peak_rss_mb": rss,
+        "startup_s": summary["first_get_updates"] - spawned,
+    }
+
+
+# --------------------------------------------------------------------------- results
+
+
+def median(runs: list[Metrics], key: str) -> float:
+    """The median of one metric over runs, ignoring NaN."""
+    values = [r[key] for r in runs if not math.isnan(r[key])]
+    return statistics.median(values) if values else math.nan
+
+
+def row_value(row: Row, runs: dict[str, list[Metrics]]) -> float:
+    """A row's figure for one bot: the preset's median, or over all presets for shared rows."""
+    if row.preset:
+        return median(runs.get(row.preset, []), row.metric)
+    if row.metric == "peak_rss_mb":
+        return max((median(r, row.metric) for r in runs.values()), default=math.nan)
+    return median([m for r in runs.values() for m in r], row.metric)
+
+
+def meets(row: Row, value: float, ratio: float) -> bool | None:
+    """Whether a figure meets the row's target; None when there is no target or no figure."""
+    if not row.target:
+        return None
+    op, _, limit = row.target.partition(" ")
+    figure = ratio if limit.endswith("x") else value
+    if math.isnan(figure):
+        return None
+    bound = float(limit.removesuffix("x"))
+    return figure >= bound if op == "≥" else figure <= bound
+
+
+def fmt(value: float) -> str:
+    """Three significant figures, whole numbers from 1000."""
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def build_rows(results: dict[str, dict[str, list[Metrics]]]) -> list[dict[str, Any]]:
+    """The table as data: one dict per row, with both bots' medians, the ratio and the target."""
+    table = []
+    for row in ROWS:
+        base, ours = (row_value(row, results[bot]) for bot in BOTS)
+        ratio = ours / base if base else math.nan
+        table.append(
+            {
+                "key": row.key,
+                "label": row.label,
+                "better": row.better,
+                "baseline": base,
+                "botcore": ours,
+                "ratio": ratio,
+                "target": row.target,
+                "met": meets(row, ours, ratio),
+            }
+        )
+    return table
+
+
+def render(table: list[dict[str, Any]], results: dict[str, dict[str, list[Metrics]]]) -> str:
+    """The printed table: the rows, then per preset the answers counted and the fakes' CPU."""
+    lines = [["metric", "better", "baseline", "botcore", "ratio", "target", "met"]]
+    for r in table:
+        met = {None: "", True: "yes", False: "NO"}[r["met"]]
+        figures = [fmt(r["baseline"]), fmt(r["botcore"]), fmt(r["ratio"])]
+        lines.append([r["label"], r["better"], *figures, r["target"], met])
+    for preset in results["botcore"]:
+        runs = [results[bot].get(preset, []) for bot in BOTS]
+        answered = [
+            f"{sum(m['answered'] for m in r):.0f}/{sum(m['expected'] for m in r):.0f}" for r in runs
+        ]
+        fakes = [f"{fmt(median(r, 'fakes_cpu_s'))} ({median(r, 'fakes_busy'):.0%})" for r in runs]
+        lines.append([f"{preset}: answered (all runs)", "", *answered, "", "", ""])
+        lines.append([f"{preset}: fakes CPU s (% of a core)", "", *fakes, "", "", ""])
+    widths = [max(len(cells[i]) for cells in lines) for i in range(len(lines[0]))]
+    out = [
+        "  ".join(
+            [c[0].ljust(widths[0]), *(x.rjust(w) for x, w in zip(c[1:], widths[1:], strict=True))]
+        )
+        for c in lines
+    ]
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
+
+
+def run_all(
+    presets: tuple[Preset, ...], runs: int, cores: tuple[set[int] | None, set[int] | None]
+) -> Iterator[tuple[str, str, int, Metrics]]:
+    """Every (preset, bot) ``runs`` times, interleaved so that drift hits both bots alike."""
+    if cores[1]:
+        os.sched_setaffinity(0, cores[1])
+    for run in range(runs):
+        for preset in presets:
+            for bot in BOTS:
+                yield preset.name, bot, run, measure(preset, bot, cores)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a figure that could not be measured) becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench``: run, print the table, write the JSON; exit 1 if an answer is missing."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per preset and bot (median)")
+    parser.add_argument("--preset", action="append", help="only this preset (repeatable)")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
+    args = parser.parse_args(argv)
+    presets = tuple(
+        p for p in (QUICK if args.quick else PRESETS) if p.name in (args.preset or [p.name])
+    )
+    cores = pinning()
+    results: dict[str, dict[str, list[Metrics]]] = {bot: {} for bot in BOTS}
+    try:
+        for preset, bot, run, m in run_all(presets, args.runs, cores):
+            results[bot].setdefault(preset, []).append(m)
+            print(
+                f"{preset} run {run + 1}/{args.runs} {bot}: {m['answered']:.0f}/"
+                f"{m['expected']:.0f} answered, last {m['last_answer_s']:.2f} s, "
+                f"CPU {m['cpu_s']:.2f} s, fakes CPU {m['fakes_cpu_s']:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    except RuntimeError as exc:  # a bot or a fake that does not start: nothing to compare
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    table = build_rows(results)
+    print(render(table, results))
+    meta = {
+        "quick": args.quick,
+        "runs": args.runs,
+        "bot_cpus": sorted(cores[0] or []),
+        "fakes_cpus": sorted(cores[1] or []),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    data = {"meta": meta, "rows": table, "runs": results}
+    args.json.write_text(json.dumps(_json_safe(data), indent=1, ensure_ascii=False))
+    print(f"results: {args.json}")
+    every = [m for per_bot in results.values() for ms in per_bot.values() for m in ms]
+    return 0 if all(m["answered"] >= m["expected"] for m in every) else 1

@@ -1,0 +1,96 @@
+"""An aiohttp transport for python-telegram-bot: the httpx stack costs several times the CPU per
+request under load (measured in bench/), and the Bot API is most of what a bot does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from telegram._utils.defaultvalue import DefaultValue
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+
+class AiohttpRequest(BaseRequest):
+    """python-telegram-bot's BaseRequest over one shared aiohttp session."""
+
+    __slots__ = ("_connect", "_limit", "_media_write", "_read", "_session", "_write")
+
+    def __init__(
+        self,
+        *,
+        connection_limit: int = 256,
+        read_timeout: float = 5.0,
+        write_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        media_write_timeout: float = 20.0,
+    ) -> None:
+        self._limit = connection_limit
+        self._read = read_timeout
+        self._write = write_timeout
+        self._connect = connect_timeout
+        self._media_write = media_write_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        """The default read timeout; getUpdates adds its long-poll timeout to it."""
+        return self._read
+
+    async def initialize(self) -> None:
+        """Open the session (idempotent)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    async def shutdown(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE,
+        write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        """Send one Bot API request: JSON normally, multipart when it uploads files."""
+        if self._session is None:
+            raise RuntimeError("AiohttpRequest is not initialized")
+        files = request_data is not None and request_data.contains_files
+        read = self._read if isinstance(read_timeout, DefaultValue) else read_timeout
+        connect = self._connect if isinstance(connect_timeout, DefaultValue) else connect_timeout
+        write_default = self._media_write if files else self._write
+        write = write_default if isinstance(write_timeout, DefaultValue) else write_timeout
+        # aiohttp has no separate write timeout: the whole request may take write + read.
+        total = None if read is None or write is None else read + write + (connect or 0)
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
+        headers = {"User-Agent": self.USER_AGENT}
+        body: Any = None
+        if request_data is not None:
+            if files:
+                body = aiohttp.FormData(quote_fields=False)
+                for name, value in request_data.json_parameters.items():
+                    body.add_field(name, value)
+                for name, (filename, content, *rest) in request_data.multipart_data.items():
+                    mimetype = rest[0] if rest else None
+                    body.add_field(name, content, filename=filename, content_type=mimetype)
+            else:
+                # Real JSON (nested objects), not PTB's form fields of JSON-encoded strings.
+                body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+                headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method, url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                return response.status, await response.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise TimedOut from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc

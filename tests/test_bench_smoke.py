@@ -1,0 +1,63 @@
+"""Smoke test of the benchmark harness: `python -m bench --quick --runs 1` end to end.
+
+Only that it runs, prints every row and that both bots answered every message: speed is never
+asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = {
+    "overhead.updates_per_s",
+    "overhead.cpu_ms_per_message",
+    "latency.last_answer_s",
+    "latency.answer_p50_s",
+    "latency.answer_p99_s",
+    "stream.first_text_p50_s",
+    "stream.first_text_p99_s",
+    "stream.edits_per_answer",
+    "stream.cpu_ms_per_message",
+    "peak_rss_mb",
+    "startup_s",
+}
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--json", str(results)]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so that a timeout can end the fakes and bots with it
+    )
+    try:
+        out, err = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"python -m bench --quick timed out:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
+
+    data = json.loads(results.read_text())
+    assert {row["key"] for row in data["rows"]} == ROWS
+    for row in data["rows"]:
+        assert row["label"] in out
+    for bot in ("baseline", "botcore"):
+        for preset in ("overhead", "latency", "stream"):
+            runs = data["runs"][bot][preset]
+            assert len(runs) == 1
+            assert runs[0]["answered"] == runs[0]["expected"] > 0, (bot, preset)
+            assert f"{preset}: answered" in out
