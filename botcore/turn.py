@@ -20,6 +20,8 @@ TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 """The cloud Bot API refuses getFile above 20 MB; a local Bot API server (bot.base_url) does not."""
 
 CHAT_ACTION_EVERY = 4.5
+CHAT_ACTION_GRACE = 0.2
+"""Work that finishes sooner shows no action: no flicker for the user, one request fewer."""
 """Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
 
 
@@ -95,7 +97,7 @@ class Turn:
 
     @contextlib.asynccontextmanager
     async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:
-        """Show "typing…" (or "upload_photo", "record_voice"…) until the block ends."""
+        """Show "typing…" (or "upload_photo", "record_voice"…) while the block runs, from 0.2 s on."""
         task = asyncio.create_task(self._keep_action(action))
         try:
             yield
@@ -105,6 +107,7 @@ class Turn:
                 await task
 
     async def _keep_action(self, action: str) -> None:
+        await asyncio.sleep(CHAT_ACTION_GRACE)
         while True:
             with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
                 await self.app.telegram.send_chat_action(self.chat_id, action)

@@ -32,7 +32,7 @@ async def test_text_goes_to_the_model_and_back(
         },
     )
     openai_server.script_chat("Hello, **human**!")
-    openai_server.latency = 0.3  # long enough for "typing…" to show
+    openai_server.latency = 0.6  # long enough for "typing…" to show
     reply = await telegram.reply_to("hi there")
     assert reply.text == "Hello, human!"
     assert {"type": "bold", "offset": 7, "length": 5} in [

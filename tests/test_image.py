@@ -25,7 +25,7 @@ async def test_image_is_sent_as_a_photo_with_the_prompt(
             }
         },
     )
-    openai_server.latency = 0.3  # long enough for the "sending a photo…" action to show
+    openai_server.latency = 0.6  # long enough for the "sending a photo…" action to show
     reply = await telegram.reply_to("/image a cat in a hat")
     assert reply.kind == "photo"
     assert reply.text == "a cat in a hat"  # the caption

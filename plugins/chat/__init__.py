@@ -144,6 +144,27 @@ def _request(settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
     return request
 
 
+async def _create(turn: Turn, request: dict[str, Any], *, stream: bool) -> Any:
+    """POST /chat/completions through the client's own post(): the same retries, errors and
+    stream parsing as `chat.completions.create`, without its per-request type transform of the
+    whole history, which cost ~14 ms of CPU per request with 40 past messages (bench/)."""
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    body = (
+        {**request, "stream": True, "stream_options": {"include_usage": True}}
+        if stream
+        else request
+    )
+    return await turn.app.openai.post(
+        "/chat/completions",
+        body=body,
+        cast_to=ChatCompletion,
+        stream=stream,
+        stream_cls=AsyncStream[ChatCompletionChunk],
+    )
+
+
 async def _remember(turn: Turn, text: str) -> None:
     if turn.app.history:
         await turn.app.history.append(turn, {"role": "assistant", "content": text})
@@ -154,7 +175,7 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
 
     try:
         async with turn.chat_action("typing"):
-            response = await turn.app.openai.chat.completions.create(**_request(settings, messages))
+            response = await _create(turn, _request(settings, messages), stream=False)
     except openai.OpenAIError as exc:
         raise explain(exc, turn, plugin=PLUGIN) from None
     text = (response.choices[0].message.content or "").strip() if response.choices else ""
@@ -173,9 +194,7 @@ async def _stream(
     parts: list[str] = []
     try:
         async with turn.chat_action("typing"):
-            stream = await turn.app.openai.chat.completions.create(
-                **_request(settings, messages), stream=True
-            )
+            stream = await _create(turn, _request(settings, messages), stream=True)
             chunks = stream.__aiter__()
             first = await _next_text(chunks)
         if first:
