@@ -1711,48 +1711,62 @@ class FakeTelegram:
         meta = {"file_name": filename, "mime_type": mime if kind == "document" else None, **meta}
         return self._media_object(kind, stored, meta), (source if ref is None else None), ref
 
-    async def _send_media(self, call: ApiCall) -> Any:
-        p = call.params
-        kind = _MEDIA_METHODS[call.method.lower()]
-        chat_id = self._resolve_chat_id(p.get("chat_id"))
-        caption = p.get("caption")
+    def _record_media(
+        self,
+        call: ApiCall,
+        chat_id: int,
+        kind: str,
+        field: str,
+        item: JSONDict,
+        meta: JSONDict,
+        reply_to: int | None,
+        params: JSONDict,
+        extra: JSONDict | None = None,
+    ) -> BotMessage:
+        """Render the caption, store the media and record one media message."""
+        caption = item.get("caption")
         caption = None if caption is None else str(caption)
         plain: str | None = None
         entities: list[JSONDict] = []
         if caption is not None:
             plain, entities = self._render(
                 caption,
-                p.get("parse_mode"),
-                p.get("caption_entities"),
+                item.get("parse_mode"),
+                item.get("caption_entities"),
                 limit=MAX_CAPTION,
                 caption=True,
             )
+        obj, data, ref = self._make_media(call, kind, field, item.get(field), meta)
+        content: JSONDict = {kind: obj, **(extra or {})}
+        if plain:
+            content["caption"] = plain
+            if entities:
+                content["caption_entities"] = entities
+        return self._record(
+            chat_id,
+            kind,
+            params,
+            text=caption,
+            plain=plain,
+            entities=entities,
+            parse_mode=item.get("parse_mode"),
+            content=content,
+            reply_to=reply_to,
+            data=data,
+            media_ref=ref,
+        )
+
+    async def _send_media(self, call: ApiCall) -> Any:
+        p = call.params
+        kind = _MEDIA_METHODS[call.method.lower()]
+        chat_id = self._resolve_chat_id(p.get("chat_id"))
         reply_to = self._reply_target(chat_id, p)
         meta = {
             k: p[k]
             for k in ("duration", "width", "height", "length", "title", "performer", "file_name")
             if p.get(k)
         }
-        obj, data, ref = self._make_media(call, kind, kind, p.get(kind), meta)
-        content: JSONDict = {kind: obj}
-        if plain:
-            content["caption"] = plain
-            if entities:
-                content["caption_entities"] = entities
-        message = self._record(
-            chat_id,
-            kind,
-            p,
-            text=caption,
-            plain=plain,
-            entities=entities,
-            parse_mode=p.get("parse_mode"),
-            content=content,
-            reply_to=reply_to,
-            data=data,
-            media_ref=ref,
-        )
-        return message.raw
+        return self._record_media(call, chat_id, kind, kind, p, meta, reply_to, p).raw
 
     async def _send_media_group(self, call: ApiCall) -> Any:
         p = call.params
@@ -1761,40 +1775,21 @@ class FakeTelegram:
         if not isinstance(media, list) or not 2 <= len(media) <= 10:
             raise _bad("media must include 2-10 items")
         reply_to = self._reply_target(chat_id, p)
-        group_id = str(next(self._file_counter))
-        results = []
-        for item in media:
-            kind = item.get("type", "photo")
-            caption = item.get("caption")
-            plain: str | None = None
-            entities: list[JSONDict] = []
-            if caption is not None:
-                plain, entities = self._render(
-                    caption,
-                    item.get("parse_mode"),
-                    item.get("caption_entities"),
-                    limit=MAX_CAPTION,
-                    caption=True,
-                )
-            obj, data, ref = self._make_media(call, kind, "media", item.get("media"), dict(item))
-            content: JSONDict = {kind: obj, "media_group_id": group_id}
-            if plain:
-                content["caption"] = plain
-            message = self._record(
+        group = {"media_group_id": str(next(self._file_counter))}
+        return [
+            self._record_media(
+                call,
                 chat_id,
-                kind,
+                item.get("type", "photo"),
+                "media",
+                item,
+                dict(item),
+                reply_to,
                 {},
-                text=caption,
-                plain=plain,
-                entities=entities,
-                parse_mode=item.get("parse_mode"),
-                content=content,
-                reply_to=reply_to,
-                data=data,
-                media_ref=ref,
-            )
-            results.append(message.raw)
-        return results
+                group,
+            ).raw
+            for item in media
+        ]
 
     def _editable(self, params: JSONDict) -> BotMessage | None:
         """The BotMessage to edit, or None for inline messages (not tracked)."""
