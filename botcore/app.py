@@ -56,6 +56,7 @@ class App:
         self.bot_username: str | None = None
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
+        self.uses_openai = False
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
 
@@ -121,15 +122,22 @@ class App:
         """20 MB on the cloud Bot API; none on a local Bot API server (bot.local_mode)."""
         return None if self.config.bot.local_mode else TELEGRAM_DOWNLOAD_LIMIT
 
+    def require_openai(self) -> None:
+        """Call from `startup` if the plugin uses `app.openai`: checks [openai] without building
+        the client, whose import (~0.5 s) the runner overlaps with connecting to Telegram."""
+        self.uses_openai = True
+        if self.config.openai.api_key is None:
+            raise ConfigError(
+                'openai.api_key: required by the enabled plugins; set api_key = "${OPENAI_API_KEY}"'
+            )
+
     @property
     def openai(self) -> AsyncOpenAI:
         """The shared OpenAI-compatible client from [openai]; created on first use."""
         if self._openai is None:
+            self.require_openai()
             settings = self.config.openai
-            if settings.api_key is None:
-                raise ConfigError(
-                    'openai.api_key: required by the enabled plugins; set api_key = "${OPENAI_API_KEY}"'
-                )
+            assert settings.api_key is not None
             from openai import (
                 AsyncOpenAI,
                 DefaultAioHttpClient,

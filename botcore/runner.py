@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import importlib
 import json
 import logging
 import secrets
@@ -74,6 +75,10 @@ class Runner:
         self.app.bot_id = bot.id
         self.app.bot_username = bot.username
         await self.app.startup()
+        if self.app.uses_openai:  # build the client (a heavy import) while Telegram answers
+            warm_up = asyncio.get_running_loop().run_in_executor(
+                None, importlib.import_module, "openai"
+            )
         await self.register_commands()
         await application.start()
         settings = self.app.config.bot
@@ -87,6 +92,8 @@ class Runner:
                 allowed_updates=ALLOWED_UPDATES,
                 error_callback=self._on_polling_error,
             )
+        if self.app.uses_openai:
+            await warm_up
         log.info(
             "@%s is up (%s) with plugins: %s",
             bot.username,
@@ -102,7 +109,8 @@ class Runner:
         bot = self.app.telegram
         commands = self.app.visible_commands()[:100]
         default = self.app.config.bot.language
-        for language in [None, *self.app.texts.languages]:
+
+        async def register(language: str | None) -> None:
             menu = [
                 BotCommand(c.name, (c.help_for(language or default, default) or c.name)[:256])
                 for c in commands
@@ -111,6 +119,8 @@ class Runner:
                 await bot.set_my_commands(menu, language_code=language)
             except TelegramError as exc:
                 log.warning("setMyCommands failed (%s): %s", language or "default", exc)
+
+        await asyncio.gather(*(register(lang) for lang in [None, *self.app.texts.languages]))
 
     async def _start_webhook(self) -> None:
         settings = self.app.config.bot.webhook

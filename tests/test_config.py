@@ -112,6 +112,11 @@ BAD = [
     ),
     ("invalid toml", GOOD + "\n[bot\n", "invalid TOML"),
     (
+        "chat without an api key",
+        GOOD.replace('api_key = "${OPENAI_API_KEY}"', ""),
+        "openai.api_key: required by the enabled plugins",
+    ),
+    (
         "webhook without url",
         GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\nmode = "webhook"'),
         'mode "webhook" needs bot.webhook.url',

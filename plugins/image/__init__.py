@@ -40,7 +40,7 @@ def settings_model() -> type[Settings]:
 
 @hookimpl
 def startup(app: App) -> None:
-    app.openai  # noqa: B018  (fails start-up now, not at the first message, if [openai] is unusable)
+    app.require_openai()  # a missing [openai] key fails start-up, not the first message
 
 
 @hookimpl

@@ -91,7 +91,7 @@ def startup(app: App) -> None:
         raise StartupError(
             f"plugin 'voice': {' and '.join(missing)} not found; install ffmpeg (apt-get install ffmpeg)"
         )
-    app.openai  # noqa: B018  (fails start-up now, not at the first voice message)
+    app.require_openai()  # a missing [openai] key fails start-up, not the first message
 
 
 def audio_of(turn: Turn) -> Audio | None:
