@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import aiohttp
 from aiohttp import web
@@ -563,6 +563,22 @@ Handler = Callable[[ApiCall], Awaitable[Any]]
 # --------------------------------------------------------------------------- the server
 
 
+class Sender(TypedDict, total=False):
+    """Who pushes a message and where: keyword arguments shared by every ``send_*`` method.
+
+    Defaults: user 42 ("Test", language "en") in a private chat with the bot; for a group pass
+    ``chat_id`` (negative) and ``chat_type="group"`` or ``"supergroup"``.
+    """
+
+    user_id: int
+    chat_id: int | None
+    chat_type: str
+    language_code: str | None
+    first_name: str
+    username: str | None
+    reply_to_message_id: int | None
+
+
 class FakeTelegram:
     """An in-process fake of the Telegram Bot API served by aiohttp on 127.0.0.1.
 
@@ -757,14 +773,15 @@ class FakeTelegram:
     def _user_message(
         self,
         *,
-        user_id: int,
-        chat_id: int | None,
-        chat_type: str,
-        language_code: str | None,
-        first_name: str,
-        username: str | None,
-        reply_to_message_id: int | None,
+        user_id: int = 42,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        language_code: str | None = "en",
+        first_name: str = "Test",
+        username: str | None = None,
+        reply_to_message_id: int | None = None,
     ) -> JSONDict:
+        """A new user message's common fields; the defaults of every `send_*` method."""
         user = self._user(user_id, first_name, username, language_code)
         cid = user_id if chat_id is None else chat_id
         message: JSONDict = {
@@ -792,25 +809,11 @@ class FakeTelegram:
         self,
         text: str,
         *,
-        user_id: int = 42,
-        chat_id: int | None = None,
-        chat_type: str = "private",
-        language_code: str | None = "en",
-        first_name: str = "Test",
-        username: str | None = None,
-        reply_to_message_id: int | None = None,
         entities: list[JSONDict] | None = None,
+        **sender: Unpack[Sender],
     ) -> JSONDict:
         """Push a text message from a user; commands and @mentions get entities automatically."""
-        message = self._user_message(
-            user_id=user_id,
-            chat_id=chat_id,
-            chat_type=chat_type,
-            language_code=language_code,
-            first_name=first_name,
-            username=username,
-            reply_to_message_id=reply_to_message_id,
-        )
+        message = self._user_message(**sender)
         message["text"] = text
         ents = _auto_entities(text) if entities is None else entities
         if ents:
@@ -826,26 +829,12 @@ class FakeTelegram:
         kind: str = "voice",
         caption: str | None = None,
         file_name: str | None = None,
-        user_id: int = 42,
-        chat_id: int | None = None,
-        chat_type: str = "private",
-        language_code: str | None = "en",
-        first_name: str = "Test",
-        username: str | None = None,
-        reply_to_message_id: int | None = None,
+        **sender: Unpack[Sender],
     ) -> JSONDict:
         """Push a voice/audio/video_note/document message whose bytes the bot can download."""
         if kind not in ("voice", "audio", "video_note", "document"):
             raise ValueError(f"unsupported kind {kind!r}")
-        message = self._user_message(
-            user_id=user_id,
-            chat_id=chat_id,
-            chat_type=chat_type,
-            language_code=language_code,
-            first_name=first_name,
-            username=username,
-            reply_to_message_id=reply_to_message_id,
-        )
+        message = self._user_message(**sender)
         suffix = mimetypes.guess_extension(mime_type) or ""
         if file_name and "." in file_name:
             suffix = "." + file_name.rsplit(".", 1)[1]
@@ -861,24 +850,10 @@ class FakeTelegram:
         data: bytes,
         *,
         caption: str | None = None,
-        user_id: int = 42,
-        chat_id: int | None = None,
-        chat_type: str = "private",
-        language_code: str | None = "en",
-        first_name: str = "Test",
-        username: str | None = None,
-        reply_to_message_id: int | None = None,
+        **sender: Unpack[Sender],
     ) -> JSONDict:
         """Push a photo message: a thumbnail and a full-size PhotoSize (largest last)."""
-        message = self._user_message(
-            user_id=user_id,
-            chat_id=chat_id,
-            chat_type=chat_type,
-            language_code=language_code,
-            first_name=first_name,
-            username=username,
-            reply_to_message_id=reply_to_message_id,
-        )
+        message = self._user_message(**sender)
         full = self._store(data, "photo", ".jpg")
         thumb = self._store(data, "photo", ".jpg")
         width, height = _image_size(data)
