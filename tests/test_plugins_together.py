@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import FakeOpenAI, sample_audio
 from botcore.testing.fake_telegram import FakeTelegram
 
 SETTINGS = {"history": {"path": "h.sqlite3"}, "chat": {"stream": False}}
@@ -14,25 +12,10 @@ COMMANDS = {"history": ["/clear"], "image": ["/image"], "chat": [], "voice": []}
 
 
 def ogg() -> bytes:
-    return subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=0.5",
-            "-c:a",
-            "libopus",
-            "-f",
-            "ogg",
-            "pipe:1",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    """Half a second of real OGG/Opus, made by the kit (ffmpeg) once per process."""
+    data, content_type = sample_audio("opus")
+    assert content_type == "audio/ogg"
+    return data
 
 
 @pytest.mark.parametrize("plugin", ["history", "chat", "image", "voice"])
