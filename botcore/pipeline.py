@@ -68,9 +68,7 @@ class Pipeline:
             return
         reply = await self.run(turn)
         if reply is not None:
-            await self.app.delivery.deliver(
-                turn, reply, plugin=turn.extra.get("botcore.replied_by")
-            )
+            await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
 
     def make_turn(self, update_id: int, message: Message) -> Turn | None:
         """Classify a message; None for commands addressed to another bot in a group."""
@@ -107,7 +105,7 @@ class Pipeline:
         for impl in self.app.plugins.impls("pre_message"):
             reply = await self.call(impl.plugin, "pre_message", impl, turn, turn=turn)
             if reply is not None:
-                turn.extra["botcore.replied_by"] = impl.plugin
+                turn.replied_by = impl.plugin
                 break
         if reply is None:
             reply = await self.route(turn)
@@ -133,14 +131,14 @@ class Pipeline:
                     else None
                 )
             plugin, command = found
-            turn.extra["botcore.replied_by"] = plugin
+            turn.replied_by = plugin
             return await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
         for plugin, handler in self.app.handlers:
             if turn.kind not in handler.kinds:
                 continue
             reply = await self.call(plugin, handler.name or "handler", handler.handler, turn, turn)
             if reply is not None:
-                turn.extra["botcore.replied_by"] = plugin
+                turn.replied_by = plugin
                 return reply
         if turn.is_private and not turn.failed and not turn.said:
             return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))

@@ -44,6 +44,8 @@ class Turn:
     """What follows the command, stripped."""
     failed: bool = False
     """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
+    replied_by: str | None = None
+    """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
     said: bool = False
     """Set once something was sent with `send()`: the turn is then not left unanswered."""
     extra: dict[str, Any] = field(default_factory=dict)
