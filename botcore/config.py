@@ -61,6 +61,8 @@ class BotSettings(StrictModel):
     plugins: list[str] = Field(default_factory=list)
     mode: Literal["polling", "webhook"] = "polling"
     language: str = "en"
+    admins: list[int] = Field(default_factory=list)
+    """Telegram user ids of the bot's operators: admin commands, alerts (a plugin switched off)."""
     base_url: str | None = None
     base_file_url: str | None = None
     http_client: Literal["aiohttp", "httpx"] = "aiohttp"

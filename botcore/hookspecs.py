@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
     from pydantic import BaseModel
 
@@ -56,6 +57,19 @@ def register_handlers() -> Sequence[Handler]:
     """Handlers for messages that are not commands (text, voice, photo...).
 
     For each turn, handlers whose kinds match run in plugin order until one returns a reply.
+    """
+
+
+@hookspec
+def register_tools(app: App) -> Sequence[Callable[..., Any]]:
+    """Functions the chat model may call (OpenAI tool calling), plain or `async def`.
+
+    The tool's name is the function's name; its description and the JSON schema of its arguments
+    come from the docstring and the type hints, checked at start-up (an argument without a type or
+    description is a start-up error naming the plugin). A parameter `turn: Turn` is passed the
+    current turn and is not shown to the model. Return a string (or anything JSON-serializable) for
+    the model, or a Reply (a Photo, a Document) that is sent to the user. A tool that raises tells
+    the model it failed; the turn goes on.
     """
 
 

@@ -48,6 +48,8 @@ class Turn:
     """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
     said: bool = False
     """Set once something was sent with `send()`: the turn is then not left unanswered."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
 
@@ -87,6 +89,11 @@ class Turn:
             ["mention"]
         )
         return any(value.lower() == mention for value in entities.values())
+
+    def meter(self, item: str, amount: float) -> None:
+        """Record metered use, e.g. ("chat.input_tokens", 812), ("image.images", 1),
+        ("voice.seconds", 14.2): the usage ledger prices it, logs and metrics count it."""
+        self.usage[item] = self.usage.get(item, 0.0) + amount
 
     def t(self, key: str, **values: Any) -> str:
         """A user-facing text in this user's language (see botcore.i18n)."""

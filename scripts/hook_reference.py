@@ -1,8 +1,10 @@
-"""Print the hook reference (Markdown) from botcore/hookspecs.py; the README embeds its output."""
+"""Print the hook reference (Markdown) from botcore/hookspecs.py; `--write` puts it in README.md."""
 
 from __future__ import annotations
 
 import inspect
+import sys
+from pathlib import Path
 
 from botcore import hookspecs
 
@@ -24,5 +26,19 @@ def reference() -> str:
     return "\n".join(parts)
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def write(readme: Path = README) -> None:
+    """Replace the README's reference: from the first hook heading up to the next "## " section."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("#### `def settings_model")
+    end = text.index("\n## ", start) + 1
+    readme.write_text(text[:start] + reference().rstrip() + "\n\n" + text[end:], encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(reference(), end="")
+    if sys.argv[1:] == ["--write"]:
+        write()
+    else:
+        print(reference(), end="")

@@ -178,6 +178,7 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
             response = await _create(turn, _request(settings, messages), stream=False)
     except openai.OpenAIError as exc:
         raise explain(exc, turn, plugin=PLUGIN) from None
+    _meter(turn, response.usage)
     text = (response.choices[0].message.content or "").strip() if response.choices else ""
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
@@ -196,11 +197,11 @@ async def _stream(
         async with turn.chat_action("typing"):
             stream = await _create(turn, _request(settings, messages), stream=True)
             chunks = stream.__aiter__()
-            first = await _next_text(chunks)
+            first = await _next_text(turn, chunks)
         if first:
             parts.append(first)
             yield first
-            while (piece := await _next_text(chunks)) is not None:
+            while (piece := await _next_text(turn, chunks)) is not None:
                 parts.append(piece)
                 yield piece
     except Exception as exc:
@@ -216,9 +217,18 @@ async def _stream(
     await _remember(turn, text)
 
 
-async def _next_text(chunks: AsyncIterator[Any]) -> str | None:
+def _meter(turn: Turn, usage: Any) -> None:
+    """Record the tokens the endpoint reports (absent on endpoints that do not report usage)."""
+    if usage is not None:
+        turn.meter("chat.input_tokens", usage.prompt_tokens or 0)
+        turn.meter("chat.output_tokens", usage.completion_tokens or 0)
+
+
+async def _next_text(turn: Turn, chunks: AsyncIterator[Any]) -> str | None:
     """The next non-empty piece of content; None at the end of the stream."""
     async for chunk in chunks:
+        if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
+            _meter(turn, chunk.usage)
         if chunk.choices and chunk.choices[0].delta.content:
             return str(chunk.choices[0].delta.content)
     return None

@@ -101,6 +101,7 @@ async def draw(turn: Turn) -> Photo:
     except (aiohttp.ClientError, TimeoutError, binascii.Error) as exc:
         log.warning("could not fetch the generated image (update %s): %r", turn.update_id, exc)
         raise UserError(turn.t("error")) from None
+    turn.meter("image.images", 1)
     return Photo(data, caption=prompt)
 
 

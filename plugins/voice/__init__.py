@@ -180,6 +180,8 @@ async def transcribe(turn: Turn, settings: Settings, data: bytes) -> str:
                     language=settings.language or openai.omit,
                 )
                 texts.append(result.text.strip())
+            if duration is not None:
+                turn.meter("voice.seconds", duration)
         except openai.BadRequestError as exc:
             if "content_policy" in str(exc.code or ""):
                 raise explain(exc, turn, plugin=PLUGIN) from None
