@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import types
+from pathlib import Path
 
 import pytest
 from sample_plugins import toolbox
@@ -11,6 +13,7 @@ from sample_plugins import toolbox
 from botcore import ConfigError
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.tools import describe
 
 TOOLBOX = "sample_plugins.toolbox"
 BAD = "sample_plugins.bad_tools"
@@ -299,3 +302,23 @@ async def test_a_bad_tool_stops_start_up_naming_plugin_and_tool(
         await start_bot(["chat", TOOLBOX, BAD], settings={BAD: {"which": which}})
     assert str(exc.value).startswith(error)
     assert "\n" not in str(exc.value)
+
+
+def test_the_readme_example_tool_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Tools for the model", 1)[1]
+    source = section.split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("readme_weather")
+    exec(compile(source, "README.md", "exec"), module.__dict__)  # our own README, not input
+    (function,) = module.register_tools()
+    definition = describe("weather", function).definition["function"]
+    assert definition["description"] == "The current weather in a city."
+    assert definition["parameters"]["properties"] == {
+        "city": {"type": "string", "description": 'The city, e.g. "Paris".'},
+        "unit": {
+            "type": "string",
+            "enum": ["C", "F"],
+            "default": "C",
+            "description": "Celsius or Fahrenheit.",
+        },
+    }
