@@ -49,6 +49,8 @@ class App:
         self._collect_commands()
         self.tools = Tools.collect(self.plugins, app=self)
         """The functions plugins offer the chat model (register_tools), checked at start-up."""
+        for info in self.plugins.infos:
+            info.tools = self.tools.of(info.name)
         self.handlers: list[tuple[str, Handler]] = [
             (plugin, handler)
             for plugin, handlers in self.plugins.collect("register_handlers")

@@ -142,6 +142,10 @@ class Tools:
     def __len__(self) -> int:
         return len(self.by_name)
 
+    def of(self, plugin: str) -> list[str]:
+        """The names of one plugin's tools."""
+        return [name for name, tool in self.by_name.items() if tool.plugin == plugin]
+
     def definitions(self) -> list[dict[str, Any]]:
         """The request's `tools` list."""
         return [tool.definition for tool in self.by_name.values()]
