@@ -62,18 +62,19 @@ class Tool:
     function: Callable[..., Any]
     arguments: type[BaseModel]
     wants_turn: bool
+    definition: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
+    """The entry of the request's `tools` list (Chat Completions function tools), made once."""
 
-    @property
-    def definition(self) -> dict[str, Any]:
-        """The entry of the request's `tools` list (Chat Completions function tools)."""
+    def __post_init__(self) -> None:
         schema = self.arguments.model_json_schema()
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
-        return {
+        definition = {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": schema},
         }
+        object.__setattr__(self, "definition", definition)
 
     async def call(self, turn: Turn, arguments: str, *, timeout: float) -> ToolResult:  # noqa: ASYNC109
         """Validate the model's JSON arguments and run the tool; every failure becomes an error
@@ -120,6 +121,7 @@ class Tools:
 
     def __init__(self, tools: Sequence[Tool] = ()) -> None:
         self.by_name = {tool.name: tool for tool in tools}
+        self._definitions = [tool.definition for tool in tools]
 
     @classmethod
     def collect(cls, plugins: Plugins, **kwargs: Any) -> Tools:
@@ -147,8 +149,8 @@ class Tools:
         return [name for name, tool in self.by_name.items() if tool.plugin == plugin]
 
     def definitions(self) -> list[dict[str, Any]]:
-        """The request's `tools` list."""
-        return [tool.definition for tool in self.by_name.values()]
+        """The request's `tools` list (built once: a request must not change it)."""
+        return self._definitions
 
     async def call(
         self,
