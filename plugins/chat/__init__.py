@@ -194,6 +194,7 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
     import openai
 
     rounds = 0
+    said: list[str] = []  # what the model said along with its tool calls, shown as when streamed
     async with turn.chat_action("typing"):
         while True:
             try:
@@ -207,12 +208,14 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
                 break
             content = message.content if message else None
             await _use_tools(turn, settings, messages, content, calls, rounds)
+            if content and content.strip():
+                said.append(content.strip())
             rounds += 1
     text = (message.content or "").strip() if message else ""
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
     await _remember(turn, text)
-    return text
+    return "\n\n".join([*said, text])
 
 
 async def _stream(
@@ -344,6 +347,9 @@ async def _use_tools(
 ) -> None:
     """Run one round of tool calls (in parallel), deliver what they made for the user, and add
     the assistant's calls with every result to the request and to the history, together."""
+    log.info(
+        "update %s: the model calls %s", turn.update_id, ", ".join(call.name for call in calls)
+    )
     if rounds >= settings.max_tool_rounds:
         log.warning(
             "the model still called tools after %s rounds (update %s): %s",
