@@ -172,9 +172,11 @@ def describe(plugin: str, function: Any) -> Tool:
     """Build a Tool from a function's signature and docstring; ConfigError naming the plugin and
     the tool for anything the model could not be told about exactly."""
     name = getattr(function, "__name__", None)
-    where = f"plugin {plugin!r}: tool {name or repr(function)!r}"
     if not callable(function) or not isinstance(name, str):
-        raise ConfigError(f"{where}: register_tools must return functions")
+        raise ConfigError(
+            f"plugin {plugin!r}: register_tools must return functions, not {function!r:.60}"
+        )
+    where = f"plugin {plugin!r}: tool {name!r}"
     if not TOOL_NAME.match(name):
         raise ConfigError(f"{where}: the name must be 1-64 of a-z, A-Z, 0-9, _ and -")
     description, arg_docs = parse_docstring(inspect.getdoc(function) or "")
