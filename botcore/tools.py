@@ -122,6 +122,8 @@ class Tools:
     def __init__(self, tools: Sequence[Tool] = ()) -> None:
         self.by_name = {tool.name: tool for tool in tools}
         self._definitions = [tool.definition for tool in tools]
+        self.size = len(json.dumps(self._definitions, ensure_ascii=False)) if tools else 0
+        """Characters the definitions add to every request (for context budgets)."""
 
     @classmethod
     def collect(cls, plugins: Plugins, **kwargs: Any) -> Tools:

@@ -321,3 +321,21 @@ def test_the_readme_example_tool_is_valid() -> None:
             "description": "Celsius or Fahrenheit.",
         },
     }
+
+
+async def test_the_definitions_count_against_the_context_budget(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    text = "word " * 300  # ~500 tokens: fits 1000 alone, not beside ~500 tokens of definitions
+    await start_bot(["chat", TOOLBOX], settings=chat(False, context_tokens=1000))
+    reply = await telegram.reply_to(text)
+    assert (reply.text or "").startswith("Your message is too long for the model")
+    assert openai_server.chat_requests == []
+
+
+async def test_without_tools_offered_the_budget_is_whole(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    text = "word " * 300
+    await start_bot(["chat", TOOLBOX], settings=chat(False, context_tokens=1000, max_tool_rounds=0))
+    assert (await telegram.reply_to(text)).text == "echo: " + text.strip()

@@ -140,6 +140,8 @@ async def answer(turn: Turn) -> Text | TextStream | None:
     system: ChatMessage = {"role": "system", "content": settings.system_prompt}
     user: ChatMessage = {"role": "user", "content": text}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
+    if settings.max_tool_rounds:
+        budget -= turn.app.tools.size // 3  # the tool definitions ride along with every request
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
