@@ -114,11 +114,21 @@ class OpenAISettings(StrictModel):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+class StoreSettings(StrictModel):
+    """[store]: where conversations, per-user settings and usage are kept."""
+
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console)."""
+    path: str = "botcore.sqlite3"
+    """The SQLite file (relative to the working directory)."""
+
+
 class Config(StrictModel):
     """The whole of bot.toml; `plugins` tables are validated by each plugin's own model."""
 
     bot: BotSettings
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def secrets(self) -> list[str]:

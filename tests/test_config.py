@@ -22,8 +22,10 @@ token = "${TELEGRAM_BOT_TOKEN}"
 plugins = ["history", "chat"]
 [openai]
 api_key = "${OPENAI_API_KEY}"
-[plugins.history]
+[store]
 path = "h.sqlite3"
+[plugins.history]
+scope = "chat"
 """
 
 
@@ -74,7 +76,7 @@ BAD = [
     ),
     (
         "plugin key typo",
-        GOOD.replace('path = "h.sqlite3"', "max_mesages = 3"),
+        GOOD.replace('scope = "chat"', "max_mesages = 3"),
         "plugins.history.max_mesages: unknown key (did you mean 'max_messages'?)",
     ),
     (
@@ -84,7 +86,7 @@ BAD = [
     ),
     (
         "wrong plugin type",
-        GOOD.replace('path = "h.sqlite3"', 'max_messages = "many"'),
+        GOOD.replace('scope = "chat"', 'max_messages = "many"'),
         "plugins.history.max_messages: Input should be a valid integer",
     ),
     (

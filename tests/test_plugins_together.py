@@ -7,7 +7,7 @@ import pytest
 from botcore.testing.fake_openai import FakeOpenAI, sample_audio
 from botcore.testing.fake_telegram import FakeTelegram
 
-SETTINGS = {"history": {"path": "h.sqlite3"}, "chat": {"stream": False}}
+SETTINGS = {"chat": {"stream": False}}
 COMMANDS = {"history": ["/clear"], "image": ["/image"], "chat": [], "voice": []}
 
 
