@@ -13,7 +13,7 @@ from botcore.delivery import Delivery
 from botcore.i18n import Texts
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
-from botcore.store import HistoryStore
+from botcore.store import HistoryStore, Store, make_store
 from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
@@ -59,6 +59,8 @@ class App:
         self.telegram: Bot = None  # type: ignore[assignment]  # set by the runner before updates
         self.bot_id: int | None = None
         self.bot_username: str | None = None
+        self.store: Store = make_store(config.store)
+        """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
         self.uses_openai = False
@@ -159,7 +161,11 @@ class App:
         return self._openai
 
     async def startup(self) -> None:
-        """Run every plugin's startup hook, then find the history store."""
+        """Open the store, run every plugin's startup hook, then find the history store."""
+        try:
+            await self.store.open()
+        except Exception as exc:
+            raise StartupError(f"store: cannot open: {type(exc).__name__}: {exc}") from None
         for impl in self.plugins.impls("startup"):
             try:
                 await maybe_await(impl(app=self))
@@ -186,3 +192,7 @@ class App:
         if self._openai is not None:
             await self._openai.close()
             self._openai = None
+        try:
+            await self.store.close()
+        except Exception:
+            log.exception("store: close failed")

@@ -75,6 +75,8 @@ class BotSettings(StrictModel):
     """Seconds between edits of a streamed answer in private chats."""
     group_stream_edit_interval: float = Field(3.0, ge=0.1, le=60)
     """The same in groups, where Telegram allows about 20 messages a minute."""
+    new_message_cancels: bool = False
+    """A new message in a chat stops the answer in progress there (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -114,11 +116,21 @@ class OpenAISettings(StrictModel):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+class StoreSettings(StrictModel):
+    """[store]: where conversations, per-user settings and usage are kept."""
+
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console)."""
+    path: str = "botcore.sqlite3"
+    """The SQLite file (relative to the working directory)."""
+
+
 class Config(StrictModel):
     """The whole of bot.toml; `plugins` tables are validated by each plugin's own model."""
 
     bot: BotSettings
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def secrets(self) -> list[str]:

@@ -17,7 +17,7 @@ from botcore.tools import describe
 
 TOOLBOX = "sample_plugins.toolbox"
 BAD = "sample_plugins.bad_tools"
-HISTORY = {"history": {"path": "history.sqlite3"}}
+HISTORY: dict[str, dict[str, object]] = {"history": {}}
 STREAM = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 
 
@@ -339,3 +339,14 @@ async def test_without_tools_offered_the_budget_is_whole(
     text = "word " * 300
     await start_bot(["chat", TOOLBOX], settings=chat(False, context_tokens=1000, max_tool_rounds=0))
     assert (await telegram.reply_to(text)).text == "echo: " + text.strip()
+
+
+async def test_retry_after_a_tool_exchange_asks_again_cleanly(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat", TOOLBOX], settings={**HISTORY, **chat(False)})
+    openai_server.script_chat(calls(ToolCall("add", {"a": 1, "b": 2}, "c1")), "It is 3.")
+    assert (await telegram.reply_to("1 + 2?")).text == "It is 3."
+    assert (await telegram.reply_to("/retry")).text == "echo: 1 + 2?"
+    roles = [m["role"] for m in openai_server.last_chat_messages()]
+    assert roles == ["system", "user"]  # the old calls and results went with the old answer

@@ -23,6 +23,7 @@ from pydantic import Field
 from botcore import (
     App,
     ChatMessage,
+    Command,
     Handler,
     StrictModel,
     Text,
@@ -80,6 +81,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "chat.interrupted": "The answer was cut off. Please try again.",
             "chat.tool_rounds": "The model kept calling tools without answering, so I stopped "
             "after {rounds} rounds. Please try again or rephrase the question.",
+            "chat.retry": "Answer my last message again",
+            "chat.nothing_to_retry": "There is nothing to retry yet: send me a message first.",
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
@@ -88,8 +91,15 @@ def register_texts() -> dict[str, dict[str, str]]:
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
             "chat.tool_rounds": "Модель раз за разом вызывала инструменты и не отвечала, поэтому "
             "я остановился после {rounds} раундов. Попробуйте ещё раз или переформулируйте вопрос.",
+            "chat.retry": "Ответить на моё последнее сообщение заново",
+            "chat.nothing_to_retry": "Пока нечего повторять: сначала напишите мне что-нибудь.",
         },
     }
+
+
+@hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [Command("retry", retry, help=app.texts.translations("chat.retry"))]
 
 
 @hookimpl
@@ -137,8 +147,22 @@ async def answer(turn: Turn) -> Text | TextStream | None:
         return None
     if not turn.is_private and turn.message.from_user:
         text = f"{turn.message.from_user.first_name}: {text}"
+    return await respond(turn, {"role": "user", "content": text})
+
+
+async def retry(turn: Turn) -> Text | TextStream:
+    """/retry: forget the last answer and ask the model again."""
+    store = turn.app.history
+    last = await store.rewind(turn) if store else None
+    if last is None:
+        raise UserError(turn.t("chat.nothing_to_retry"))
+    return await respond(turn, last)
+
+
+async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
+    """Store the user's message, then answer it with the conversation as context."""
+    settings = turn.app.settings(Settings)
     system: ChatMessage = {"role": "system", "content": settings.system_prompt}
-    user: ChatMessage = {"role": "user", "content": text}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
     if settings.max_tool_rounds:
         budget -= turn.app.tools.size // 3  # the tool definitions ride along with every request
