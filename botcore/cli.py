@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in (
         ("run", "run the bot"),
         ("check", "validate bot.toml and load every plugin, without contacting Telegram"),
-        ("plugins", "list the loaded plugins, their hooks and commands"),
+        ("plugins", "list the loaded plugins, their hooks, commands and tools"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="path to bot.toml")
@@ -86,6 +86,7 @@ def _plugins(config: Config) -> int:
         print(f"  module:   {info.module.__name__}")
         print(f"  hooks:    {', '.join(info.hooks) or '-'}")
         print(f"  commands: {', '.join('/' + c for c in info.commands) or '-'}")
+        print(f"  tools:    {', '.join(info.tools) or '-'}")
     return 0
 
 

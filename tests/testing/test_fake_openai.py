@@ -271,6 +271,82 @@ async def test_tool_calls_streamed_in_fragments(fake: FakeOpenAI, client: AsyncO
     assert fragments > 1
 
 
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_tool_results_are_recorded_for_assertions(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.script_chat(ChatReply(tool_calls=[ToolCall("get_weather", {"city": "Oslo"}, "c1")]))
+    first = await client.chat.completions.create(
+        model="gpt-4o", messages=USER, tools=[WEATHER_TOOL]
+    )
+    call = (first.choices[0].message.tool_calls or [])[0]
+    messages: list[Any] = [
+        *USER,
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "-3 C, snow"},
+    ]
+    fake.script_chat("Cold: -3 C and snow.")
+    second = await client.chat.completions.create(
+        model="gpt-4o", messages=messages, tools=[WEATHER_TOOL]
+    )
+    assert second.choices[0].message.content == "Cold: -3 C and snow."
+    assert fake.tool_messages() == {"c1": "-3 C, snow"}
+    assert fake.tool_messages(0) == {}
+    assert fake.chat_requests[0]["tools"] == [WEATHER_TOOL]
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        (  # a call without its result
+            [
+                *USER,
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "user", "content": "and?"},
+            ],
+            "messages.[2].role",
+        ),
+        (  # a result without its call
+            [*USER, {"role": "tool", "tool_call_id": "c9", "content": "x"}],
+            "messages.[1].role",
+        ),
+    ],
+    ids=["call-without-result", "result-without-call"],
+)
+async def test_an_invalid_tool_exchange_is_refused_like_the_real_api(
+    fake: FakeOpenAI, client: AsyncOpenAI, messages: list[Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.chat.completions.create(model="gpt-4o", messages=messages)
+    assert exc.value.status_code == 400
+    assert isinstance(exc.value.body, dict) and exc.value.body["param"] == param
+
+
+async def test_a_bad_tool_name_is_refused(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    bad: Any = {"type": "function", "function": {"name": "get weather", "parameters": {}}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.chat.completions.create(model="gpt-4o", messages=USER, tools=[bad])
+    assert exc.value.code == "invalid_value"
+
+
 @pytest.mark.parametrize(
     ("error", "exc_class", "status", "code"),
     [
