@@ -57,3 +57,18 @@ def test_readme_example_is_the_tested_package() -> None:
         encoding="utf-8"
     )
     assert source.strip() in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """An editable install imports any folder; a wheel ships only the packages pyproject lists."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "botcore").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    for name, folder in setuptools["package-dir"].items():
+        assert name in listed and (REPO / folder / "__init__.py").is_file()
