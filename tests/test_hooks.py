@@ -9,11 +9,12 @@ import pytest
 from sample_plugins import notebook
 
 from botcore.config import StartupError
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import TINY_PNG, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
 
 NOTEBOOK = "sample_plugins.notebook"
+ECHO = "sample_plugins.echo"
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +74,21 @@ async def test_a_plugins_history_store_is_the_one_chat_uses(
         "You said: remember milk.",
     ]
     assert (await telegram.reply_to("/notes")).text == "4 notes so far · English only"
+
+
+GATEKEEPER = "sample_plugins.gatekeeper"
+
+
+async def test_the_guides_gatekeeper_plugin(start_bot, telegram: FakeTelegram) -> None:
+    """docs/plugin-guide.md quotes sample_plugins/gatekeeper.py: pre/post hooks and a handler."""
+    await start_bot(
+        [GATEKEEPER, ECHO],
+        settings={GATEKEEPER: {"allowed_users": [42], "signature": "— the bot"}},
+    )
+    assert (await telegram.reply_to("  hi  ")).text == "echo: hi\n\n— the bot"
+    # post_message sees every reply that ends a turn, a pre_message's answer too.
+    refused = await telegram.reply_to("hi", user_id=7)
+    assert refused.text == "Sorry, this bot is private.\n\n— the bot"
+    await telegram.send_photo(TINY_PNG)
+    photo = await telegram.next_message(42)
+    assert photo.text == f"A 8×8 photo, {len(TINY_PNG)} bytes.\n\n— the bot"

@@ -83,3 +83,14 @@ def test_readme_example_is_the_tested_package() -> None:
         encoding="utf-8"
     )
     assert source.strip() in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_plugin_guide_quotes_the_generated_and_the_tested_code() -> None:
+    from botcore.scaffold import MODULE
+
+    guide = (REPO / "docs" / "plugin-guide.md").read_text(encoding="utf-8")
+    generated = MODULE.lstrip("\n").replace("@NAME@", "greeter")
+    assert generated.strip() in guide
+    gatekeeper = (REPO / "tests" / "sample_plugins" / "gatekeeper.py").read_text(encoding="utf-8")
+    assert gatekeeper.strip() in guide
+    assert "(docs/plugin-guide.md)" in (REPO / "README.md").read_text(encoding="utf-8")
