@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import select
 import signal
 import sys
 from pathlib import Path
@@ -164,3 +166,43 @@ async def test_ctrl_c_stops_the_console_cleanly(openai_server: FakeOpenAI, tmp_p
     _, err = await process.communicate()
     assert process.returncode == 0, err
     assert b"Traceback" not in err
+
+
+async def test_interactive_session_prompts_and_ends_with_ctrl_d(
+    openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    write_config(tmp_path, openai_server)
+    leader, follower = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "botcore",
+        "console",
+        cwd=tmp_path,
+        env=environment(),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    screen = bytearray()
+
+    def read_until(token: bytes, count: int = 1) -> bytes:
+        while screen.count(token) < count:
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no {token!r} on the terminal:\n{screen.decode(errors='replace')}"
+            screen.extend(os.read(leader, 4096))
+        return bytes(screen)
+
+    try:
+        await asyncio.to_thread(read_until, b"you> ")
+        os.write(leader, b"/start\n")
+        shown = await asyncio.to_thread(read_until, b"you> ", 2)
+        assert b"bot> Hi! I'm a bot built on botcore." in shown
+        os.write(leader, b"\x04")  # Ctrl-D
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(leader)

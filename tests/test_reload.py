@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from botcore.reload import editable_plugin_roots, watched_roots
 from botcore.testing.fake_telegram import FakeTelegram
 
 PLUGIN = '''
@@ -126,3 +127,13 @@ async def test_reload_restarts_on_code_and_config_changes(
             process.send_signal(signal.SIGINT)
         await process.wait()
     assert process.returncode == 0, "".join(lines.seen)
+
+
+def test_editable_plugin_packages_are_watched(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    roots = editable_plugin_roots()
+    assert repo / "examples" / "botcore-dice" in roots  # installed with pip install -e
+    # Folders inside a watched one are not watched twice; missing folders are skipped.
+    inner = tmp_path / "plugins" / "mine"
+    inner.mkdir(parents=True)
+    assert watched_roots(tmp_path, [inner, tmp_path / "gone", repo]) == sorted([tmp_path, repo])
