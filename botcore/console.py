@@ -128,8 +128,9 @@ class _Session:
         self.saved: dict[int, str] = {}
 
     async def chat(self) -> None:
+        """Converse until end of input (or until whoever reads our output goes away)."""
         lines = _Lines(asyncio.get_running_loop(), "you> " if self.options.interactive else "")
-        with lines.terminal_restored():
+        with lines.terminal_restored(), contextlib.suppress(BrokenPipeError):
             self.show_new()  # anything sent at start-up
             while (line := await lines.read()) is not None:
                 if not line.strip():

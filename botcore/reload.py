@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 from botcore.plugins import ENTRY_POINT_GROUP
 
+IGNORE_DIRS = ("site-packages", "venv", "build", "dist", ".eggs", ".ruff_cache")
 STOP_TIMEOUT = 15.0
 """Seconds a bot gets to finish its turns on the way to a restart before it is killed."""
 
@@ -31,7 +32,8 @@ def run_with_reload(config: Path) -> int:
     config = config.resolve()
     roots = watched_roots(config.parent, editable_plugin_roots())
     files = {config, config.parent / ".env"}
-    default = DefaultFilter()  # no .venv, .git, caches, editor droppings
+    # No .venv, .git, caches or editor droppings, nor any virtualenv or build output.
+    default = DefaultFilter(ignore_dirs=(*DefaultFilter.ignore_dirs, *IGNORE_DIRS))
 
     def wanted(change: Change, path: str) -> bool:
         return default(change, path) and (path.endswith(".py") or Path(path) in files)
