@@ -35,6 +35,8 @@ BOT_OVERRIDES = {"token": CONSOLE_TOKEN, "mode": "polling"}
 VOICE_SUFFIXES = {".ogg", ".oga", ".opus"}
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 AUDIO_SUFFIXES = {".mp3", ".m4a", ".wav", ".flac", ".aac"}
+STATUS_EVERY = 0.2
+"""Seconds between updates of the "bot is writing" line in an interactive session."""
 HELP = "type a message; /file PATH [caption] sends a file; Ctrl-D quits"
 
 
@@ -142,10 +144,43 @@ class _Session:
                 except ConsoleError as exc:
                     self.say(f"console: {exc}")
                     continue
-                await self.pipeline.wait(self.chat_id, message["message_id"])
+                await self.wait_for_turn(message["message_id"])
                 self.show_new()
             if self.options.interactive:
                 self.say("")  # after ^D, leave the shell prompt on a line of its own
+
+    async def wait_for_turn(self, message_id: int) -> None:
+        """Wait until the bot is done with the message; on a terminal, show how it is getting on
+        (the answer itself is printed once final, so that no edit can garble it)."""
+        turn = asyncio.ensure_future(self.pipeline.wait(self.chat_id, message_id))
+        if not (self.options.interactive and sys.stderr.isatty()):
+            await turn
+            return
+        sent_before = len(self.fake.bot_messages(self.chat_id))
+        actions_before = len(self.fake.chat_actions)
+        status = ""
+        try:
+            while not turn.done():
+                await asyncio.wait({turn}, timeout=STATUS_EVERY)
+                now = self.status(sent_before, actions_before)
+                if now != status:
+                    sys.stderr.write(f"\r\x1b[K{now}")
+                    sys.stderr.flush()
+                    status = now
+        finally:
+            turn.cancel()
+            if status:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+
+    def status(self, sent_before: int, actions_before: int) -> str:
+        """ "bot is writing… (N characters)" while an answer grows, or the bot's chat action."""
+        sent = self.fake.bot_messages(self.chat_id)[sent_before:]
+        if sent:
+            size = sum(len(m.plain if m.plain is not None else m.text or "") for m in sent)
+            return f"… bot is writing ({size} characters)"
+        actions = [a for c, a in self.fake.chat_actions[actions_before:] if c == self.chat_id]
+        return f"… bot: {actions[-1]}" if actions else ""
 
     async def send(self, line: str) -> dict[str, Any]:
         """Push the line as the console user's message; `/file PATH [caption]` sends a file."""

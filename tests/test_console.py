@@ -199,6 +199,13 @@ async def test_interactive_session_prompts_and_ends_with_ctrl_d(
         os.write(leader, b"/start\n")
         shown = await asyncio.to_thread(read_until, b"you> ", 2)
         assert b"bot> Hi! I'm a bot built on botcore." in shown
+        # While a slow answer streams in, a status line tells how far it got; then the answer.
+        answer = "A slow answer that streams in over a second and a half, word by word."
+        openai_server.script_chat(ChatReply(text=answer, total_duration=1.5))
+        os.write(leader, b"tell me slowly\n")
+        shown = await asyncio.to_thread(read_until, b"you> ", 3)
+        assert b"\r\x1b[K\xe2\x80\xa6 bot is writing (" in shown
+        assert shown.count(answer.encode()) == 1
         os.write(leader, b"\x04")  # Ctrl-D
         assert await process.wait() == 0
     finally:
