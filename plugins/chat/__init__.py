@@ -2,7 +2,8 @@
 
 Reads and writes history through `app.history` (whatever plugin provides it; none means every
 message stands alone). The user's message is stored before the model is called, so an API failure
-never loses it; the answer is stored once it is complete.
+never loses it; the answer is stored once it is complete. Photos and image files are answered the
+same way with the image attached (vision.py); /mode picks the system prompt (personas.py).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from botcore import (
     App,
     ChatMessage,
+    Command,
     Handler,
     StrictModel,
     Text,
@@ -26,6 +28,9 @@ from botcore import (
     hookimpl,
 )
 from botcore.ai import explain
+
+from . import personas, vision
+from .personas import Persona, check_names
 
 PLUGIN = "chat"
 log = logging.getLogger(__name__)
@@ -48,6 +53,24 @@ class Settings(StrictModel):
     """At most this many past messages are sent."""
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups answer when mentioned, replied to (addressed), every message (all), or never (off)."""
+    personas: dict[str, Persona | str] = Field(default_factory=dict)
+    """/mode choices: name -> prompt, or a table with `prompt` and `description`."""
+    custom_personas: bool = False
+    """Let everyone set their own system prompt with /mode custom (bot.admins always may)."""
+    custom_prompt_chars: int = Field(1000, ge=1)
+    vision: bool = True
+    """Photos and image files go to `vision_model` with their caption."""
+    vision_model: str | None = None
+    """A vision-capable model; `model` when unset."""
+    vision_max_mb: float = Field(10, gt=0, le=20)
+    vision_side: int = Field(1024, ge=256, le=2048)
+    """The longest side (px) of the image sent to the model."""
+    vision_history_side: int = Field(512, ge=64, le=2048)
+    """The longest side of the low-detail copy kept in the history for follow-up questions."""
+    vision_history_images: int = Field(3, ge=0)
+    """At most this many earlier images go with a request; older ones become "[image]"."""
+
+    _check_personas = field_validator("personas")(check_names)
 
 
 @hookimpl
@@ -68,24 +91,38 @@ def register_texts() -> dict[str, dict[str, str]]:
             "the limit is {limit}. Please shorten it.",
             "chat.empty_answer": "The model returned an empty answer. Please try again.",
             "chat.interrupted": "The answer was cut off. Please try again.",
+            **vision.TEXTS["en"],
+            **personas.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
             "при пределе {limit}. Сократите его, пожалуйста.",
             "chat.empty_answer": "Модель вернула пустой ответ. Попробуйте ещё раз.",
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
+            **vision.TEXTS["ru"],
+            **personas.TEXTS["ru"],
         },
     }
 
 
 @hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [Command("mode", personas.mode, help=app.texts.translations("chat.mode_help"))]
+
+
+@hookimpl
 def register_handlers() -> Sequence[Handler]:
-    return [Handler({"text"}, answer, name="chat")]
+    return [
+        Handler({"text"}, answer, name="chat"),
+        Handler(vision.KINDS, answer_image, name="chat.vision"),
+    ]
 
 
 def estimate_tokens(message: ChatMessage) -> int:
     """A cheap, offline token estimate (no tokenizer download): ~3 chars a token, UTF-8 aware."""
     content = message.get("content") or ""
+    if isinstance(content, list):  # text and image parts
+        return sum(vision.part_tokens(part) for part in content) + 4
     text = content if isinstance(content, str) else str(content)
     return max(len(text) // 3, len(text.encode()) // 4) + 4
 
@@ -105,31 +142,55 @@ def fit_history(past: list[ChatMessage], budget: int, max_messages: int) -> list
     return kept
 
 
-async def answer(turn: Turn) -> Text | TextStream | None:
-    """Answer a text with the model."""
+async def answer_image(turn: Turn) -> Text | TextStream | None:
+    """Answer a photo or an image file, with its caption, with the vision model."""
     settings = turn.app.settings(Settings)
-    if not turn.is_private and (
+    if not _wanted(turn, settings):
+        return None
+    if not settings.vision:
+        return Text(turn.t("chat.vision_off")) if vision.carries_image(turn) else None
+    picture = await vision.picture(turn, settings)
+    return None if picture is None else await answer(turn, picture)
+
+
+def _wanted(turn: Turn, settings: Settings) -> bool:
+    """The `groups` rule: in groups answer only what it lets through."""
+    return turn.is_private or not (
         settings.groups == "off" or (settings.groups == "addressed" and not turn.addressed)
-    ):
+    )
+
+
+async def answer(turn: Turn, picture: vision.Picture | None = None) -> Text | TextStream | None:
+    """Answer a text (or an image with its caption) with the model."""
+    settings = turn.app.settings(Settings)
+    if not _wanted(turn, settings):
         return None
     text = (turn.text or "").strip()
     if turn.app.bot_username:
         text = re.sub(rf"@{re.escape(turn.app.bot_username)}\b", "", text, flags=re.I).strip()
-    if not text:
+    if not text and picture is None:
         return None
-    if not turn.is_private and turn.message.from_user:
+    if not turn.is_private and turn.message.from_user and (text or picture is None):
         text = f"{turn.message.from_user.first_name}: {text}"
-    system: ChatMessage = {"role": "system", "content": settings.system_prompt}
+    prompt = await personas.system_prompt(turn, settings)
+    system: ChatMessage = {"role": "system", "content": prompt}
     user: ChatMessage = {"role": "user", "content": text}
+    kept = user
+    if picture is not None:
+        user = {"role": "user", "content": vision.content(text, picture.now)}
+        kept = {"role": "user", "content": vision.content(text, picture.kept)}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
     past = await store.load(turn) if store else []
     if store:
-        await store.append(turn, user)
+        await store.append(turn, kept)
     budget -= estimate_tokens(user)
+    past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
+    if settings.vision_model and vision.has_images(messages):
+        settings = settings.model_copy(update={"model": settings.vision_model})
     if settings.stream:
         return TextStream(_stream(turn, settings, messages), markdown=True)
     return Text(await _complete(turn, settings, messages), markdown=True)
