@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import time
+import zlib
 from typing import Any
 
 from botcore_chat import estimate_tokens
@@ -23,6 +25,18 @@ def image(width: int, height: int, fmt: str = "JPEG", **save: Any) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, fmt, **save)
     return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims to be this large, with no pixels behind the claim."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + tag + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def image_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -144,6 +158,8 @@ async def test_unusable_images_get_clear_messages(
         # A BMP that claims to be a PNG is found out by its content.
         (image(10, 10, "BMP"), "image/png", "liar.png", formats),
         (b"not an image at all", "image/jpeg", "broken.jpg", "I could not read this image."),
+        # Refused from its header, before 100 megapixels are decoded.
+        (png_header(10_000, 10_000), "image/png", "bomb.png", "The image is too large: at most 50"),
     ]
     for data, mime, name, expected in cases:
         await telegram.send_voice(data, kind="document", mime_type=mime, file_name=name)
