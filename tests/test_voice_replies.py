@@ -163,6 +163,15 @@ async def test_a_broken_stream_is_shown_not_spoken(
     assert error.text == "The answer was cut off. Please try again."
     assert speech_inputs(openai_server) == []
 
+    # An answer with nothing to read aloud arrives once, as text.
+    openai_server.script_chat("* * *")
+    await telegram.send_message("draw a line")
+    [line] = await settle(telegram, 1)
+    assert line.kind == "text" and speech_inputs(openai_server) == []
+    await telegram.reply_to("/voice")  # a later message: nothing else was sent before it
+    kinds = [m.kind for m in telegram.bot_messages(42)]
+    assert kinds == ["text"] * 5
+
 
 async def test_bad_arguments_and_other_languages(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI

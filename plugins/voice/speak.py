@@ -115,24 +115,25 @@ async def voice_command(turn: Turn) -> str:
     return turn.t("voice.replies_state", state=state)
 
 
-async def speak(turn: Turn, settings: Settings, reply: Text | TextStream) -> Reply | None:
+async def speak(turn: Turn, settings: Settings, reply: Text | TextStream) -> Reply:
     """Turn an answer into voice messages; the last one is returned as the turn's reply."""
     async with turn.chat_action("record_voice"):
         if isinstance(reply, TextStream):
-            drained = await _drain(turn, reply)
-            if drained is None:
-                return None
-            markdown = drained
+            markdown, error = await _drain(turn, reply)
+            if error is not None:  # show what came and why it stopped; speak nothing
+                if markdown.strip():
+                    await turn.send(Text(markdown, markdown=True))
+                return Text(error)
         else:
             markdown = reply.text
         pieces = split_speech(
             speech_text(markdown, turn.t("voice.code_note")), settings.tts_chunk_chars
         )
-        with_text = settings.tts_with_text or has_code(markdown) or not pieces
+        if not pieces:  # nothing to read aloud (only formatting)
+            return Text(markdown, markdown=True)
+        with_text = settings.tts_with_text or has_code(markdown)
         if with_text:
             await turn.send(Text(markdown, markdown=True))
-        if not pieces:
-            return None
         try:
             voices = [await _synthesize(turn, settings, piece) for piece in pieces[:1]]
             for piece in pieces[1:]:
@@ -146,9 +147,8 @@ async def speak(turn: Turn, settings: Settings, reply: Text | TextStream) -> Rep
     return voices[-1]
 
 
-async def _drain(turn: Turn, reply: TextStream) -> str | None:
-    """The whole streamed answer; if the stream fails, whatever came is sent with the error, and
-    None is returned (nothing is spoken)."""
+async def _drain(turn: Turn, reply: TextStream) -> tuple[str, str | None]:
+    """The whole streamed answer, and the message to show if the stream failed part way."""
     parts: list[str] = []
     error: str | None = None
     try:
@@ -163,13 +163,7 @@ async def _drain(turn: Turn, reply: TextStream) -> str | None:
         aclose = getattr(reply.chunks, "aclose", None)
         if aclose is not None:
             await aclose()
-    text = "".join(parts)
-    if error is None:
-        return text
-    if text.strip():
-        await turn.send(Text(text, markdown=True))
-    await turn.send(Text(error))
-    return None
+    return "".join(parts), error
 
 
 async def _synthesize(turn: Turn, settings: Settings, text: str) -> Voice:
