@@ -275,3 +275,20 @@ def test_images_count_as_the_api_bills_them() -> None:
     assert estimate_tokens(user(unreadable)) == 765 + 4
     text = {"type": "text", "text": "x" * 300}
     assert estimate_tokens(user(text, low)) == 100 + 85 + 4
+
+
+async def test_a_rotated_camera_photo_is_sent_upright(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat"], settings={"chat": {"stream": False}})
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was held sideways
+    await telegram.send_voice(
+        image(200, 100, exif=exif.tobytes()),
+        kind="document",
+        mime_type="image/jpeg",
+        file_name="camera.jpg",
+    )
+    await telegram.next_message(42)
+    sent = decoded(image_parts(openai_server.last_chat_messages()[-1])[0])
+    assert sent.size == (100, 200)

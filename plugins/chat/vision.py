@@ -132,27 +132,31 @@ def _prepare(data: bytes, side: int, history_side: int) -> Picture:
             if width * height > MAX_PIXELS:
                 raise _Refused("chat.image_pixels", megapixels=MAX_PIXELS // 1_000_000)
             image.seek(0)
-            frame = ImageOps.exif_transpose(image.convert("RGBA"))
-            rgb = Image.new("RGB", frame.size, "white")
-            rgb.paste(frame, mask=frame.getchannel("A"))
+            if image.format == "JPEG":
+                image.draft("RGB", (side, side))  # decode at 1/2, 1/4, 1/8 scale: much faster
+            frame = ImageOps.exif_transpose(image)
+        if frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info:
+            frame = frame.convert("RGBA")
+            flat = Image.new("RGB", frame.size, "white")
+            flat.paste(frame, mask=frame.getchannel("A"))
+            frame = flat
+        else:
+            frame = frame.convert("RGB")
     except _Refused:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         log.info("an image could not be read: %r", exc)
         raise _Refused("chat.image_unreadable") from None
-    now = {"type": "image_url", "image_url": {"url": _data_url(rgb, side)}}
-    kept = {
-        "type": "image_url",
-        "image_url": {"url": _data_url(rgb, history_side), "detail": "low"},
-    }
+    frame.thumbnail((side, side))
+    now = {"type": "image_url", "image_url": {"url": _data_url(frame)}}
+    frame.thumbnail((history_side, history_side))
+    kept = {"type": "image_url", "image_url": {"url": _data_url(frame), "detail": "low"}}
     return Picture(now, kept)
 
 
-def _data_url(image: PILImage.Image, side: int) -> str:
-    copy = image.copy()
-    copy.thumbnail((side, side))
+def _data_url(image: PILImage.Image) -> str:
     buffer = io.BytesIO()
-    copy.save(buffer, "JPEG", quality=85, optimize=True)
+    image.save(buffer, "JPEG", quality=85)
     return DATA_URL + base64.b64encode(buffer.getvalue()).decode()
 
 
