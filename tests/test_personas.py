@@ -126,15 +126,15 @@ async def test_custom_prompts_are_refused_unless_allowed(
 async def test_custom_prompts_when_everyone_may(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    settings = {"chat": {**CHAT, "custom_personas": True, "custom_prompt_chars": 20}}
+    settings = {"chat": {**CHAT, "custom_personas": True, "custom_prompt_chars": 40}}
     await start_bot(["chat"], settings=settings)
     reply = await telegram.reply_to("/mode custom")
     assert reply.text and reply.text.startswith("Write your instructions after the command")
-    reply = await telegram.reply_to("/mode custom " + "x" * 21)
-    assert reply.text == "Your instructions are too long: at most 20 characters."
-    await telegram.reply_to("/mode custom Rhyme every answer.")
+    reply = await telegram.reply_to("/mode custom " + "x" * 41)
+    assert reply.text == "Your instructions are too long: at most 40 characters."
+    await telegram.reply_to("/mode custom\nRhyme every answer.\nKeep it short.")
     await telegram.reply_to("how are you?")
-    assert system_prompt(openai_server) == "Rhyme every answer."
+    assert system_prompt(openai_server) == "Rhyme every answer.\nKeep it short."
 
 
 async def test_in_groups_each_member_has_their_own_mode(

@@ -88,8 +88,8 @@ async def mode(turn: Turn) -> str:
 
     settings = turn.app.settings(Settings)
     personas = _defined(settings)
-    name, _, rest = turn.args.partition(" ")
-    name = name.strip().lower()
+    name, *more = turn.args.split(None, 1) if turn.args.strip() else ("",)
+    name, rest = name.lower(), more[0] if more else ""
     store = turn.app.store
     if not name:
         return await _listing(turn, settings, personas)
