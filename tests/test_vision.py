@@ -9,6 +9,7 @@ import time
 import zlib
 from typing import Any
 
+import pytest
 from botcore_chat import estimate_tokens
 from PIL import Image
 
@@ -147,6 +148,7 @@ async def test_transparent_png_is_flattened_on_white(
     assert isinstance(pixel, tuple) and min(pixel) > 240
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the bomb is refused
 async def test_unusable_images_get_clear_messages(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
