@@ -182,7 +182,7 @@ def test_plugins_lists_hooks_and_commands(
         "hooks:    register_commands, register_handlers, register_texts, settings_model, startup"
         in output
     )
-    assert "commands: /retry" in output
+    assert "commands: /retry, /mode" in output
 
 
 def test_plugins_lists_tools(

@@ -51,7 +51,9 @@ async def test_voice_is_transcribed_and_answered(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     await start_bot(
-        PLUGINS, settings={**NO_STREAM, "voice": {"model": "whisper-test", "language": "ru"}}
+        PLUGINS,
+        store={"backend": "memory"},  # so that any file left in the working directory is a leak
+        settings={**NO_STREAM, "voice": {"model": "whisper-test", "language": "ru"}},
     )
     before = leftovers()
     data = audio(1.0, *OGG_OPUS)

@@ -903,6 +903,10 @@ class FakeOpenAI:
 
     async def _speech_route(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
         body = rec.json or {}
+        if not body.get("model"):
+            return await self._error(_invalid("you must provide a model parameter"))
+        if not body.get("voice"):
+            return await self._error(_invalid("'voice' is a required property", "voice"))
         text = body.get("input")
         if not isinstance(text, str) or not text:
             return await self._error(_invalid("'input' is a required property", "input"))

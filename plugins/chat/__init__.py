@@ -2,7 +2,8 @@
 
 Reads and writes history through `app.history` (whatever plugin provides it; none means every
 message stands alone). The user's message is stored before the model is called, so an API failure
-never loses it; the answer is stored once it is complete.
+never loses it; the answer is stored once it is complete. Photos and image files are answered the
+same way with the image attached (vision.py); /mode picks the system prompt (personas.py).
 
 Tools (`register_tools` of any plugin) are offered to the model; when it calls them, the calls run
 (in parallel, each with a timeout), their results go back to the model, and the assistant message
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from botcore import (
     App,
@@ -33,6 +34,9 @@ from botcore import (
     hookimpl,
 )
 from botcore.ai import explain
+
+from . import personas, vision
+from .personas import Persona, check_names
 
 PLUGIN = "chat"
 log = logging.getLogger(__name__)
@@ -59,6 +63,24 @@ class Settings(StrictModel):
     """How many rounds of tool calls one answer may take; 0 offers the model no tools."""
     tool_timeout: float = Field(30, gt=0, le=600)
     """Seconds a tool may run; past that the model is told it timed out."""
+    personas: dict[str, Persona | str] = Field(default_factory=dict)
+    """/mode choices: name -> prompt, or a table with `prompt` and `description`."""
+    custom_personas: bool = False
+    """Let everyone set their own system prompt with /mode custom (bot.admins always may)."""
+    custom_prompt_chars: int = Field(1000, ge=1)
+    vision: bool = True
+    """Photos and image files go to `vision_model` with their caption."""
+    vision_model: str | None = None
+    """A vision-capable model; `model` when unset."""
+    vision_max_mb: float = Field(10, gt=0, le=20)
+    vision_side: int = Field(1024, ge=256, le=2048)
+    """The longest side (px) of the image sent to the model."""
+    vision_history_side: int = Field(512, ge=64, le=2048)
+    """The longest side of the low-detail copy kept in the history for follow-up questions."""
+    vision_history_images: int = Field(3, ge=0)
+    """At most this many earlier images go with a request; older ones become "[image]"."""
+
+    _check_personas = field_validator("personas")(check_names)
 
 
 @hookimpl
@@ -83,6 +105,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "after {rounds} rounds. Please try again or rephrase the question.",
             "chat.retry": "Answer my last message again",
             "chat.nothing_to_retry": "There is nothing to retry yet: send me a message first.",
+            **vision.TEXTS["en"],
+            **personas.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
@@ -93,23 +117,33 @@ def register_texts() -> dict[str, dict[str, str]]:
             "я остановился после {rounds} раундов. Попробуйте ещё раз или переформулируйте вопрос.",
             "chat.retry": "Ответить на моё последнее сообщение заново",
             "chat.nothing_to_retry": "Пока нечего повторять: сначала напишите мне что-нибудь.",
+            **vision.TEXTS["ru"],
+            **personas.TEXTS["ru"],
         },
     }
 
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("retry", retry, help=app.texts.translations("chat.retry"))]
+    return [
+        Command("retry", retry, help=app.texts.translations("chat.retry")),
+        Command("mode", personas.mode, help=app.texts.translations("chat.mode_help")),
+    ]
 
 
 @hookimpl
 def register_handlers() -> Sequence[Handler]:
-    return [Handler({"text"}, answer, name="chat")]
+    return [
+        Handler({"text"}, answer, name="chat"),
+        Handler(vision.KINDS, answer_image, name="chat.vision"),
+    ]
 
 
 def estimate_tokens(message: ChatMessage) -> int:
     """A cheap, offline token estimate (no tokenizer download): ~3 chars a token, UTF-8 aware."""
     content = message.get("content") or ""
+    if isinstance(content, list):  # text and image parts
+        return sum(vision.part_tokens(part) for part in content) + 4
     text = content if isinstance(content, str) else str(content)
     for call in message.get("tool_calls") or ():
         text += str(call.get("function", {}).get("name", "")) + str(
@@ -133,21 +167,42 @@ def fit_history(past: list[ChatMessage], budget: int, max_messages: int) -> list
     return kept
 
 
-async def answer(turn: Turn) -> Text | TextStream | None:
-    """Answer a text with the model."""
+async def answer_image(turn: Turn) -> Text | TextStream | None:
+    """Answer a photo or an image file, with its caption, with the vision model."""
     settings = turn.app.settings(Settings)
-    if not turn.is_private and (
+    if not _wanted(turn, settings):
+        return None
+    if not settings.vision:
+        return Text(turn.t("chat.vision_off")) if vision.carries_image(turn) else None
+    picture = await vision.picture(turn, settings)
+    return None if picture is None else await answer(turn, picture)
+
+
+def _wanted(turn: Turn, settings: Settings) -> bool:
+    """The `groups` rule: in groups answer only what it lets through."""
+    return turn.is_private or not (
         settings.groups == "off" or (settings.groups == "addressed" and not turn.addressed)
-    ):
+    )
+
+
+async def answer(turn: Turn, picture: vision.Picture | None = None) -> Text | TextStream | None:
+    """Answer a text (or an image with its caption) with the model."""
+    settings = turn.app.settings(Settings)
+    if not _wanted(turn, settings):
         return None
     text = (turn.text or "").strip()
     if turn.app.bot_username:
         text = re.sub(rf"@{re.escape(turn.app.bot_username)}\b", "", text, flags=re.I).strip()
-    if not text:
+    if not text and picture is None:
         return None
-    if not turn.is_private and turn.message.from_user:
+    if not turn.is_private and turn.message.from_user and (text or picture is None):
         text = f"{turn.message.from_user.first_name}: {text}"
-    return await respond(turn, {"role": "user", "content": text})
+    user: ChatMessage = {"role": "user", "content": text}
+    kept = user
+    if picture is not None:
+        user = {"role": "user", "content": vision.content(text, picture.now)}
+        kept = {"role": "user", "content": vision.content(text, picture.kept)}
+    return await respond(turn, user, kept)
 
 
 async def retry(turn: Turn) -> Text | TextStream:
@@ -159,10 +214,14 @@ async def retry(turn: Turn) -> Text | TextStream:
     return await respond(turn, last)
 
 
-async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
-    """Store the user's message, then answer it with the conversation as context."""
+async def respond(
+    turn: Turn, user: ChatMessage, kept: ChatMessage | None = None
+) -> Text | TextStream:
+    """Store the user's message (`kept`: its copy for the history, a smaller image), then answer
+    it with the conversation as context."""
     settings = turn.app.settings(Settings)
-    system: ChatMessage = {"role": "system", "content": settings.system_prompt}
+    prompt = await personas.system_prompt(turn, settings)
+    system: ChatMessage = {"role": "system", "content": prompt}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
     if settings.max_tool_rounds:
         budget -= turn.app.tools.size // 3  # the tool definitions ride along with every request
@@ -171,9 +230,12 @@ async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
     store = turn.app.history
     past = await store.load(turn) if store else []
     if store:
-        await store.append(turn, user)
+        await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)
+    past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
+    if settings.vision_model and vision.has_images(messages):
+        settings = settings.model_copy(update={"model": settings.vision_model})
     if settings.stream:
         return TextStream(_stream(turn, settings, messages), markdown=True)
     return Text(await _complete(turn, settings, messages), markdown=True)

@@ -569,6 +569,35 @@ async def test_speech_default_audio_and_script(fake: FakeOpenAI, client: AsyncOp
         await client.audio.speech.create(model="tts-1", input="x", voice="alloy")
 
 
+async def test_speech_validation_and_fault_injection(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="input"):
+        await client.audio.speech.create(model="tts-1", input="x" * 4097, voice="alloy")
+    with pytest.raises(openai.BadRequestError, match="voice"):
+        await client.post("/audio/speech", body={"model": "tts-1", "input": "x"}, cast_to=object)
+    with pytest.raises(openai.BadRequestError, match="model"):
+        await client.post("/audio/speech", body={"voice": "alloy", "input": "x"}, cast_to=object)
+    fake.fail("audio/speech", ErrorReply.server_error(), times=2)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            await client.audio.speech.create(model="tts-1", input="x", voice="alloy")
+    spoken = await client.audio.speech.create(
+        model="gpt-4o-mini-tts",
+        input="hi",
+        voice="alloy",
+        response_format="opus",
+        instructions="calm",
+    )
+    assert (await spoken.aread())[:4] == b"OggS" or not shutil.which("ffmpeg")
+    assert fake.requests[-1].json == {
+        "model": "gpt-4o-mini-tts",
+        "input": "hi",
+        "voice": "alloy",
+        "response_format": "opus",
+        "instructions": "calm",
+    }
+    assert [r.status for r in fake.requests] == [400, 400, 400, 500, 500, 200]
+
+
 # --- standalone ---
 
 
