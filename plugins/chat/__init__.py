@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
@@ -175,7 +176,8 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
 
     try:
         async with turn.chat_action("typing"):
-            response = await _create(turn, _request(settings, messages), stream=False)
+            with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):
+                response = await _create(turn, _request(settings, messages), stream=False)
     except openai.OpenAIError as exc:
         raise explain(exc, turn, plugin=PLUGIN) from None
     _meter(turn, response.usage)
@@ -193,6 +195,7 @@ async def _stream(
     import openai
 
     parts: list[str] = []
+    started = time.perf_counter()
     try:
         async with turn.chat_action("typing"):
             stream = await _create(turn, _request(settings, messages), stream=True)
@@ -211,6 +214,10 @@ async def _stream(
         if isinstance(exc, openai.OpenAIError):
             raise explain(exc, turn, plugin=PLUGIN) from None
         raise
+    finally:  # the model's time: from the request to the last chunk (or the failure)
+        turn.app.metrics.observe(
+            "llm_seconds", time.perf_counter() - started, plugin=PLUGIN, model=settings.model
+        )
     text = "".join(parts).strip()
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
