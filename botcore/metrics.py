@@ -82,7 +82,8 @@ class PrometheusMetrics(Metrics):
         from prometheus_client import CollectorRegistry, Gauge
 
         self.registry: CollectorRegistry = CollectorRegistry()
-        self._metrics: dict[str, Any] = {}
+        self._counters: dict[str, Any] = {}
+        self._histograms: dict[str, Any] = {}
         self._warned: set[str] = set()
         for name, (doc, labels) in COUNTERS.items():
             self._declare_counter(name, doc, labels)
@@ -104,7 +105,7 @@ class PrometheusMetrics(Metrics):
         from prometheus_client import Counter
 
         metric = Counter(PREFIX + name, doc, labels, registry=self.registry)
-        self._metrics[name] = metric
+        self._counters[name] = metric
         return metric
 
     def _declare_histogram(
@@ -113,20 +114,20 @@ class PrometheusMetrics(Metrics):
         from prometheus_client import Histogram
 
         metric = Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=self.registry)
-        self._metrics[name] = metric
+        self._histograms[name] = metric
         return metric
 
     def count(self, name: str, amount: float = 1, **labels: str) -> None:
-        metric = self._metrics.get(name)
+        metric = self._counters.get(name)
         try:
             if metric is None:
                 metric = self._declare_counter(name, name.replace("_", " "), tuple(labels))
             (metric.labels(**labels) if labels else metric).inc(amount)
-        except ValueError as exc:  # a bad name or other label names: the turn goes on
+        except ValueError as exc:  # a taken or bad name, other label names: the turn goes on
             self._warn(name, exc)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        metric = self._metrics.get(name)
+        metric = self._histograms.get(name)
         try:
             if metric is None:
                 doc = name.replace("_", " ")

@@ -53,6 +53,6 @@ def record_turn(turn: Turn, reply: Reply | None, *, kind: str, started: float) -
             "outcome": result,
             "errors": turn.errors,
             "ms": round(seconds * 1000, 1),
-            "usage": turn.usage,
+            "usage": {k: int(v) if v.is_integer() else v for k, v in turn.usage.items()},
         }
         log.info("update", extra={"fields": fields})
