@@ -230,7 +230,7 @@ class Delivery:
                         log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
                     last_show = loop.time()
         except UserError as exc:
-            turn.outcome = "user_error"
+            turn.outcome = turn.outcome or "user_error"
             error = exc.message
         except TelegramError:
             raise

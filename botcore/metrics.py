@@ -27,6 +27,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "updates": ("Messages handled, by kind and outcome", ("kind", "outcome")),
     "plugin_errors": ("Plugin calls that raised, by plugin", ("plugin",)),
     "usage": ("Metered use reported with turn.meter(), by item", ("item",)),
+    "model_errors": (
+        "Model API failures explained to the user, by plugin and reason",
+        ("plugin", "reason"),
+    ),
 }
 """Declared at start (so they read 0 before the first event); others appear on first count()."""
 HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {

@@ -14,8 +14,8 @@ log = logging.getLogger("botcore.updates")
 
 
 def outcome(turn: Turn, reply: Reply | None, kind: str) -> str:
-    """How the turn ended: answered, error, user_error, ignored, unknown_command, unsupported,
-    or what a plugin or the delivery set in `turn.outcome` (blocked, undelivered...)."""
+    """How the turn ended: answered, error, ignored, unknown_command, unsupported, or what was
+    set in `turn.outcome` on the way (user_error, model_error, blocked, undelivered)."""
     if turn.outcome is not None:
         return turn.outcome
     if turn.failed and (reply is None or turn.replied_by is None or turn.replied_by in turn.errors):

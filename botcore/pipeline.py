@@ -164,7 +164,7 @@ class Pipeline:
         try:
             return as_reply(await maybe_await(function(*args, **kwargs)))
         except UserError as exc:
-            turn.outcome = "user_error"
+            turn.outcome = turn.outcome or "user_error"
             return Text(exc.message)
         except Exception:
             log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)

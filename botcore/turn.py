@@ -52,7 +52,8 @@ class Turn:
     """The plugins that raised while handling this turn, in order (logged and counted)."""
     outcome: str | None = None
     """How the turn ended when the reply alone does not tell: "user_error" (a UserError's text was
-    shown), "blocked", "undelivered"; the log line and metrics derive the rest (botcore.observe)."""
+    shown), "model_error" (botcore.ai.explain), "blocked", "undelivered"; the log line and the
+    metrics derive the rest (botcore.observe)."""
     usage: dict[str, float] = field(default_factory=dict)
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)

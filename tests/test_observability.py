@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from botcore.config import BotSettings
 from botcore.logs import JsonFormatter, RedactingFormatter, plain_fields
 from botcore.metrics import Health, Metrics, PrometheusMetrics
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 BOOM = "sample_plugins.boom"
@@ -172,17 +172,21 @@ async def test_metrics_and_health_over_http(
         await telegram.reply_to("hi there", settle=0.3)
         await telegram.reply_to("/boom")
         await telegram.reply_to("/oops")
+        openai_server.fail("chat/completions", ErrorReply.rate_limit())
+        assert "Too many requests" in ((await telegram.reply_to("again", settle=0.3)).text or "")
         app.metrics.count("budget_rejections", plugin="usage")  # the API the usage plugin calls
-        await telegram.wait_for(lambda: app.health.updates == 3, poll_interval=0.05)
+        await telegram.wait_for(lambda: app.health.updates == 4, poll_interval=0.05)
         status, text = await get("/metrics")
         after = scrape(text)
         assert value(after, "botcore_updates_total", kind="text", outcome="answered") == 1
         assert value(after, "botcore_updates_total", kind="command", outcome="error") == 1
         assert value(after, "botcore_updates_total", kind="command", outcome="user_error") == 1
+        assert value(after, "botcore_updates_total", kind="text", outcome="model_error") == 1
+        assert value(after, "botcore_model_errors_total", plugin="chat", reason="rate_limited") == 1
         assert value(after, "botcore_plugin_errors_total", plugin=BOOM) == 1
         assert value(after, "botcore_plugin_errors_total", plugin="chat") == 0
         assert value(after, "botcore_turn_seconds_count", kind="command") == 2
-        assert value(after, "botcore_llm_seconds_count", plugin="chat", model="gpt-test") == 1
+        assert value(after, "botcore_llm_seconds_count", plugin="chat", model="gpt-test") == 2
         assert value(after, "botcore_llm_seconds_sum", plugin="chat", model="gpt-test") > 0
         assert value(after, "botcore_usage_total", item="chat.input_tokens") > 0
         assert value(after, "botcore_usage_total", item="chat.output_tokens") > 0
@@ -193,7 +197,7 @@ async def test_metrics_and_health_over_http(
         async with http.get(base + "/healthz?verbose") as response:
             details = await response.json()
         assert details["status"] == "ok" and details["mode"] == "polling"
-        assert details["updates"] == 3 and details["getupdates_ok_age_s"] is not None
+        assert details["updates"] == 4 and details["getupdates_ok_age_s"] is not None
 
 
 async def test_metrics_off_by_default_and_a_no_op(start_bot, telegram: FakeTelegram) -> None:
