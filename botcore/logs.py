@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -20,29 +21,50 @@ PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret (6 characters or longer) replaced by "***"."""
-    for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):
-        text = text.replace(secret, "***")
+    return _replace(text, redaction_order(secrets))
+
+
+def _replace(text: str, ordered: list[str]) -> str:
+    for secret in ordered:
+        if secret in text:
+            text = text.replace(secret, "***")
     return text
+
+
+def redaction_order(secrets: Iterable[str]) -> list[str]:
+    """The secrets worth redacting (6 characters or longer), longest first."""
+    return sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
 
 def plain_fields(fields: Mapping[str, Any]) -> str:
     """{"chat": 42, "outcome": "answered"} -> 'chat=42 outcome=answered'. None and empty values
-    are left out, a mapping becomes key.sub=value, a list is comma-joined; values with spaces,
+    are left out, a dict becomes key.sub=value, a list is comma-joined; values with spaces,
     quotes or '=' are JSON-quoted, so a line always splits back into its pairs."""
     parts = []
     for key, value in fields.items():
-        if value is None or (isinstance(value, Mapping | list | tuple) and not value):
+        if value is None:
             continue
-        if isinstance(value, Mapping):
-            parts.append(plain_fields({f"{key}.{k}": v for k, v in value.items()}))
+        kind = type(value)
+        if kind is int:  # the common case, and never quoted
+            parts.append(f"{key}={value}")
             continue
-        if isinstance(value, list | tuple):
-            value = ",".join(map(str, value))
-        text = _number(value) if isinstance(value, float) else str(value)
-        if not text or any(c in text for c in ' ="\n\\'):
+        if kind is dict:
+            if value:
+                parts.append(plain_fields({f"{key}.{k}": v for k, v in value.items()}))
+            continue
+        if kind is list or kind is tuple:
+            if not value:
+                continue
+            text = ",".join(map(str, value))
+        else:
+            text = _number(value) if kind is float else str(value)
+        if not text or _QUOTE.search(text):
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+_QUOTE = re.compile(r'[\s="\\]')
 
 
 def _number(value: float) -> str:
@@ -54,7 +76,7 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
-        self.secrets = list(secrets)
+        self.secrets = redaction_order(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -62,7 +84,7 @@ class RedactingFormatter(logging.Formatter):
         if fields:
             head, sep, tail = line.partition("\n")  # fields stay on the first line
             line = f"{head} {plain_fields(fields)}{sep}{tail}"
-        return redact(line, self.secrets)
+        return _replace(line, self.secrets)
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,7 +94,7 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         # A secret with a quote or a backslash looks different once JSON-escaped: redact both.
-        self.secrets = [form for s in secrets for form in {s, json.dumps(s)[1:-1]}]
+        self.secrets = redaction_order(f for s in secrets for f in (s, json.dumps(s)[1:-1]))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -89,7 +111,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
             entry["exc"] = record.exc_text
-        return redact(json.dumps(entry, ensure_ascii=False, default=str), self.secrets)
+        return _replace(json.dumps(entry, ensure_ascii=False, default=str), self.secrets)
 
 
 def make_formatter(

@@ -88,6 +88,8 @@ class PrometheusMetrics(Metrics):
         self.registry: CollectorRegistry = CollectorRegistry()
         self._counters: dict[str, Any] = {}
         self._histograms: dict[str, Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+        """Labelled series by (type, name, labels): labels() validates on every call, this not."""
         self._warned: set[str] = set()
         for name, (doc, labels) in COUNTERS.items():
             self._declare_counter(name, doc, labels)
@@ -122,23 +124,33 @@ class PrometheusMetrics(Metrics):
         return metric
 
     def count(self, name: str, amount: float = 1, **labels: str) -> None:
-        metric = self._counters.get(name)
-        try:
-            if metric is None:
-                metric = self._declare_counter(name, name.replace("_", " "), tuple(labels))
-            (metric.labels(**labels) if labels else metric).inc(amount)
-        except ValueError as exc:  # a taken or bad name, other label names: the turn goes on
-            self._warn(name, exc)
+        key = ("c", name, *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            try:
+                metric = self._counters.get(name)
+                if metric is None:
+                    metric = self._declare_counter(name, name.replace("_", " "), tuple(labels))
+                child = self._children[key] = metric.labels(**labels) if labels else metric
+            except ValueError as exc:  # a taken or bad name, other label names: the turn goes on
+                self._warn(name, exc)
+                return
+        child.inc(amount)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        metric = self._histograms.get(name)
-        try:
-            if metric is None:
-                doc = name.replace("_", " ")
-                metric = self._declare_histogram(name, doc, tuple(labels), DEFAULT_BUCKETS)
-            (metric.labels(**labels) if labels else metric).observe(value)
-        except ValueError as exc:
-            self._warn(name, exc)
+        key = ("h", name, *labels.items())
+        child = self._children.get(key)
+        if child is None:
+            try:
+                metric = self._histograms.get(name)
+                if metric is None:
+                    doc = name.replace("_", " ")
+                    metric = self._declare_histogram(name, doc, tuple(labels), DEFAULT_BUCKETS)
+                child = self._children[key] = metric.labels(**labels) if labels else metric
+            except ValueError as exc:
+                self._warn(name, exc)
+                return
+        child.observe(value)
 
     def _warn(self, name: str, exc: ValueError) -> None:
         if name not in self._warned:
