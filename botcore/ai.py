@@ -50,4 +50,6 @@ def explain(exc: BaseException, turn: Turn, *, plugin: str) -> UserError:
         log.warning(
             "plugin %s: API call failed (update %s): %s", plugin, turn.update_id, type(exc).__name__
         )
+    turn.outcome = "model_error"
+    turn.app.metrics.count("model_errors", plugin=plugin, reason=key.removeprefix("ai."))
     return UserError(turn.t(key))

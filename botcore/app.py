@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, validate
 from botcore.delivery import Delivery
-from botcore.i18n import Texts
+from botcore.i18n import Texts, plugin_locales, read_locales
+from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
 from botcore.store import HistoryStore, Store, make_store
@@ -35,14 +36,7 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.plugins = Plugins(config.bot.plugins)
-        self.texts = Texts(config.bot.language)
-        for _, texts in self.plugins.collect("register_texts"):
-            self.texts.add(texts)
-        if config.bot.language not in self.texts.languages:
-            choices = ", ".join(self.texts.languages)
-            raise ConfigError(
-                f"bot.language: not a language botcore speaks (choose from {choices})"
-            )
+        self.texts = self._load_texts()
         self._settings: dict[type[BaseModel], BaseModel] = {}
         self._validate_plugin_tables()
         self.commands: dict[str, tuple[str, Command]] = {}
@@ -64,8 +58,36 @@ class App:
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
         self.uses_openai = False
+        self.health = Health(config.bot)
+        self.metrics: Metrics = (
+            PrometheusMetrics(self.health) if config.bot.metrics.enabled else Metrics()
+        )
+        """Counters and histograms for Prometheus; calls are no-ops unless [bot.metrics] is on."""
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
+
+    def _load_texts(self) -> Texts:
+        """The core's texts, then each plugin's locales folder and register_texts, then the
+        operator's bot.locales_dir, which may add languages and overrides any text."""
+        bot = self.config.bot
+        texts = Texts(bot.language)
+        for info in self.plugins.infos:
+            folder = plugin_locales(info.module)
+            if folder is not None:
+                texts.add(read_locales(folder, f"plugin {info.name!r}: locales"))
+        for _, table in self.plugins.collect("register_texts"):
+            texts.add(table)
+        if bot.locales_dir is not None:
+            if not bot.locales_dir.is_dir():
+                raise ConfigError(f"bot.locales_dir: no such folder: {bot.locales_dir}")
+            texts.add(read_locales(bot.locales_dir, "bot.locales_dir"), speak=True)
+        if bot.language not in texts.languages:
+            choices = ", ".join(texts.languages)
+            raise ConfigError(
+                f"bot.language: not a language botcore speaks (choose from {choices}); "
+                "for another, add <language>.toml to bot.locales_dir"
+            )
+        return texts
 
     def _validate_plugin_tables(self) -> None:
         tables = self.config.plugins

@@ -127,7 +127,7 @@ def _run(config: Config) -> int:
     from botcore.logs import setup_logging
     from botcore.runner import Runner
 
-    setup_logging(config.bot.log_level, config.secrets())
+    setup_logging(config.bot.log_level, config.secrets(), config.bot.log_format)
     runner = Runner(App(config))
     asyncio.run(runner.run())
     return 0

@@ -54,6 +54,15 @@ class WebhookSettings(StrictModel):
     """Telegram sends it back in X-Telegram-Bot-Api-Secret-Token; requests without it are refused."""
 
 
+class MetricsSettings(StrictModel):
+    """[bot.metrics]: Prometheus metrics and a health check over HTTP."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = Field(9090, ge=0, le=65535)
+    """0 picks a free port (logged at start-up)."""
+
+
 class BotSettings(StrictModel):
     """[bot]: the Telegram side."""
 
@@ -79,6 +88,11 @@ class BotSettings(StrictModel):
     """A new message in a chat stops the answer in progress there (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
+    """plain: one human-readable line per event (key=value); json: one JSON object per line."""
+    locales_dir: Path | None = None
+    """A folder of <language>.toml files that add languages or override texts (core and plugins)."""
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("token")

@@ -109,12 +109,14 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                 )
         except Forbidden:
+            turn.outcome = "blocked"
             log.info(
                 "chat %s blocked the bot or left; reply dropped (update %s)",
                 turn.chat_id,
                 turn.update_id,
             )
         except Exception:
+            turn.outcome = "undelivered"
             log.exception("could not deliver the reply to update %s", turn.update_id)
 
     def _reply_to(self, turn: Turn) -> ReplyParameters | None:
@@ -229,6 +231,7 @@ class Delivery:
                         log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
                     last_show = loop.time()
         except UserError as exc:
+            turn.outcome = turn.outcome or "user_error"
             error = exc.message
         except TelegramError:
             raise
@@ -239,6 +242,9 @@ class Delivery:
             raise
         except Exception:
             log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)
+            turn.failed = True
+            turn.errors.append(plugin or "?")
+            turn.outcome = "error"
             error = turn.t("error")
         finally:
             aclose = getattr(reply.chunks, "aclose", None)

@@ -86,7 +86,8 @@ def register_texts() -> Mapping[str, Mapping[str, str]]:
     """User-facing texts by language: {"en": {"weather.usage": "…"}, "ru": {…}}; see `turn.t(key)`.
 
     Prefix keys with your plugin's name. A key missing in a language falls back to the default
-    language, then English.
+    language, then English. A package may instead ship `locales/<language>.toml` (loaded
+    automatically); the operator's `bot.locales_dir` overrides both.
     """
 
 

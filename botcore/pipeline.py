@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message, MessageEntity, Update
 
+from botcore.observe import record_turn
 from botcore.plugins import Impl, maybe_await
 from botcore.turn import Turn
 from botcore.types import HandlerFunc, MessageKind, Reply, Text, UserError, as_reply
@@ -99,13 +101,16 @@ class Pipeline:
         )
 
     async def process(self, update_id: int, message: Message) -> None:
-        """One message, start to finish: the turn, the plugins, the delivery."""
+        """One message, start to finish: the turn, the plugins, the delivery, the log line."""
+        started = time.perf_counter()
         turn = self.make_turn(update_id, message)
         if turn is None:
             return
+        kind = turn.kind
         reply = await self.run(turn)
         if reply is not None:
             await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+        record_turn(turn, reply, kind=kind, started=started)
 
     def make_turn(self, update_id: int, message: Message) -> Turn | None:
         """Classify a message; None for commands addressed to another bot in a group."""
@@ -196,10 +201,12 @@ class Pipeline:
         try:
             return as_reply(await maybe_await(function(*args, **kwargs)))
         except UserError as exc:
+            turn.outcome = turn.outcome or "user_error"
             return Text(exc.message)
         except Exception:
             log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)
             turn.failed = True
+            turn.errors.append(plugin)
             return None
 
 

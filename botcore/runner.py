@@ -20,6 +20,7 @@ from telegram.ext import Application, ApplicationBuilder, TypeHandler
 from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
+from botcore.metrics import MetricsServer
 from botcore.transport import AiohttpRequest
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,13 @@ class Runner:
         if settings.base_file_url:
             builder = builder.base_file_url(settings.base_file_url)
         if settings.http_client == "aiohttp":
-            builder = builder.request(AiohttpRequest(connection_limit=settings.concurrency))
-            builder = builder.get_updates_request(AiohttpRequest(connection_limit=1))
+            api, polls = (
+                AiohttpRequest(connection_limit=settings.concurrency),
+                AiohttpRequest(connection_limit=1),
+            )
+            builder = builder.request(api).get_updates_request(polls)
+            app.health.telegram_ok = lambda: api.last_ok
+            app.health.poll_ok = lambda: polls.last_ok
         if settings.local_mode:
             builder = builder.local_mode(True)
         if settings.mode == "webhook":
@@ -52,6 +58,12 @@ class Runner:
         self.application.add_handler(TypeHandler(Update, app.pipeline.handle, block=False))
         self.application.add_error_handler(self._on_error)
         self._webhook: web.AppRunner | None = None
+        metrics = settings.metrics
+        self.metrics_server = (
+            MetricsServer(app.metrics, app.health, metrics.listen, metrics.port)
+            if metrics.enabled
+            else None
+        )
         self._secret = ""
         self._stop = asyncio.Event()
 
@@ -80,6 +92,8 @@ class Runner:
                 None, importlib.import_module, "openai"
             )
         await self.register_commands()
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
         await application.start()
         settings = self.app.config.bot
         if settings.mode == "webhook":
@@ -102,7 +116,9 @@ class Runner:
         )
 
     def _on_polling_error(self, exc: TelegramError) -> None:
-        log.warning("getUpdates failed, retrying: %s", exc)
+        reason = redact(str(exc), self.app.config.secrets())
+        self.app.health.poll_failed(reason)
+        log.warning("getUpdates failed, retrying: %s", reason)
 
     async def register_commands(self) -> None:
         """Fill Telegram's command menu, once per language the bot speaks."""
@@ -130,7 +146,7 @@ class Runner:
         self._secret = given.get_secret_value() if given else secrets.token_urlsafe(32)
         server = web.Application()
         server.router.add_post(settings.path, self._on_webhook)
-        server.router.add_get("/healthz", self._on_health)
+        server.router.add_get("/healthz", self.app.health.handle)
         self._webhook = web.AppRunner(server, access_log=None)
         await self._webhook.setup()
         site = web.TCPSite(self._webhook, settings.listen, settings.port)
@@ -156,9 +172,6 @@ class Runner:
         await self.application.update_queue.put(update)
         return web.Response(text="ok")
 
-    async def _on_health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
         application = self.application
@@ -169,6 +182,8 @@ class Runner:
             await application.updater.stop()
         if application.running:
             await application.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.app.shutdown()
         with contextlib.suppress(TelegramError):
             await application.shutdown()

@@ -4,6 +4,7 @@ request under load (measured in bench/), and the Bot API is most of what a bot d
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,7 @@ from telegram.request import BaseRequest, RequestData
 class AiohttpRequest(BaseRequest):
     """python-telegram-bot's BaseRequest over one shared aiohttp session."""
 
-    __slots__ = ("_connect", "_limit", "_media_write", "_read", "_session", "_write")
+    __slots__ = ("_connect", "_limit", "_media_write", "_read", "_session", "_write", "last_ok")
 
     def __init__(
         self,
@@ -32,6 +33,8 @@ class AiohttpRequest(BaseRequest):
         self._connect = connect_timeout
         self._media_write = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self.last_ok: float | None = None
+        """time.monotonic() of the last 200 answer (the health check reads it)."""
 
     @property
     def read_timeout(self) -> float:
@@ -89,8 +92,11 @@ class AiohttpRequest(BaseRequest):
             async with self._session.request(
                 method, url, data=body, headers=headers, timeout=timeout
             ) as response:
-                return response.status, await response.read()
+                status, answer = response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+        if status == 200:
+            self.last_ok = time.monotonic()
+        return status, answer

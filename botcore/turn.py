@@ -48,6 +48,12 @@ class Turn:
     """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
     said: bool = False
     """Set once something was sent with `send()`: the turn is then not left unanswered."""
+    errors: list[str] = field(default_factory=list)
+    """The plugins that raised while handling this turn, in order (logged and counted)."""
+    outcome: str | None = None
+    """How the turn ended when the reply alone does not tell: "user_error" (a UserError's text was
+    shown), "model_error" (botcore.ai.explain), "blocked", "undelivered"; the log line and the
+    metrics derive the rest (botcore.observe)."""
     usage: dict[str, float] = field(default_factory=dict)
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)

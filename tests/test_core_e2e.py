@@ -221,7 +221,7 @@ def free_port() -> int:
 async def test_webhook_mode(start_bot, telegram: FakeTelegram) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/tg"
-    await start_bot(
+    running = await start_bot(
         [ECHO],
         bot={
             "mode": "webhook",
@@ -250,6 +250,11 @@ async def test_webhook_mode(start_bot, telegram: FakeTelegram) -> None:
             assert response.status == 403
         async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
             assert response.status == 200 and await response.text() == "ok"
+        await telegram.wait_for(lambda: running.app.health.updates == 1, poll_interval=0.05)
+        async with session.get(f"http://127.0.0.1:{port}/healthz?verbose") as response:
+            details = await response.json()
+            assert details["mode"] == "webhook" and details["updates"] == 1
+            assert details["telegram_ok_age_s"] is not None  # sendMessage answered
     await asyncio.sleep(0.2)
     assert telegram.bot_messages(5) == []
 

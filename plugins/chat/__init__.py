@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -286,7 +287,8 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
     async with turn.chat_action("typing"):
         while True:
             try:
-                response = await _create(turn, _request(turn, settings, messages), stream=False)
+                with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):
+                    response = await _create(turn, _request(turn, settings, messages), stream=False)
             except openai.OpenAIError as exc:
                 raise explain(exc, turn, plugin=PLUGIN) from None
             _meter(turn, response.usage)
@@ -314,6 +316,7 @@ async def _stream(
 
     parts: list[str] = []  # everything shown, over all rounds
     rounds = 0
+    started = time.perf_counter()
     try:
         while True:
             said: list[str] = []  # this round's text
@@ -347,6 +350,10 @@ async def _stream(
         if isinstance(exc, openai.OpenAIError):
             raise explain(exc, turn, plugin=PLUGIN) from None
         raise
+    finally:  # the model's time: from the request to the last chunk (or the failure)
+        turn.app.metrics.observe(
+            "llm_seconds", time.perf_counter() - started, plugin=PLUGIN, model=settings.model
+        )
     if not "".join(parts).strip():
         raise UserError(turn.t("chat.empty_answer"))
     if text := "".join(said).strip():

@@ -111,7 +111,8 @@ async def generate(turn: Turn, prompt: str) -> Photo:
         request["response_format"] = settings.response_format
     try:
         async with turn.chat_action("upload_photo"):
-            result = await turn.app.openai.images.generate(**request, timeout=settings.timeout)
+            with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):
+                result = await turn.app.openai.images.generate(**request, timeout=settings.timeout)
             image = result.data[0] if result.data else None
             if image is None:
                 raise RuntimeError("the images endpoint returned no image")

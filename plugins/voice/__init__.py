@@ -220,11 +220,12 @@ async def transcribe(turn: Turn, settings: Settings, data: bytes) -> str:
         try:
             for path in files:
                 data_part = await asyncio.to_thread(path.read_bytes)
-                result = await turn.app.openai.audio.transcriptions.create(
-                    file=(path.name, data_part),
-                    model=settings.model,
-                    language=settings.language or openai.omit,
-                )
+                with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):
+                    result = await turn.app.openai.audio.transcriptions.create(
+                        file=(path.name, data_part),
+                        model=settings.model,
+                        language=settings.language or openai.omit,
+                    )
                 texts.append(result.text.strip())
             if duration is not None:
                 turn.meter("voice.seconds", duration)
