@@ -16,7 +16,7 @@ from botcore.stores.postgres import PostgresStore
 from botcore.stores.redis import RedisStore
 from botcore.stores.server import StoreUnavailable
 from botcore.testing.fake_telegram import FakeTelegram
-from botcore.testing.stores import SERVERS, Server, server_store, server_url, wipe
+from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
 
 
 @pytest.fixture(params=SERVERS)
@@ -29,18 +29,6 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Sto
     yield a, b
     await a.close()
     await b.close()
-
-
-async def waiters(store: Store, name: str) -> int:
-    """How many clients wait in line for a lock (read from the server)."""
-    if isinstance(store, PostgresStore):
-        return int(
-            await store.pool.fetchval(
-                "SELECT count(*) FROM botcore_lock_waiters WHERE name = $1", name
-            )
-        )
-    assert isinstance(store, RedisStore)
-    return int(await store.redis.zcard(f"botcore:lq:{name}"))
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -135,7 +123,7 @@ async def test_ordered_waiters_get_the_lock_smallest_order_first(
 
 
 async def _waiting(store: Store, count: int) -> bool:
-    return await waiters(store, "chat:1") == count
+    return await waiting(store, "chat:1") == count
 
 
 async def test_a_dead_waiter_loses_its_place(pair: tuple[Store, Store]) -> None:

@@ -56,3 +56,17 @@ async def wipe(store: Store) -> None:
         keys = [key async for key in store.redis.scan_iter(match="botcore:*", count=1000)]
         if keys:
             await store.redis.delete(*keys)
+
+
+async def waiting(store: Store, lock: str) -> int:
+    """How many clients wait in line (with `order`) for a lock on a server store."""
+    from botcore.stores.postgres import PostgresStore
+    from botcore.stores.redis import RedisStore
+
+    if isinstance(store, PostgresStore):
+        count = await store.pool.fetchval(
+            "SELECT count(*) FROM botcore_lock_waiters WHERE name = $1", lock
+        )
+        return int(count)
+    assert isinstance(store, RedisStore)
+    return int(await store.redis.zcard(f"botcore:lq:{lock}"))
