@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from botcore.config import ConfigError, load_config
 from botcore.store import Store
 from botcore.stores.postgres import PostgresStore
 from botcore.stores.redis import RedisStore
@@ -189,3 +191,29 @@ url = "{scheme}://botcore:S3cretPassw0rd@127.0.0.1:9/botcore"
     assert f"store: cannot open: StoreUnavailable: {backend} at 127.0.0.1:9" in text
     assert "S3cretPassw0rd" not in text
     assert "Traceback" not in text
+
+
+def test_a_server_backend_needs_a_url_and_its_password_is_a_secret(tmp_path: Path) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[bot]\ntoken = "1:A"\n[store]\nbackend = "redis"\n')
+    with pytest.raises(ConfigError, match=r'^store: backend "redis" needs store.url$'):
+        load_config(config)
+    config.write_text(
+        '[bot]\ntoken = "1:A"\n[store]\nbackend = "postgres"\n'
+        'url = "postgresql://botcore:p%40ss-word@db:5432/botcore"\n'
+    )
+    secrets = load_config(config).secrets()
+    assert "p%40ss-word" in secrets and "p@ss-word" in secrets
+    assert "postgresql://botcore:p%40ss-word@db:5432/botcore" in secrets
+
+
+def test_a_sqlite_bot_never_imports_the_server_drivers() -> None:
+    """Start-up is benchmarked: asyncpg and redis load only for their backends."""
+    code = (
+        "import sys, botcore.cli, botcore.app, botcore.runner, botcore.stores.sqlite; "
+        "print(sorted(m for m in ('asyncpg', 'redis') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
