@@ -191,6 +191,19 @@ class PostgresStore:
             "DELETE FROM botcore_messages WHERE conversation = $1", conversation
         )
 
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, in one transaction."""
+        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute("DELETE FROM botcore_messages WHERE conversation = $1", conversation)
+            await db.execute(
+                "INSERT INTO botcore_messages (conversation, created, message) "
+                "SELECT $1, $2, m FROM unnest($3::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+                conversation,
+                time.time(),
+                rows,
+            )
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`."""
         await self.pool.execute("DELETE FROM botcore_messages WHERE created < $1", before)

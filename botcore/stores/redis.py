@@ -171,6 +171,19 @@ class RedisStore:
             pipe.srem(CONVERSATIONS, conversation)
             await pipe.execute()
 
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, in one MULTI/EXEC."""
+        now = f"{time.time():.6f}"
+        key = _conversation(conversation)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if messages:
+                pipe.rpush(key, *(f"{now} {json.dumps(m, ensure_ascii=False)}" for m in messages))
+                pipe.sadd(CONVERSATIONS, conversation)
+            else:
+                pipe.srem(CONVERSATIONS, conversation)
+            await pipe.execute()
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`: drop them from the head of every list."""
         async for conversation in self.redis.sscan_iter(CONVERSATIONS, count=500):
