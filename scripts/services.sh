@@ -31,6 +31,7 @@ start() {
   dir="$(mktemp -d /tmp/botcore-services.XXXXXX)"
   chmod 755 "$dir"
   trap "BOTCORE_SERVICES_DIR='$dir' stop" EXIT  # a failed start leaves nothing running
+  cd "$dir"  # the postgres user may not be allowed into the caller's folder
   password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(16))')"
   bin="$(pg_bin)"
   if [ "$(id -u)" = 0 ]; then
@@ -68,6 +69,7 @@ stop() {
   local dir="${BOTCORE_SERVICES_DIR:-}" user=()
   [ -n "$dir" ] && [ -d "$dir" ] || return 0
   [ "$(id -u)" = 0 ] && user=(runuser -u postgres --)
+  cd /
   if [ -f "$dir/pg/data/postmaster.pid" ]; then
     "${user[@]}" "$(pg_bin)/pg_ctl" -D "$dir/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
