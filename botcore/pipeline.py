@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHAT_LEASE = 30.0
+"""Seconds a chat stays locked in a shared store after its instance died mid-turn (a live one
+renews the lease for as long as the turn takes)."""
+
 _MEDIA_KINDS: tuple[MessageKind, ...] = (
     "voice",
     "audio",
@@ -90,7 +94,7 @@ class Pipeline:
     async def _store_lock(self, chat_id: int, update_id: int) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                lock = self.app.store.lock(f"chat:{chat_id}", order=update_id)
+                lock = self.app.store.lock(f"chat:{chat_id}", timeout=CHAT_LEASE, order=update_id)
                 await stack.enter_async_context(lock)
             except Exception as exc:  # the store is down: the turn meets it and says so
                 log.warning("store: no lock for chat %s: %s", chat_id, type(exc).__name__)
