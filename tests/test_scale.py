@@ -7,19 +7,23 @@ update to it, so consecutive messages of one chat land on different instances.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from botcore.store import Store
+from botcore.stores.memory import MemoryStore
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
@@ -201,3 +205,28 @@ async def test_messages_arriving_at_once_are_answered_in_update_order_never_inte
         [*turns(*texts[:i]), ("user", text)] for i, text in enumerate(texts)
     ]
     assert len(set(cluster.proxy.routed.values())) == INSTANCES
+
+
+class LockDown(MemoryStore):
+    """A shared store whose server went away: taking a lock fails."""
+
+    shared = True
+
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        @contextlib.asynccontextmanager
+        async def refused() -> AsyncIterator[None]:
+            raise ConnectionRefusedError("the store is down")
+            yield  # pragma: no cover
+
+        return refused()
+
+
+async def test_a_turn_goes_on_when_the_shared_store_cannot_lock_the_chat(
+    start_bot: Any, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_bot([])
+    running.app.store = LockDown()
+    assert (await telegram.reply_to("/start", user_id=5)).text.startswith("Hi!")
+    assert "store: no lock for chat 5: ConnectionRefusedError" in caplog.text
