@@ -15,6 +15,7 @@ from botcore.logs import redact
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
 from botcore.store import HistoryStore, Store, make_store
+from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
 
@@ -47,6 +48,10 @@ class App:
         self._validate_plugin_tables()
         self.commands: dict[str, tuple[str, Command]] = {}
         self._collect_commands()
+        self.tools = Tools.collect(self.plugins, app=self)
+        """The functions plugins offer the chat model (register_tools), checked at start-up."""
+        for info in self.plugins.infos:
+            info.tools = self.tools.of(info.name)
         self.handlers: list[tuple[str, Handler]] = [
             (plugin, handler)
             for plugin, handlers in self.plugins.collect("register_handlers")
