@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, validate
 from botcore.delivery import Delivery
 from botcore.i18n import Texts, plugin_locales, read_locales
+from botcore.logs import redact
 from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
@@ -187,7 +188,8 @@ class App:
         try:
             await self.store.open()
         except Exception as exc:
-            raise StartupError(f"store: cannot open: {type(exc).__name__}: {exc}") from None
+            reason = redact(f"{type(exc).__name__}: {exc}", self.config.secrets())
+            raise StartupError(f"store: cannot open: {reason}") from None
         for impl in self.plugins.impls("startup"):
             try:
                 await maybe_await(impl(app=self))

@@ -133,10 +133,19 @@ class OpenAISettings(StrictModel):
 class StoreSettings(StrictModel):
     """[store]: where conversations, per-user settings and usage are kept."""
 
-    backend: Literal["sqlite", "memory"] = "sqlite"
-    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console)."""
+    backend: Literal["sqlite", "memory", "postgres", "redis"] = "sqlite"
+    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console).
+    postgres, redis: a server that several bot processes share (see "Scaling out")."""
     path: str = "botcore.sqlite3"
     """The SQLite file (relative to the working directory)."""
+    url: SecretStr | None = None
+    """postgres: postgresql://user:password@host:5432/db; redis: redis://:password@host:6379/0."""
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> StoreSettings:
+        if self.backend in ("postgres", "redis") and self.url is None:
+            raise ValueError(f'backend "{self.backend}" needs store.url')
+        return self
 
 
 class Config(StrictModel):
@@ -154,7 +163,20 @@ class Config(StrictModel):
         for secret in (self.openai.api_key, self.bot.webhook.secret_token):
             if secret is not None:
                 found.append(secret.get_secret_value())
+        if self.store.url is not None:
+            found.extend(url_secrets(self.store.url.get_secret_value()))
         return [s for s in found if s]
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password in a server URL, and the URL itself: both are kept out of logs."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return [url, *([password, unquote(password)] if password else [])]
 
 
 def load_config(

@@ -7,8 +7,11 @@ the plugin: an exception is logged with the plugin's name and the update id, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message, MessageEntity, Update
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
     from botcore.app import App
 
 log = logging.getLogger(__name__)
+
+CHAT_LEASE = 30.0
+"""Seconds a chat stays locked in a shared store after its instance died mid-turn (a live one
+renews the lease for as long as the turn takes)."""
 
 _MEDIA_KINDS: tuple[MessageKind, ...] = (
     "voice",
@@ -62,7 +69,7 @@ class Pipeline:
             entry.stop()
         entry.users += 1
         try:
-            async with entry.lock, self._slots:
+            async with entry.lock, self._shared_lock(chat_id, update.update_id), self._slots:
                 task = asyncio.create_task(self.process(update.update_id, message))
                 entry.current = task
                 try:
@@ -77,6 +84,23 @@ class Pipeline:
             entry.users -= 1
             if entry.users == 0:
                 del self._chats[chat_id]
+
+    def _shared_lock(self, chat_id: int, update_id: int) -> AbstractAsyncContextManager[object]:
+        """With a store that several bot processes share, the chat's lock in that store too:
+        one chat's turns never overlap across processes, and waiters go in update_id order."""
+        if not self.app.store.shared:
+            return contextlib.nullcontext()
+        return self._store_lock(chat_id, update_id)
+
+    @contextlib.asynccontextmanager
+    async def _store_lock(self, chat_id: int, update_id: int) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                lock = self.app.store.lock(f"chat:{chat_id}", timeout=CHAT_LEASE, order=update_id)
+                await stack.enter_async_context(lock)
+            except Exception as exc:  # the store is down: the turn meets it and says so
+                log.warning("store: no lock for chat %s: %s", chat_id, type(exc).__name__)
+            yield
 
     def _is_cancel(self, message: Message) -> bool:
         text = message.text or ""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import importlib
 import json
 import logging
-import secrets
 import signal
 from typing import Any
 
@@ -143,7 +143,10 @@ class Runner:
         if not settings.url:
             raise StartupError("bot.webhook.url: required in webhook mode (the public HTTPS URL)")
         given = settings.secret_token
-        self._secret = given.get_secret_value() if given else secrets.token_urlsafe(32)
+        # Unset, it is derived from the bot token: every instance behind one URL agrees on it.
+        token = self.app.config.bot.token.get_secret_value().encode()
+        derived = hmac.new(token, b"botcore webhook secret", hashlib.sha256).hexdigest()
+        self._secret = given.get_secret_value() if given else derived
         server = web.Application()
         server.router.add_post(settings.path, self._on_webhook)
         server.router.add_get("/healthz", self.app.health.handle)

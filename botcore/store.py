@@ -101,8 +101,13 @@ class Store(Protocol):
 
     # Locks: one holder at a time per name, across every process that shares the store.
 
-    def lock(self, name: str, *, timeout: float = 120.0) -> AbstractAsyncContextManager[None]:
-        """Hold `name` for the block; a holder that dies releases it after `timeout` seconds."""
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold `name` for the block; a holder that dies releases it after `timeout` seconds.
+
+        Waiters that pass `order` (an update id) get the lock smallest first, so one chat's
+        updates waiting at several processes are still handled in order."""
         ...
 
 
@@ -157,6 +162,16 @@ def make_store(settings: StoreSettings) -> Store:
         from botcore.stores.memory import MemoryStore
 
         return MemoryStore()
+    if settings.backend in ("postgres", "redis"):
+        assert settings.url is not None  # the config requires it
+        url = settings.url.get_secret_value()
+        if settings.backend == "postgres":
+            from botcore.stores.postgres import PostgresStore
+
+            return PostgresStore(url)
+        from botcore.stores.redis import RedisStore
+
+        return RedisStore(url)
     from botcore.stores.sqlite import SQLiteStore
 
     return SQLiteStore(settings.path)

@@ -230,7 +230,8 @@ async def test_webhook_mode(start_bot, telegram: FakeTelegram) -> None:
     )
     assert telegram.webhook is not None and telegram.webhook["url"] == url
     secret = telegram.webhook.get("secret_token")
-    assert secret and len(secret) >= 32  # made up at start when bot.toml sets none
+    assert secret and len(secret) >= 32  # derived from the bot token when bot.toml sets none
+    assert telegram.token.split(":")[1] not in secret
     assert (await telegram.reply_to("over the webhook")).text == "echo: over the webhook"
     async with aiohttp.ClientSession() as session:
         update = {

@@ -11,13 +11,21 @@ import pytest
 from botcore.store import Store
 from botcore.stores.memory import MemoryStore
 from botcore.stores.sqlite import SQLiteStore
+from botcore.testing.stores import server_store, wipe
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An open, empty store of each backend."""
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    """An open, empty store of each backend (postgres and redis: the test servers)."""
+    backend: Store
+    if request.param == "memory":
+        backend = MemoryStore()
+    elif request.param == "sqlite":
+        backend = SQLiteStore(tmp_path / "s.db")
+    else:
+        backend = server_store(request.param)
     await backend.open()
+    await wipe(backend)
     yield backend
     await backend.close()
 

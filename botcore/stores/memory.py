@@ -111,6 +111,8 @@ class MemoryStore:
             if key.startswith(prefix) and (expires is None or expires > now)
         }
 
-    def lock(self, name: str, *, timeout: float = 120.0) -> AbstractAsyncContextManager[None]:
-        """An in-process lock: one process is the only user of a memory store."""
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """An in-process lock, first come first served: a memory store has one process."""
         return self._locks.hold(name)

@@ -240,6 +240,8 @@ class SQLiteStore:
         )
         return {key: float(value) for key, value in rows}
 
-    def lock(self, name: str, *, timeout: float = 120.0) -> AbstractAsyncContextManager[None]:
-        """An in-process lock: a SQLite store has one bot process."""
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """An in-process lock (first come, first served): a SQLite store has one bot process."""
         return self._locks.hold(name)

@@ -1,0 +1,300 @@
+"""A Store on PostgreSQL (asyncpg): one database that several bot processes share.
+
+Every write is one statement or one transaction; a budget reservation is a single
+INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two processes can never both pass a limit. Locks are
+leases in a table (see botcore.stores.server), taken by one server-side function call. The tables
+(all named botcore_*) are created on open, under an advisory lock so instances may start at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from botcore.store import ChatMessage
+from botcore.stores.server import WAITER_TTL, hold, unavailable
+
+if TYPE_CHECKING:
+    import asyncpg
+
+PRUNE_EVERY = 3600.0
+SCHEMA_LOCK = 0x626F74636F7265  # "botcore": serializes schema creation across instances
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS botcore_messages (
+    id BIGSERIAL PRIMARY KEY,
+    conversation TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS botcore_messages_by_conversation
+    ON botcore_messages (conversation, id);
+CREATE INDEX IF NOT EXISTS botcore_messages_by_age ON botcore_messages (created);
+CREATE TABLE IF NOT EXISTS botcore_records (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE TABLE IF NOT EXISTS botcore_counters (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    expires DOUBLE PRECISION,
+    PRIMARY KEY (namespace, key)
+);
+CREATE TABLE IF NOT EXISTS botcore_locks (
+    name TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    expires DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS botcore_lock_waiters (
+    name TEXT NOT NULL,
+    token TEXT NOT NULL,
+    ord BIGINT NOT NULL,
+    expires DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (name, token)
+);
+CREATE OR REPLACE FUNCTION botcore_try_lock(
+    p_name TEXT, p_token TEXT, p_order BIGINT, p_ttl DOUBLE PRECISION, p_wait DOUBLE PRECISION
+) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+DECLARE
+    now_ DOUBLE PRECISION := extract(epoch FROM clock_timestamp());
+    head TEXT;
+BEGIN
+    IF p_order IS NOT NULL THEN
+        INSERT INTO botcore_lock_waiters (name, token, ord, expires)
+            VALUES (p_name, p_token, p_order, now_ + p_wait)
+            ON CONFLICT (name, token) DO UPDATE SET expires = EXCLUDED.expires;
+        DELETE FROM botcore_lock_waiters WHERE name = p_name AND expires < now_;
+        SELECT token INTO head FROM botcore_lock_waiters
+            WHERE name = p_name ORDER BY ord, token LIMIT 1;
+        IF head IS DISTINCT FROM p_token THEN
+            RETURN FALSE;
+        END IF;
+    END IF;
+    INSERT INTO botcore_locks (name, token, expires) VALUES (p_name, p_token, now_ + p_ttl)
+        ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, expires = EXCLUDED.expires
+        WHERE botcore_locks.expires < now_;
+    IF NOT FOUND THEN
+        RETURN FALSE;
+    END IF;
+    DELETE FROM botcore_lock_waiters WHERE name = p_name AND token = p_token;
+    RETURN TRUE;
+END $$;
+"""
+
+ADD = """
+INSERT INTO botcore_counters AS c (namespace, key, value, expires)
+SELECT $1, $2, $3, $5
+WHERE $4::float8 IS NULL OR $3 <= $4 OR EXISTS (
+    SELECT 1 FROM botcore_counters
+    WHERE namespace = $1 AND key = $2 AND (expires IS NULL OR expires > $6)
+)
+ON CONFLICT (namespace, key) DO UPDATE SET
+    value = CASE WHEN c.expires <= $6 THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END,
+    expires = CASE WHEN c.expires <= $6 THEN EXCLUDED.expires ELSE c.expires END
+WHERE $4::float8 IS NULL
+    OR (CASE WHEN c.expires <= $6 THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END) <= $4
+RETURNING c.value
+"""
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL; any number of bot processes may share one database."""
+
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._last_prune = 0.0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool; only after open()."""
+        if self._pool is None:
+            raise RuntimeError("the PostgreSQL store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect and create the tables; StoreUnavailable (without the password) on failure."""
+        import asyncpg  # here: a bot on SQLite never pays for the import
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, timeout=10
+            )
+            async with self.pool.acquire() as db:
+                await db.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
+                try:
+                    await db.execute(SCHEMA)
+                finally:
+                    await db.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+        except Exception as exc:
+            await self.close()
+            raise unavailable("postgres", self.url, exc) from None
+
+    async def close(self) -> None:
+        """Close every connection."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def messages(
+        self, conversation: str, *, limit: int, since: float = 0.0
+    ) -> list[ChatMessage]:
+        """The newest `limit` messages at or after `since`, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT message FROM botcore_messages WHERE conversation = $1 AND created >= $2 "
+            "ORDER BY id DESC LIMIT $3",
+            conversation,
+            since,
+            max(limit, 0),
+        )
+        return [json.loads(row[0]) for row in reversed(rows)]
+
+    async def append(
+        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
+    ) -> None:
+        """Add messages and trim to the newest `keep`, in one transaction."""
+        now = time.time()
+        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute(
+                "INSERT INTO botcore_messages (conversation, created, message) "
+                "SELECT $1, $2, m FROM unnest($3::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+                conversation,
+                now,
+                rows,
+            )
+            await db.execute(
+                "DELETE FROM botcore_messages WHERE conversation = $1 AND id <= ("
+                "SELECT id FROM botcore_messages WHERE conversation = $1 "
+                "ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                conversation,
+                keep,
+            )
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            await self.pool.execute(
+                "DELETE FROM botcore_counters WHERE expires IS NOT NULL AND expires <= $1", now
+            )
+
+    async def clear(self, conversation: str) -> None:
+        """Forget a conversation."""
+        await self.pool.execute(
+            "DELETE FROM botcore_messages WHERE conversation = $1", conversation
+        )
+
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, in one transaction."""
+        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute("DELETE FROM botcore_messages WHERE conversation = $1", conversation)
+            await db.execute(
+                "INSERT INTO botcore_messages (conversation, created, message) "
+                "SELECT $1, $2, m FROM unnest($3::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
+                conversation,
+                time.time(),
+                rows,
+            )
+
+    async def expire(self, before: float) -> None:
+        """Forget messages older than `before`."""
+        await self.pool.execute("DELETE FROM botcore_messages WHERE created < $1", before)
+
+    async def get(self, namespace: str, key: str) -> Any:
+        """The value, or None."""
+        raw = await self.pool.fetchval(
+            "SELECT value FROM botcore_records WHERE namespace = $1 AND key = $2", namespace, key
+        )
+        return None if raw is None else json.loads(raw)
+
+    async def put(self, namespace: str, key: str, value: Any) -> None:
+        """Set a value; None deletes it."""
+        if value is None:
+            await self.pool.execute(
+                "DELETE FROM botcore_records WHERE namespace = $1 AND key = $2", namespace, key
+            )
+            return
+        await self.pool.execute(
+            "INSERT INTO botcore_records (namespace, key, value) VALUES ($1, $2, $3) "
+            "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
+            namespace,
+            key,
+            json.dumps(value, ensure_ascii=False),
+        )
+
+    async def scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value in a namespace."""
+        rows = await self.pool.fetch(
+            "SELECT key, value FROM botcore_records WHERE namespace = $1 ORDER BY key", namespace
+        )
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+    async def add(
+        self,
+        namespace: str,
+        key: str,
+        amount: float,
+        *,
+        limit: float | None = None,
+        ttl: float | None = None,
+    ) -> float | None:
+        """Add to a counter unless it would pass `limit`: one atomic statement."""
+        now = time.time()
+        expires = now + ttl if ttl is not None else None
+        total = await self.pool.fetchval(ADD, namespace, key, float(amount), limit, expires, now)
+        return None if total is None else float(total)
+
+    async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
+        """Live counters whose keys start with `prefix`."""
+        rows = await self.pool.fetch(
+            "SELECT key, value FROM botcore_counters WHERE namespace = $1 "
+            "AND left(key, length($2)) = $2 AND (expires IS NULL OR expires > $3) ORDER BY key",
+            namespace,
+            prefix,
+            time.time(),
+        )
+        return {row[0]: float(row[1]) for row in rows}
+
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """A lease in botcore_locks, shared by every process on this database."""
+        return hold(self, name, timeout, order)
+
+    async def try_acquire(self, name: str, token: str, order: int | None, lease: float) -> bool:
+        """One call of botcore_try_lock (see SCHEMA)."""
+        wait = min(lease, WAITER_TTL)
+        return bool(
+            await self.pool.fetchval(
+                "SELECT botcore_try_lock($1, $2, $3, $4, $5)", name, token, order, lease, wait
+            )
+        )
+
+    async def renew(self, name: str, token: str, lease: float) -> bool:
+        """Push our lease's end `lease` seconds ahead."""
+        found = await self.pool.fetchval(
+            "UPDATE botcore_locks SET expires = extract(epoch FROM clock_timestamp()) + $3 "
+            "WHERE name = $1 AND token = $2 RETURNING 1",
+            name,
+            token,
+            lease,
+        )
+        return found is not None
+
+    async def release(self, name: str, token: str) -> None:
+        """Drop our lease and our place in line."""
+        async with self.pool.acquire() as db, db.transaction():
+            await db.execute(
+                "DELETE FROM botcore_locks WHERE name = $1 AND token = $2", name, token
+            )
+            await db.execute(
+                "DELETE FROM botcore_lock_waiters WHERE name = $1 AND token = $2", name, token
+            )

@@ -1,0 +1,270 @@
+"""A Store on Redis (redis-py's asyncio client): one server that several bot processes share.
+
+Keys start with "botcore:". A conversation is a list of "<unix time> <json>" entries; records are
+a hash per namespace; a counter is a string key (its window is the key's TTL) listed in a set per
+namespace. A budget reservation and a lock attempt are each one Lua script, so they are atomic.
+Locks are leases (SET NX PX with a random token, released by compare-and-delete); see
+botcore.stores.server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from botcore.store import ChatMessage
+from botcore.stores.server import WAITER_TTL, hold, unavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+P = "botcore:"
+CONVERSATIONS = P + "conversations"
+
+ADD = """
+local current = redis.call('GET', KEYS[1])
+local total = (tonumber(current) or 0) + tonumber(ARGV[1])
+if ARGV[2] ~= '' and total > tonumber(ARGV[2]) then return false end
+local result = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if not current and ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('SADD', KEYS[2], ARGV[4])
+return result
+"""
+
+EXPIRE = """
+local before = tonumber(ARGV[1])
+while true do
+  local first = redis.call('LINDEX', KEYS[1], 0)
+  if not first then return 1 end
+  if tonumber(string.sub(first, 1, string.find(first, ' ') - 1)) >= before then return 0 end
+  redis.call('LPOP', KEYS[1])
+end
+"""
+
+TRY_LOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], now + tonumber(ARGV[4]))
+  while true do
+    local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+    if not head then break end
+    local deadline = tonumber(redis.call('HGET', KEYS[3], head))
+    if deadline and deadline > now then break end
+    redis.call('ZREM', KEYS[2], head)
+    redis.call('HDEL', KEYS[3], head)
+  end
+  if redis.call('ZRANGE', KEYS[2], 0, 0)[1] ~= ARGV[1] then return 0 end
+end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+def _conversation(name: str) -> str:
+    return f"{P}m:{name}"
+
+
+def _counter(namespace: str, key: str) -> str:
+    return f"{P}c:{len(namespace)}:{namespace}:{key}"
+
+
+def _lock_keys(name: str) -> list[str]:
+    return [f"{P}l:{name}", f"{P}lq:{name}", f"{P}lw:{name}"]
+
+
+class RedisStore:
+    """The Store protocol on Redis; any number of bot processes may share one server."""
+
+    shared = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._redis: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @property
+    def redis(self) -> Redis:
+        """The client; only after open()."""
+        if self._redis is None:
+            raise RuntimeError("the Redis store is not open")
+        return self._redis
+
+    async def open(self) -> None:
+        """Connect and check the server answers; StoreUnavailable (without the password)."""
+        from redis.asyncio import Redis  # here: a bot on SQLite never pays for the import
+
+        try:
+            self._redis = Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=10)
+            await self._redis.ping()
+        except Exception as exc:
+            await self.close()
+            raise unavailable("redis", self.url, exc) from None
+        for name, source in (
+            ("add", ADD),
+            ("expire", EXPIRE),
+            ("try_lock", TRY_LOCK),
+            ("renew", RENEW),
+            ("release", RELEASE),
+        ):
+            self._scripts[name] = self._redis.register_script(source)
+
+    async def close(self) -> None:
+        """Close the connections."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def messages(
+        self, conversation: str, *, limit: int, since: float = 0.0
+    ) -> list[ChatMessage]:
+        """The newest `limit` messages at or after `since`, oldest first."""
+        if limit <= 0:
+            return []
+        entries = await self.redis.lrange(_conversation(conversation), -limit, -1)
+        found = []
+        for entry in entries:
+            created, _, message = str(entry).partition(" ")
+            if float(created) >= since:
+                found.append(json.loads(message))
+        return found
+
+    async def append(
+        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
+    ) -> None:
+        """Add messages and trim to the newest `keep`, in one MULTI/EXEC."""
+        now = f"{time.time():.6f}"
+        entries = [f"{now} {json.dumps(m, ensure_ascii=False)}" for m in messages]
+        key = _conversation(conversation)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, *entries)
+            if keep > 0:
+                pipe.ltrim(key, -keep, -1)
+            else:
+                pipe.delete(key)
+            pipe.sadd(CONVERSATIONS, conversation)
+            await pipe.execute()
+
+    async def clear(self, conversation: str) -> None:
+        """Forget a conversation."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(_conversation(conversation))
+            pipe.srem(CONVERSATIONS, conversation)
+            await pipe.execute()
+
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, in one MULTI/EXEC."""
+        now = f"{time.time():.6f}"
+        key = _conversation(conversation)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if messages:
+                pipe.rpush(key, *(f"{now} {json.dumps(m, ensure_ascii=False)}" for m in messages))
+                pipe.sadd(CONVERSATIONS, conversation)
+            else:
+                pipe.srem(CONVERSATIONS, conversation)
+            await pipe.execute()
+
+    async def expire(self, before: float) -> None:
+        """Forget messages older than `before`: drop them from the head of every list."""
+        async for conversation in self.redis.sscan_iter(CONVERSATIONS, count=500):
+            emptied = await self._scripts["expire"](
+                keys=[_conversation(conversation)], args=[before]
+            )
+            if emptied:
+                await self.redis.srem(CONVERSATIONS, conversation)
+
+    async def get(self, namespace: str, key: str) -> Any:
+        """The value, or None."""
+        raw = await self.redis.hget(f"{P}r:{namespace}", key)
+        return None if raw is None else json.loads(raw)
+
+    async def put(self, namespace: str, key: str, value: Any) -> None:
+        """Set a value; None deletes it."""
+        if value is None:
+            await self.redis.hdel(f"{P}r:{namespace}", key)
+        else:
+            await self.redis.hset(f"{P}r:{namespace}", key, json.dumps(value, ensure_ascii=False))
+
+    async def scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value in a namespace."""
+        found = await self.redis.hgetall(f"{P}r:{namespace}")
+        return {str(key): json.loads(found[key]) for key in sorted(found)}
+
+    async def add(
+        self,
+        namespace: str,
+        key: str,
+        amount: float,
+        *,
+        limit: float | None = None,
+        ttl: float | None = None,
+    ) -> float | None:
+        """Add to a counter unless it would pass `limit`: one Lua script."""
+        total = await self._scripts["add"](
+            keys=[_counter(namespace, key), f"{P}ci:{namespace}"],
+            args=[
+                repr(float(amount)),
+                "" if limit is None else repr(float(limit)),
+                "" if ttl is None else max(int(ttl * 1000), 1),
+                key,
+            ],
+        )
+        return None if total is None else float(total)
+
+    async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
+        """Live counters whose keys start with `prefix`; expired ones leave the index."""
+        index = f"{P}ci:{namespace}"
+        keys = sorted(k for k in map(str, await self.redis.smembers(index)) if k.startswith(prefix))
+        if not keys:
+            return {}
+        values = await self.redis.mget([_counter(namespace, k) for k in keys])
+        gone = [k for k, v in zip(keys, values, strict=True) if v is None]
+        if gone:
+            await self.redis.srem(index, *gone)
+        return {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def lock(
+        self, name: str, *, timeout: float = 120.0, order: int | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """A lease (SET NX PX), shared by every process on this server."""
+        return hold(self, name, timeout, order)
+
+    async def try_acquire(self, name: str, token: str, order: int | None, lease: float) -> bool:
+        """One run of TRY_LOCK."""
+        wait = min(lease, WAITER_TTL)
+        taken = await self._scripts["try_lock"](
+            keys=_lock_keys(name),
+            args=[token, "" if order is None else order, int(lease * 1000), int(wait * 1000)],
+        )
+        return bool(taken)
+
+    async def renew(self, name: str, token: str, lease: float) -> bool:
+        """Push our lease's end `lease` seconds ahead."""
+        renewed = await self._scripts["renew"](
+            keys=_lock_keys(name)[:1], args=[token, int(lease * 1000)]
+        )
+        return bool(renewed)
+
+    async def release(self, name: str, token: str) -> None:
+        """Drop our lease (compare-and-delete) and our place in line."""
+        await self._scripts["release"](keys=_lock_keys(name), args=[token])

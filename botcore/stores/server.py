@@ -1,0 +1,108 @@
+"""What the PostgreSQL and Redis stores share: safe error messages and a leased, ordered lock.
+
+A lock held across processes is a lease on the server: it lasts `timeout` seconds and the holder
+renews it while the block runs, so a holder that dies (kill -9, a lost host) frees it within
+`timeout` and a live one keeps it however long its turn takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from botcore.config import url_secrets
+from botcore.logs import redact
+
+log = logging.getLogger("botcore.store")
+
+WAITER_TTL = 10.0
+"""A waiter that stops polling for this long (its process died) loses its place in line."""
+
+
+class StoreUnavailable(Exception):
+    """The store's server cannot be reached or refused us; the message never holds a password."""
+
+
+def where(url: str) -> str:
+    """host:port/db of a server URL, without user or password, for messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable url)"
+    return f"{host}{port}{parts.path}"
+
+
+def unavailable(what: str, url: str, exc: BaseException) -> StoreUnavailable:
+    """A StoreUnavailable naming the server, with every trace of the URL's password removed."""
+    detail = redact(f"{type(exc).__name__}: {exc}", url_secrets(url))
+    password = _password(url)
+    if password:  # short passwords too: redact() leaves strings under 6 characters alone
+        detail = detail.replace(password, "***")
+    return StoreUnavailable(f"{what} at {where(url)}: {detail}")
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+class Leases(Protocol):
+    """The three server-side steps of a leased lock, one round trip each (`lease`: seconds)."""
+
+    async def try_acquire(self, name: str, token: str, order: int | None, lease: float) -> bool:
+        """Take the lease if it is free (and, with `order`, if no live waiter comes first)."""
+        ...
+
+    async def renew(self, name: str, token: str, lease: float) -> bool:
+        """Extend our lease to `lease` seconds from now; False if it was lost."""
+        ...
+
+    async def release(self, name: str, token: str) -> None:
+        """End our lease (if still ours) and leave the line of waiters."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def hold(leases: Leases, name: str, lease: float, order: int | None) -> AsyncIterator[None]:
+    """Poll for the lease (5 ms, doubling to 50 ms), renew it every lease/3, release it."""
+    token = secrets.token_hex(16)
+    delay = 0.005
+    try:
+        while not await leases.try_acquire(name, token, order, lease):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(leases.release(name, token))
+        raise
+    renewer = asyncio.create_task(_renew(leases, name, token, lease))
+    try:
+        yield
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+        try:
+            await asyncio.shield(leases.release(name, token))
+        except Exception as exc:  # the lease then ends by itself after `timeout`
+            log.warning("store: releasing lock %r failed: %s", name, type(exc).__name__)
+
+
+async def _renew(leases: Leases, name: str, token: str, lease: float) -> None:
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            if not await leases.renew(name, token, lease):
+                log.warning("store: lock %r was lost (held past its lease)", name)
+                return
+        except Exception as exc:
+            log.warning("store: renewing lock %r failed: %s", name, type(exc).__name__)

@@ -1,0 +1,219 @@
+"""PostgreSQL and Redis stores as several processes see them: two clients on one server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from botcore.config import ConfigError, load_config
+from botcore.store import Store
+from botcore.stores.postgres import PostgresStore
+from botcore.stores.redis import RedisStore
+from botcore.stores.server import StoreUnavailable
+from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
+
+
+@pytest.fixture(params=SERVERS)
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Store]]:
+    """Two independent clients (as two bot processes would have) of one empty server."""
+    a, b = server_store(request.param), server_store(request.param)
+    await a.open()
+    await b.open()
+    await wipe(a)
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait (10 s at most) for an async condition to hold."""
+    for _ in range(1000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_lock_held_by_one_client_blocks_the_other(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    events: list[str] = []
+
+    async def take(store: Store, tag: str) -> None:
+        async with store.lock("chat:1"):
+            events.append(f"{tag} in")
+            await asyncio.sleep(0.05)
+            events.append(f"{tag} out")
+
+    async with a.lock("chat:1"):
+        other = asyncio.create_task(take(b, "b"))
+        await asyncio.sleep(0.3)  # b polls meanwhile, and must not get in
+        assert events == []
+        events.append("a out")
+    await asyncio.wait_for(other, 10)
+    assert events == ["a out", "b in", "b out"]
+    async with a.lock("chat:2"), b.lock("chat:3"):  # other names never wait
+        pass
+
+
+async def test_concurrent_reservations_from_two_clients_never_overrun(
+    pair: tuple[Store, Store],
+) -> None:
+    a, b = pair
+    results = await asyncio.gather(
+        *(store.add("budget", "u1", 1, limit=25, ttl=3600) for store in [a, b] * 40)
+    )
+    assert sum(r is not None for r in results) == 25
+    assert sorted(r for r in results if r is not None) == [float(i) for i in range(1, 26)]
+    assert await b.totals("budget") == {"u1": 25.0}
+
+
+async def test_a_dead_holder_releases_after_its_timeout(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    assert isinstance(a, PostgresStore | RedisStore)
+    # What a process killed while holding the lock leaves: a lease nobody renews or releases.
+    assert await a.try_acquire("chat:1", "dead-process", None, 0.5)
+    async with asyncio.timeout(10), b.lock("chat:1"):
+        pass
+
+
+async def test_a_lease_is_renewed_while_its_holder_lives(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    events: list[str] = []
+
+    async def wait_for_it() -> None:
+        async with b.lock("chat:1", timeout=0.3):
+            events.append("b in")
+
+    async with a.lock("chat:1", timeout=0.3):
+        other = asyncio.create_task(wait_for_it())
+        await asyncio.sleep(1.0)  # more than three lease lengths
+        events.append("a out")
+    await asyncio.wait_for(other, 10)
+    assert events == ["a out", "b in"]
+
+
+async def test_ordered_waiters_get_the_lock_smallest_order_first(
+    pair: tuple[Store, Store],
+) -> None:
+    a, b = pair
+    c = server_store("postgres" if isinstance(a, PostgresStore) else "redis")
+    await c.open()
+    order: list[int] = []
+
+    async def wait(store: Store, update_id: int) -> None:
+        async with store.lock("chat:1", order=update_id):
+            order.append(update_id)
+
+    try:
+        async with a.lock("chat:1", order=1):
+            later = asyncio.create_task(wait(b, 3))  # the later update queues first
+            await until(lambda: _waiting(a, 1), "update 3 waits")
+            earlier = asyncio.create_task(wait(c, 2))
+            await until(lambda: _waiting(a, 2), "update 2 waits too")
+        await asyncio.wait_for(asyncio.gather(later, earlier), 10)
+    finally:
+        await c.close()
+    assert order == [2, 3]
+
+
+async def _waiting(store: Store, count: int) -> bool:
+    return await waiting(store, "chat:1") == count
+
+
+async def test_a_dead_waiter_loses_its_place(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    assert isinstance(a, PostgresStore | RedisStore)
+    events: list[str] = []
+
+    async def wait() -> None:
+        async with b.lock("chat:1", order=2, timeout=0.3):
+            events.append("b in")
+
+    async with a.lock("chat:1"):
+        # A process that queued for update 1, then died: it never polls again.
+        assert not await a.try_acquire("chat:1", "dead-waiter", 1, 0.3)
+        other = asyncio.create_task(wait())
+        await until(lambda: _waiting(a, 2), "b waits behind the dead waiter")
+        events.append("a out")
+    await asyncio.wait_for(other, 10)
+    assert events == ["a out", "b in"]
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_a_wrong_password_is_never_printed(backend: Server) -> None:
+    url = urlsplit(server_url(backend))
+    netloc = url.netloc.replace(f":{url.password}@", ":Wr0ngPassw0rd@")
+    store = PostgresStore if backend == "postgres" else RedisStore
+    with pytest.raises(StoreUnavailable) as raised:
+        await store(urlunsplit(url._replace(netloc=netloc))).open()
+    assert "Wr0ngPassw0rd" not in str(raised.value)
+    assert str(raised.value).startswith(f"{backend} at 127.0.0.1:")
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_a_refused_connection_fails_start_up_in_one_line_without_the_password(
+    backend: Server, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    scheme = "postgresql" if backend == "postgres" else "redis"
+    config = tmp_path / "bot.toml"
+    config.write_text(f"""
+[bot]
+token = "${{TELEGRAM_BOT_TOKEN}}"
+base_url = "{telegram.base_url}"
+base_file_url = "{telegram.base_file_url}"
+[store]
+backend = "{backend}"
+url = "{scheme}://botcore:S3cretPassw0rd@127.0.0.1:9/botcore"
+""")
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "botcore",
+        "run",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        env={**os.environ, "TELEGRAM_BOT_TOKEN": telegram.token},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(bot.communicate(), 30)
+    text = stderr.decode()
+    assert bot.returncode == 2, text
+    assert f"store: cannot open: StoreUnavailable: {backend} at 127.0.0.1:9" in text
+    assert "S3cretPassw0rd" not in text
+    assert "Traceback" not in text
+
+
+def test_a_server_backend_needs_a_url_and_its_password_is_a_secret(tmp_path: Path) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[bot]\ntoken = "1:A"\n[store]\nbackend = "redis"\n')
+    with pytest.raises(ConfigError, match=r'^store: backend "redis" needs store.url$'):
+        load_config(config)
+    config.write_text(
+        '[bot]\ntoken = "1:A"\n[store]\nbackend = "postgres"\n'
+        'url = "postgresql://botcore:p%40ss-word@db:5432/botcore"\n'
+    )
+    secrets = load_config(config).secrets()
+    assert "p%40ss-word" in secrets and "p@ss-word" in secrets
+    assert "postgresql://botcore:p%40ss-word@db:5432/botcore" in secrets
+
+
+def test_a_sqlite_bot_never_imports_the_server_drivers() -> None:
+    """Start-up is benchmarked: asyncpg and redis load only for their backends."""
+    code = (
+        "import sys, botcore.cli, botcore.app, botcore.runner, botcore.stores.sqlite; "
+        "print(sorted(m for m in ('asyncpg', 'redis') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
