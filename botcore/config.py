@@ -54,6 +54,16 @@ class WebhookSettings(StrictModel):
     """Telegram sends it back in X-Telegram-Bot-Api-Secret-Token; requests without it are refused."""
 
 
+class BreakerSettings(StrictModel):
+    """[bot.breaker]: when a plugin that keeps failing is switched off for a while."""
+
+    failures: int = Field(10, ge=0, le=1_000_000)
+    """Unexpected errors within `window` seconds that switch a plugin off; 0 never does."""
+    window: float = Field(60.0, gt=0, le=86_400)
+    cooldown: float = Field(300.0, gt=0, le=86_400)
+    """Seconds a switched-off plugin stays off before a trial call may bring it back."""
+
+
 class BotSettings(StrictModel):
     """[bot]: the Telegram side."""
 
@@ -78,6 +88,7 @@ class BotSettings(StrictModel):
     poll_timeout: int = Field(30, ge=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     @field_validator("token")
     @classmethod

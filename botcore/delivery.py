@@ -227,13 +227,19 @@ class Delivery:
                     except TelegramError as exc:  # a lost preview is fine: the final text follows
                         log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
                     last_show = loop.time()
+            if plugin is not None:
+                self.app.breaker.success(plugin)
         except UserError as exc:
             error = exc.message
+            if plugin is not None:
+                self.app.breaker.success(plugin)
         except TelegramError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)
             error = turn.t("error")
+            if plugin is not None:
+                self.app.breaker.failure(plugin, f"{type(exc).__name__} while streaming")
         finally:
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:

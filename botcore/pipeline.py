@@ -14,7 +14,7 @@ from telegram import Message, MessageEntity, Update
 
 from botcore.plugins import Impl, maybe_await
 from botcore.turn import Turn
-from botcore.types import HandlerFunc, MessageKind, Reply, Text, UserError, as_reply
+from botcore.types import HandlerFunc, MessageKind, Reply, Text, TextStream, UserError, as_reply
 
 if TYPE_CHECKING:
     from botcore.app import App
@@ -132,7 +132,10 @@ class Pipeline:
                 )
             plugin, command = found
             turn.replied_by = plugin
-            return await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
+            reply = await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
+            if reply is None and plugin in turn.unavailable:
+                return Text(turn.t("unavailable"))
+            return reply
         for plugin, handler in self.app.handlers:
             if turn.kind not in handler.kinds:
                 continue
@@ -140,6 +143,8 @@ class Pipeline:
             if reply is not None:
                 turn.replied_by = plugin
                 return reply
+        if turn.unavailable and turn.addressed and not turn.failed and not turn.said:
+            return Text(turn.t("unavailable"))  # a switched-off plugin might have answered
         if turn.is_private and not turn.failed and not turn.said:
             return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))
         return None
@@ -155,15 +160,28 @@ class Pipeline:
         **kwargs: Any,
     ) -> Reply | None:
         """Call one plugin function in isolation: UserError becomes its message, any other error is
-        logged with the plugin's name and marks the turn failed."""
+        logged with the plugin's name, marks the turn failed and counts against the plugin's
+        circuit breaker; a switched-off plugin is not called (the turn notes it as unavailable)."""
+        breaker = self.app.breaker
+        if not breaker.allows(plugin):
+            turn.unavailable.add(plugin)
+            return None
         try:
-            return as_reply(await maybe_await(function(*args, **kwargs)))
+            reply = as_reply(await maybe_await(function(*args, **kwargs)))
         except UserError as exc:
+            breaker.success(plugin)
             return Text(exc.message)
-        except Exception:
+        except Exception as exc:
             log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)
             turn.failed = True
+            breaker.failure(plugin, f"{type(exc).__name__} in {what}")
             return None
+        # A stream is judged once delivery has read it; a pre/post_message hook that returns
+        # nothing proves too little to end a switched-off plugin's trial.
+        observed = reply is None and what in ("pre_message", "post_message")
+        if not isinstance(reply, TextStream) and not observed:
+            breaker.success(plugin)
+        return reply
 
 
 class _ChatLock:

@@ -46,6 +46,8 @@ class Turn:
     """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
     replied_by: str | None = None
     """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
+    unavailable: set[str] = field(default_factory=set)
+    """Plugins skipped for this turn because they are switched off (see botcore.breaker)."""
     said: bool = False
     """Set once something was sent with `send()`: the turn is then not left unanswered."""
     usage: dict[str, float] = field(default_factory=dict)
