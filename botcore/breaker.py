@@ -129,11 +129,7 @@ class Breaker:
 
     def states(self) -> dict[str, State]:
         """Every plugin the breaker has seen that is not closed, with its state."""
-        return {
-            name: state
-            for name in self.plugins
-            if (state := self.state(name)) != "closed"
-        }
+        return {name: state for name in self.plugins if (state := self.state(name)) != "closed"}
 
     def _changed(self, plugin: str, state: State) -> None:
         if self.on_change is not None:

@@ -29,6 +29,9 @@ CAPTION_LIMIT = 1024
 MAX_FLOOD_WAIT = 120.0
 """Longer RetryAfter waits give up rather than hold a reply for minutes."""
 NETWORK_ATTEMPTS = 3
+FLOOD_ATTEMPTS = 4
+"""Calls tried under flood control before a reply is given up, so a 429 that never ends cannot
+hold a chat (and the bot's shutdown) forever."""
 
 Piece = tuple[str, list[MessageEntity]]
 
@@ -124,13 +127,14 @@ class Delivery:
 
     async def api(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Call the Bot API, waiting out flood control and retrying network errors a few times."""
-        attempt = 0
+        attempt = flooded = 0
         while True:
             try:
                 return await call(*args, **kwargs)
             except RetryAfter as exc:
                 wait = _wait(exc)
-                if wait > MAX_FLOOD_WAIT:
+                flooded += 1
+                if wait > MAX_FLOOD_WAIT or flooded >= FLOOD_ATTEMPTS:
                     raise
                 log.warning("flood control: waiting %.0f s", wait)
                 await asyncio.sleep(wait)
