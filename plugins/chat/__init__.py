@@ -195,9 +195,7 @@ async def _stream(
     parts: list[str] = []
     try:
         async with turn.chat_action("typing"):
-            stream = await _create(turn, _request(settings, messages), stream=True)
-            chunks = stream.__aiter__()
-            first = await _next_text(turn, chunks)
+            first, chunks = await _open_stream(turn, _request(settings, messages))
         if first:
             parts.append(first)
             yield first
@@ -215,6 +213,29 @@ async def _stream(
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
     await _remember(turn, text)
+
+
+async def _open_stream(
+    turn: Turn, request: dict[str, Any]
+) -> tuple[str | None, AsyncIterator[Any]]:
+    """Start a stream and read up to its first text. A stream that breaks before any text was
+    shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
+    retries = turn.app.config.openai.max_retries
+    attempt = 0
+    while True:
+        stream = await _create(turn, request, stream=True)  # the client retries this part
+        chunks = stream.__aiter__()
+        try:
+            return await _next_text(turn, chunks), chunks
+        except Exception as exc:
+            if attempt >= retries:
+                raise
+            attempt += 1
+            log.warning(
+                "the answer stream broke before its first words (update %s), asking again: %r",
+                turn.update_id,
+                exc,
+            )
 
 
 def _meter(turn: Turn, usage: Any) -> None:
