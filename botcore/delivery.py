@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,11 +41,26 @@ def render(text: str, markdown: bool) -> list[Piece]:
     """Text -> message-sized (text, entities) pieces, split at line boundaries; code blocks that
     straddle a boundary continue as code in the next piece."""
     if markdown:
-        plain, raw_entities = telegramify_markdown.convert(text)
+        plain, raw_entities = telegramify_markdown.convert(_keep_tags(text))
     else:
         plain, raw_entities = text, []
     pieces = telegramify_markdown.split_entities(plain, raw_entities, TEXT_LIMIT)
     return [(piece, [_entity(e) for e in entities]) for piece, entities in pieces]
+
+
+_CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(?:^[ \t]*\1[ \t]*$|\Z)|(`+)(?:(?!\2).)+?\2")
+
+
+def _keep_tags(text: str) -> str:
+    """Escape "<" outside code, so that the converter shows a model's <tags> as text instead
+    of dropping them as inline HTML (a model explaining <div> would lose the word)."""
+    out, last = [], 0
+    for match in _CODE.finditer(text):
+        out.append(text[last : match.start()].replace("<", "\\<"))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(text[last:].replace("<", "\\<"))
+    return "".join(out)
 
 
 def _entity(raw: Any) -> MessageEntity:

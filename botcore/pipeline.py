@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message, MessageEntity, Update
@@ -45,8 +46,13 @@ class Pipeline:
         Each update gets its own task; the chat's lock keeps one chat's turns in arrival order, and
         it is taken before a concurrency slot, so a flood in one chat never starves the others.
         """
-        if not isinstance(update, Update) or update.message is None:
+        if not isinstance(update, Update):
             return
+        if update.message is None:
+            edited = update.edited_message
+            if edited is not None and edited.chat.type == "private":
+                await self._edited(update.update_id, edited)
+            return  # channel posts and anything else are not for the pipeline
         message = update.message
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
@@ -75,7 +81,7 @@ class Pipeline:
         language = self.app.texts.language_for(
             message.from_user.language_code if message.from_user else None
         )
-        text = message.text if message.text is not None else message.caption
+        text = _clean(message.text if message.text is not None else message.caption)
         kind: MessageKind = "text" if message.text is not None else "other"
         for media in _MEDIA_KINDS:
             if getattr(message, media):
@@ -98,6 +104,12 @@ class Pipeline:
                 turn.command = name.lower()
                 turn.args = message.text[first.length :].strip()
         return turn
+
+    async def _edited(self, update_id: int, message: Message) -> None:
+        """An edit of a message already answered: say that only new messages count."""
+        turn = self.make_turn(update_id, message)
+        if turn is not None:
+            await self.app.delivery.deliver(turn, Text(turn.t("edited")))
 
     async def run(self, turn: Turn) -> Reply | None:
         """The reply that ends this turn, or None when there is nothing to say."""
@@ -125,9 +137,10 @@ class Pipeline:
         if turn.kind == "command" and turn.command is not None:
             found = self.app.commands.get(turn.command)
             if found is None:
-                return (
+                named = (turn.text or "").split(maxsplit=1)[0].partition("@")[2]
+                return (  # in groups only when named: /x@ourbot, never a bare /x for others
                     Text(turn.t("unknown_command", command=turn.command))
-                    if turn.is_private
+                    if turn.is_private or named
                     else None
                 )
             plugin, command = found
@@ -182,6 +195,17 @@ class Pipeline:
         if not isinstance(reply, TextStream) and not observed:
             breaker.success(plugin)
         return reply
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str | None) -> str | None:
+    """Lone UTF-16 surrogates (sent by buggy clients, legal in JSON) cannot be encoded as UTF-8
+    for SQLite, OpenAI or Telegram itself: they become U+FFFD here, once for every plugin."""
+    if text is None or not _LONE_SURROGATE.search(text):
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class _ChatLock:

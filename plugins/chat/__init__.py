@@ -68,12 +68,14 @@ def register_texts() -> dict[str, dict[str, str]]:
             "the limit is {limit}. Please shorten it.",
             "chat.empty_answer": "The model returned an empty answer. Please try again.",
             "chat.interrupted": "The answer was cut off. Please try again.",
+            "chat.empty_question": "Your message is empty: write me a question.",
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
             "при пределе {limit}. Сократите его, пожалуйста.",
             "chat.empty_answer": "Модель вернула пустой ответ. Попробуйте ещё раз.",
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
+            "chat.empty_question": "Сообщение пустое: напишите мне вопрос.",
         },
     }
 
@@ -115,8 +117,8 @@ async def answer(turn: Turn) -> Text | TextStream | None:
     text = (turn.text or "").strip()
     if turn.app.bot_username:
         text = re.sub(rf"@{re.escape(turn.app.bot_username)}\b", "", text, flags=re.I).strip()
-    if not text:
-        return None
+    if not text:  # whitespace only, or just the bot's @name
+        raise UserError(turn.t("chat.empty_question"))
     if not turn.is_private and turn.message.from_user:
         text = f"{turn.message.from_user.first_name}: {text}"
     system: ChatMessage = {"role": "system", "content": settings.system_prompt}
