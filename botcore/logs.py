@@ -5,8 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-QUIET = ("httpx", "httpx2", "httpcore", "openai", "telegram.ext.Updater", "aiohttp.access")
-"""Loggers that print request URLs (the bot token is in them) or per-request noise."""
+QUIET = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "openai",
+    "telegram.Bot",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Updater",
+    "aiohttp.access",
+)
+"""Loggers that print request URLs (the bot token is in them), request parameters (the webhook's
+secret_token) or per-request noise: held at WARNING even when bot.log_level is DEBUG."""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
