@@ -416,7 +416,7 @@ async def test_a_failing_stream_counts_against_its_plugin(
 
 
 async def test_kill_9_during_a_burst_loses_no_answered_turn(
-    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path
+    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path, bot_output
 ) -> None:
     """The real `botcore run` process, killed with SIGKILL while 60 chats are mid-conversation;
     every answer a user got is in the history with its question, the database is healthy, and the
@@ -477,6 +477,7 @@ stream = false
             bot.kill()
             await bot.wait()
     stderr = (await bot.stderr.read()).decode() if bot.stderr else ""
+    bot_output(stderr)
     assert telegram.token.split(":")[1] not in stderr
     assert openai_server.api_key not in stderr
     answered = answers()
@@ -503,5 +504,6 @@ stream = false
     finally:
         bot.send_signal(signal.SIGTERM)
         await bot.wait()
+    bot_output((await bot.stderr.read()).decode() if bot.stderr else "")
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
