@@ -215,7 +215,7 @@ async def test_voice_over_the_limit_without_a_declared_size(
                     "file_size": 10,
                 }
             },
-        ),  # noqa: E501
+        ),
         (
             "sticker",
             {
@@ -229,7 +229,7 @@ async def test_voice_over_the_limit_without_a_declared_size(
                     "is_video": False,
                 }
             },
-        ),  # noqa: E501
+        ),
         ("location", {"location": {"latitude": 51.5, "longitude": -0.12}}),
         ("contact", {"contact": {"phone_number": "+100", "first_name": "A"}}),
         ("dice", {"dice": {"emoji": "🎲", "value": 3}}),
