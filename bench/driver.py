@@ -149,7 +149,7 @@ def botcore_config(workdir: Path, telegram: str, openai: str) -> Path:
     config = tomllib.loads((REPO / "bot.toml").read_text())
     config["bot"].update(base_url=f"{telegram}/bot", base_file_url=f"{telegram}/file/bot")
     config["openai"]["base_url"] = f"{openai}/v1"
-    config["plugins"]["history"]["path"] = str(workdir / "history.sqlite3")
+    config["store"]["path"] = str(workdir / "botcore.sqlite3")
     path = workdir / "bot.toml"
     path.write_text("\n".join(_toml(config)) + "\n")
     return path

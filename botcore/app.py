@@ -15,7 +15,8 @@ from botcore.delivery import Delivery
 from botcore.i18n import Texts
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
-from botcore.store import HistoryStore
+from botcore.store import HistoryStore, Store, make_store
+from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
 
@@ -48,6 +49,10 @@ class App:
         self._validate_plugin_tables()
         self.commands: dict[str, tuple[str, Command]] = {}
         self._collect_commands()
+        self.tools = Tools.collect(self.plugins, app=self)
+        """The functions plugins offer the chat model (register_tools), checked at start-up."""
+        for info in self.plugins.infos:
+            info.tools = self.tools.of(info.name)
         self.handlers: list[tuple[str, Handler]] = [
             (plugin, handler)
             for plugin, handlers in self.plugins.collect("register_handlers")
@@ -56,6 +61,8 @@ class App:
         self.telegram: Bot = None  # type: ignore[assignment]  # set by the runner before updates
         self.bot_id: int | None = None
         self.bot_username: str | None = None
+        self.store: Store = make_store(config.store)
+        """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
         self.uses_openai = False
@@ -195,7 +202,11 @@ class App:
         return self._openai
 
     async def startup(self) -> None:
-        """Run every plugin's startup hook, then find the history store."""
+        """Open the store, run every plugin's startup hook, then find the history store."""
+        try:
+            await self.store.open()
+        except Exception as exc:
+            raise StartupError(f"store: cannot open: {type(exc).__name__}: {exc}") from None
         for impl in self.plugins.impls("startup"):
             try:
                 await maybe_await(impl(app=self))
@@ -224,3 +235,7 @@ class App:
         if self._openai is not None:
             await self._openai.close()
             self._openai = None
+        try:
+            await self.store.close()
+        except Exception:
+            log.exception("store: close failed")

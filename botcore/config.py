@@ -85,6 +85,8 @@ class BotSettings(StrictModel):
     """Seconds between edits of a streamed answer in private chats."""
     group_stream_edit_interval: float = Field(3.0, ge=0.1, le=60)
     """The same in groups, where Telegram allows about 20 messages a minute."""
+    new_message_cancels: bool = False
+    """A new message in a chat stops the answer in progress there (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -125,11 +127,21 @@ class OpenAISettings(StrictModel):
     max_retries: int = Field(2, ge=0, le=10)
 
 
+class StoreSettings(StrictModel):
+    """[store]: where conversations, per-user settings and usage are kept."""
+
+    backend: Literal["sqlite", "memory"] = "sqlite"
+    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console)."""
+    path: str = "botcore.sqlite3"
+    """The SQLite file (relative to the working directory)."""
+
+
 class Config(StrictModel):
     """The whole of bot.toml; `plugins` tables are validated by each plugin's own model."""
 
     bot: BotSettings
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def secrets(self) -> list[str]:
@@ -142,8 +154,17 @@ class Config(StrictModel):
         return [s for s in found if s]
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate bot.toml; ConfigError with one line on any problem."""
+def load_config(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    bot_overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, expand and validate bot.toml; ConfigError with one line on any problem.
+
+    `bot_overrides` replace [bot] keys before ${VAR} expansion: `botcore console` puts its own
+    token there, so a config whose token variable is unset still runs in the console.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -153,6 +174,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(f"{path}: cannot read: {type(exc).__name__}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if bot_overrides:
+        bot = raw.get("bot")
+        raw["bot"] = {**(bot if isinstance(bot, dict) else {}), **bot_overrides}
     expanded = expand_env(raw, os.environ if environ is None else environ)
     if "bot" in expanded and isinstance(expanded["bot"], dict) and "token" not in expanded["bot"]:
         raise ConfigError(

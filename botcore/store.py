@@ -1,14 +1,109 @@
-"""The conversation store interface: one plugin provides it (history), others use it (chat)."""
+"""Where botcore keeps state: conversations, small JSON records, counters, and cross-process locks.
+
+One `Store` per bot, chosen by `[store] backend` in bot.toml (SQLite by default; an in-memory one for
+tests and the console). Plugins reach it as `app.store`; the chat plugin sees conversations through
+the narrower, turn-based `HistoryStore` that the history plugin builds on top of it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 if TYPE_CHECKING:
+    from botcore.config import StoreSettings
     from botcore.turn import Turn
 
 ChatMessage: TypeAlias = dict[str, Any]
 """One message in OpenAI's chat format: {"role": "user" | "assistant" | "tool", "content": ...}."""
+
+
+class Store(Protocol):
+    """The state of one bot (or of several instances of it, with a shared backend).
+
+    Keys are plain strings the caller chooses; values are JSON-serializable. Every method is safe to
+    call from many tasks at once, and every write is durable when it returns.
+    """
+
+    shared: bool
+    """True when several bot processes may use the store at once (PostgreSQL, Redis)."""
+
+    async def open(self) -> None:
+        """Connect (or prepare to); called once at start-up, before any plugin's `startup`."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once on the way out."""
+        ...
+
+    # Conversations: an append-only list of chat messages per conversation key.
+
+    async def messages(
+        self, conversation: str, *, limit: int, since: float = 0.0
+    ) -> list[ChatMessage]:
+        """The newest `limit` messages appended at or after unix time `since`, oldest first."""
+        ...
+
+    async def append(
+        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
+    ) -> None:
+        """Add messages at the end (all or none), then drop all but the newest `keep`."""
+        ...
+
+    async def clear(self, conversation: str) -> None:
+        """Forget a conversation."""
+        ...
+
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, all or nothing (/retry drops an answer)."""
+        ...
+
+    async def expire(self, before: float) -> None:
+        """Forget every message appended before unix time `before` (retention)."""
+        ...
+
+    # Records: small JSON values by namespace and key (per-user settings, admin overrides).
+
+    async def get(self, namespace: str, key: str) -> Any:
+        """The value, or None if there is none."""
+        ...
+
+    async def put(self, namespace: str, key: str, value: Any) -> None:
+        """Set a value; None deletes it."""
+        ...
+
+    async def scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value in a namespace."""
+        ...
+
+    # Counters: numbers that only grow, for usage and budgets.
+
+    async def add(
+        self,
+        namespace: str,
+        key: str,
+        amount: float,
+        *,
+        limit: float | None = None,
+        ttl: float | None = None,
+    ) -> float | None:
+        """Atomically add `amount` and return the new total; with `limit`, a total that would
+        exceed it changes nothing and returns None (a budget reservation). A counter created
+        with `ttl` disappears `ttl` seconds after its creation (a daily or monthly window)."""
+        ...
+
+    async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
+        """The live counters of a namespace whose keys start with `prefix`."""
+        ...
+
+    # Locks: one holder at a time per name, across every process that shares the store.
+
+    def lock(self, name: str, *, timeout: float = 120.0) -> AbstractAsyncContextManager[None]:
+        """Hold `name` for the block; a holder that dies releases it after `timeout` seconds."""
+        ...
 
 
 class HistoryStore(Protocol):
@@ -26,3 +121,42 @@ class HistoryStore(Protocol):
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
         ...
+
+    async def rewind(self, turn: Turn) -> ChatMessage | None:
+        """Remove the last user message and everything after it, and return that message (None if
+        there is none): /retry asks the model again."""
+        ...
+
+
+class LocalLocks:
+    """Named asyncio locks for a store used by one process; an unused name costs nothing."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        """Hold the lock called `name` for the block."""
+        entry = self._locks.get(name)
+        if entry is None:
+            entry = self._locks[name] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[name]
+
+
+def make_store(settings: StoreSettings) -> Store:
+    """The backend `[store]` names, not yet opened."""
+    if settings.backend == "memory":
+        from botcore.stores.memory import MemoryStore
+
+        return MemoryStore()
+    from botcore.stores.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.path)

@@ -56,7 +56,7 @@ def raw_message(chat_id: int = 42, chat_type: str = "private", **fields: Any) ->
 async def test_empty_and_blank_texts_get_a_clear_answer(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history", "chat"], store={"path": "h.sqlite3"})
     assert (await telegram.reply_to("   \n\t ")).text == (
         "Your message is empty: write me a question."
     )
@@ -72,7 +72,7 @@ async def test_empty_and_blank_texts_get_a_clear_answer(
 async def test_a_100000_character_text(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history", "chat"], store={"path": "h.sqlite3"})
     huge = "word " * 20_000
     reply = await telegram.reply_to(huge)
     assert reply.text.startswith("Your message is too long for the model: about 33")
@@ -110,7 +110,7 @@ UNUSUAL = [
 async def test_unusual_unicode_goes_through_intact(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, text: str
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history", "chat"], store={"path": "h.sqlite3"})
     openai_server.script_chat(f"**{text}** and `{text}`")
     reply = await telegram.reply_to(text, settle=0.3)
     assert reply.text == f"{text} and {text}"
@@ -123,7 +123,7 @@ async def test_lone_surrogates_from_a_client_are_replaced_not_fatal(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     """Legal in JSON ("\\ud83d"), impossible in UTF-8: SQLite, OpenAI and Telegram refuse them."""
-    await start_bot(["history", "chat"], settings={"history": {"path": str(tmp_path / "h.db")}})
+    await start_bot(["history", "chat"], store={"path": str(tmp_path / "h.db")})
     await telegram.send_message("half an emoji: \ud83d and \ude00 end")
     reply = await telegram.next_message(42)
     await telegram.wait_for(lambda: reply.text == "echo: half an emoji: \ufffd and \ufffd end")
@@ -216,20 +216,6 @@ async def test_voice_over_the_limit_without_a_declared_size(
                 }
             },
         ),
-        (
-            "sticker",
-            {
-                "sticker": {
-                    "file_id": "S1",
-                    "file_unique_id": "s1",
-                    "type": "regular",
-                    "width": 512,
-                    "height": 512,
-                    "is_animated": False,
-                    "is_video": False,
-                }
-            },
-        ),
         ("location", {"location": {"latitude": 51.5, "longitude": -0.12}}),
         ("contact", {"contact": {"phone_number": "+100", "first_name": "A"}}),
         ("dice", {"dice": {"emoji": "🎲", "value": 3}}),
@@ -239,7 +225,7 @@ async def test_voice_over_the_limit_without_a_declared_size(
 async def test_messages_the_bot_does_not_handle(
     start_bot, telegram: FakeTelegram, kind: str, fields: dict[str, Any]
 ) -> None:
-    await start_bot(["history", "chat", "voice", "image"], settings={"history": {"path": "h.db"}})
+    await start_bot(["history", "chat", "voice", "image"], store={"path": "h.db"})
     await telegram.send_update({"message": raw_message(**fields)})
     assert (await telegram.next_message(42)).text == UNSUPPORTED
     group = raw_message(chat_id=-100, chat_type="supergroup", **fields)
@@ -251,16 +237,38 @@ async def test_messages_the_bot_does_not_handle(
 async def test_a_photo_with_a_caption_is_not_mistaken_for_text(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["chat", "image"])
+    await start_bot(["image", "voice"])  # no plugin that looks at pictures
     await telegram.send_photo(b"\x89PNG fake", caption="what is this?")
     assert (await telegram.next_message(42)).text == UNSUPPORTED
     assert openai_server.requests == []
 
 
+async def test_a_sticker_whose_file_is_gone_gets_a_clear_message(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """getFile refuses an expired or unknown file_id: the user is asked to send it again."""
+    await start_bot(["history", "chat"], store={"path": "h.db"})
+    sticker = {
+        "file_id": "EXPIRED",
+        "file_unique_id": "s1",
+        "type": "regular",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+    }
+    await telegram.send_update({"message": raw_message(sticker=sticker)})
+    assert (await telegram.next_message(42)).text == (
+        "I could not get this file from Telegram. Please send it again."
+    )
+    assert openai_server.requests == []
+    assert (await telegram.reply_to("still fine")).text == "echo: still fine"
+
+
 async def test_an_edited_message_gets_a_hint_not_a_second_answer(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.db"}})
+    await start_bot(["history", "chat"], store={"path": "h.db"})
     sent = await telegram.send_message("wrnog question")
     assert (await telegram.next_message(42)).text == "echo: wrnog question"
     edited = {**sent, "text": "right question", "edit_date": int(time.time())}
@@ -294,7 +302,9 @@ async def test_channel_posts_are_not_requested_nor_answered(
 async def test_anonymous_group_admins_are_answered(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.db", "scope": "user"}})
+    await start_bot(
+        ["history", "chat"], store={"path": "h.db"}, settings={"history": {"scope": "user"}}
+    )
     text = f"@{BOT} who am I?"
     message = raw_message(
         chat_id=-100,
@@ -314,7 +324,7 @@ async def test_anonymous_group_admins_are_answered(
 async def test_commands_with_our_name_another_bots_and_unknown_ones(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    await start_bot(["history", "chat"], settings={"history": {"path": "h.db"}})
+    await start_bot(["history", "chat"], store={"path": "h.db"})
     await telegram.reply_to(f"@{BOT} remember me", **GROUP)  # type: ignore[arg-type]
     await telegram.send_message("/clear@other_bot", **GROUP)  # type: ignore[arg-type]
     await telegram.send_message("/nosuch", **GROUP)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
-HISTORY = {"history": {"path": "history.sqlite3"}}
+HISTORY: dict[str, dict[str, object]] = {"history": {}}
 NO_STREAM = {"chat": {"stream": False}}
 
 

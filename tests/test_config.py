@@ -22,8 +22,10 @@ token = "${TELEGRAM_BOT_TOKEN}"
 plugins = ["history", "chat"]
 [openai]
 api_key = "${OPENAI_API_KEY}"
-[plugins.history]
+[store]
 path = "h.sqlite3"
+[plugins.history]
+scope = "chat"
 """
 
 
@@ -74,7 +76,7 @@ BAD = [
     ),
     (
         "plugin key typo",
-        GOOD.replace('path = "h.sqlite3"', "max_mesages = 3"),
+        GOOD.replace('scope = "chat"', "max_mesages = 3"),
         "plugins.history.max_mesages: unknown key (did you mean 'max_messages'?)",
     ),
     (
@@ -84,7 +86,7 @@ BAD = [
     ),
     (
         "wrong plugin type",
-        GOOD.replace('path = "h.sqlite3"', 'max_messages = "many"'),
+        GOOD.replace('scope = "chat"', 'max_messages = "many"'),
         "plugins.history.max_messages: Input should be a valid integer",
     ),
     (
@@ -175,7 +177,21 @@ def test_plugins_lists_hooks_and_commands(
     assert code == 0, output
     assert "history 0.1.0 (first-party)" in output
     assert "commands: /clear" in output
-    assert "hooks:    register_handlers, register_texts, settings_model, startup" in output
+    assert "tools:    -" in output
+    assert (
+        "hooks:    register_commands, register_handlers, register_texts, settings_model, startup"
+        in output
+    )
+    assert "commands: /retry, /mode" in output
+
+
+def test_plugins_lists_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.replace('"history", "chat"', '"chat", "image"').split("[plugins.history]")[0]
+    code, output = run_cli(tmp_path, text, monkeypatch, capsys, command="plugins")
+    assert code == 0, output
+    assert "tools:    draw_image" in output
 
 
 def test_env_expansion_defaults_and_escapes() -> None:

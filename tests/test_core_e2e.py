@@ -18,7 +18,7 @@ ECHO = "sample_plugins.echo"
 
 
 async def test_start_lists_commands_of_enabled_plugins(start_bot, telegram: FakeTelegram) -> None:
-    await start_bot([ECHO, "history"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot([ECHO, "history"])
     reply = await telegram.reply_to("/start")
     text = reply.text or ""
     assert text.startswith("Hi! I'm a bot built on botcore.")
@@ -33,17 +33,18 @@ async def test_start_lists_commands_of_enabled_plugins(start_bot, telegram: Fake
 
 
 async def test_help_in_russian_for_a_russian_user(start_bot, telegram: FakeTelegram) -> None:
-    await start_bot(["history"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history"])
     reply = await telegram.reply_to("/help", language_code="ru")
     assert (reply.text or "").startswith("Привет! Я бот на botcore.")
     assert "/clear — Забыть наш разговор" in (reply.text or "")
 
 
 async def test_commands_menu_is_registered_per_language(start_bot, telegram: FakeTelegram) -> None:
-    await start_bot(["history"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history"])
     assert [c["command"] for c in telegram.commands[("default", None)]] == [
         "start",
         "help",
+        "cancel",
         "clear",
     ]
     ru = {c["command"]: c["description"] for c in telegram.commands[("default", "ru")]}

@@ -16,6 +16,9 @@ from botcore.testing.harness import BotHarness
 NO_STREAM = {"stream": False}
 
 
+H = {"path": "h.sqlite3"}
+
+
 def user_texts(messages: list[dict]) -> list[str]:
     return [m["content"] for m in messages if m["role"] == "user"]
 
@@ -23,11 +26,12 @@ def user_texts(messages: list[dict]) -> list[str]:
 async def test_history_survives_a_restart(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    settings = {"history": {"path": "data/h.sqlite3"}, "chat": NO_STREAM}
-    first = await bot_harness.start(["history", "chat"], settings=settings)
+    settings = {"chat": NO_STREAM}
+    store = {"path": "data/h.sqlite3"}
+    first = await bot_harness.start(["history", "chat"], store=store, settings=settings)
     await telegram.reply_to("remember: the code is 1234")
     await first.stop()
-    await bot_harness.start(["history", "chat"], settings=settings)
+    await bot_harness.start(["history", "chat"], store=store, settings=settings)
     await telegram.reply_to("what was the code?")
     assert user_texts(openai_server.last_chat_messages()) == [
         "remember: the code is 1234",
@@ -41,7 +45,8 @@ async def test_retention_keeps_the_newest_messages(
 ) -> None:
     await start_bot(
         ["history", "chat"],
-        settings={"history": {"path": "h.sqlite3", "max_messages": 3}, "chat": NO_STREAM},
+        store=H,
+        settings={"history": {"max_messages": 3}, "chat": NO_STREAM},
     )
     for text in ("one", "two", "three"):
         await telegram.reply_to(text)
@@ -61,7 +66,8 @@ async def test_old_messages_expire(
 ) -> None:
     running = await start_bot(
         ["history", "chat"],
-        settings={"history": {"path": "h.sqlite3", "max_age_days": 1}, "chat": NO_STREAM},
+        store=H,
+        settings={"history": {"max_age_days": 1}, "chat": NO_STREAM},
     )
     await telegram.reply_to("ancient")
     with sqlite3.connect("h.sqlite3") as db:
@@ -76,8 +82,9 @@ async def test_group_scope_chat_versus_user(
 ) -> None:
     await start_bot(
         ["history", "chat"],
+        store=H,
         settings={
-            "history": {"path": "h.sqlite3", "scope": "user"},
+            "history": {"scope": "user"},
             "chat": {"stream": False, "groups": "all"},
         },
     )
@@ -92,7 +99,8 @@ async def test_group_scope_chat_shares_the_conversation(
 ) -> None:
     await start_bot(
         ["history", "chat"],
-        settings={"history": {"path": "h.sqlite3"}, "chat": {"stream": False, "groups": "all"}},
+        store=H,
+        settings={"chat": {"stream": False, "groups": "all"}},
     )
     group = {"chat_id": -100, "chat_type": "group"}
     await telegram.reply_to("from Ann", user_id=1, first_name="Ann", **group)
@@ -101,7 +109,7 @@ async def test_group_scope_chat_shares_the_conversation(
 
 
 async def test_clear_in_russian(start_bot, telegram: FakeTelegram) -> None:
-    await start_bot(["history"], settings={"history": {"path": "h.sqlite3"}})
+    await start_bot(["history"], store=H)
     assert (
         await telegram.reply_to("/clear", language_code="ru")
     ).text == "Готово: я забыл наш разговор."
@@ -123,7 +131,7 @@ poll_timeout = 5
 api_key = "${{OPENAI_API_KEY}}"
 base_url = "{openai_server.base_url}"
 max_retries = 0
-[plugins.history]
+[store]
 path = "{tmp_path / "h.sqlite3"}"
 """)
     env = {
@@ -173,3 +181,19 @@ path = "{tmp_path / "h.sqlite3"}"
         assert f'{{"role": "assistant", "content": "echo: question {i}"}}' in rows
     # The question in flight was stored before the model was asked, so even it is not lost.
     assert '{"role": "user", "content": "the one in flight"}' in rows
+
+
+async def test_memory_store_keeps_the_conversation_and_writes_no_file(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat"], store={"backend": "memory"}, settings={"chat": NO_STREAM})
+    await telegram.reply_to("first")
+    await telegram.reply_to("second")
+    assert user_texts(openai_server.last_chat_messages()) == ["first", "second"]
+    assert not await asyncio.to_thread(Path("botcore.sqlite3").exists)
+
+
+async def test_a_bot_that_stores_nothing_creates_no_file(start_bot, telegram: FakeTelegram) -> None:
+    await start_bot([])
+    assert (await telegram.reply_to("/start")).text.startswith("Hi!")
+    assert not await asyncio.to_thread(Path("botcore.sqlite3").exists)

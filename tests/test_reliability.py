@@ -19,7 +19,7 @@ from botcore.testing.fake_telegram import FakeTelegram
 
 BOOM = "sample_plugins.boom"
 ECHO = "sample_plugins.echo"
-HISTORY = {"history": {"path": "history.sqlite3"}}
+HISTORY: dict[str, dict[str, object]] = {"history": {}}
 ERROR = "Could not process the request, please try again later."
 UNAVAILABLE = "This feature is temporarily unavailable. Please try again later."
 UNAVAILABLE_RU = "Эта функция временно недоступна. Попробуйте позже."
@@ -137,7 +137,7 @@ async def test_200_users_under_30_percent_failures_get_one_message_each(
 ) -> None:
     running = await start_bot(
         ["history", "chat"],
-        settings={"history": {"path": str(tmp_path / "h.sqlite3")}},
+        store={"path": str(tmp_path / "h.sqlite3")},
         openai={"max_retries": 1, "timeout": 2},
     )
     openai_server.fail_randomly(
@@ -434,7 +434,7 @@ poll_timeout = 5
 api_key = "${{OPENAI_API_KEY}}"
 base_url = "{openai_server.base_url}"
 max_retries = 0
-[plugins.history]
+[store]
 path = "{db_path}"
 [plugins.chat]
 stream = false

@@ -58,7 +58,7 @@ http_client = "{http_client}"
 api_key = "${{OPENAI_API_KEY}}"
 base_url = "{openai_server.base_url}"
 max_retries = 0
-[plugins.history]
+[store]
 path = "h.sqlite3"
 [plugins.chat]
 stream = false

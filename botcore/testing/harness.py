@@ -43,9 +43,10 @@ class BotHarness:
         *,
         bot: Mapping[str, Any] | None = None,
         openai: Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The dict form of a bot.toml for these fakes; `bot`, `openai` override keys."""
+        """The dict form of a bot.toml for these fakes; `bot`, `openai`, `store` override keys."""
         return {
             "bot": {
                 "token": self.telegram.token,
@@ -64,6 +65,7 @@ class BotHarness:
                 "timeout": 10,
                 **(openai or {}),
             },
+            "store": dict(store or {}),
             "plugins": {name: dict(table) for name, table in (settings or {}).items()},
         }
 
@@ -73,11 +75,13 @@ class BotHarness:
         *,
         bot: Mapping[str, Any] | None = None,
         openai: Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> RunningBot:
         """Start a bot with these plugins and `[plugins.<name>]` settings; it polls the fake."""
         config = validate(
-            Config, self.config_dict(plugins, bot=bot, openai=openai, settings=settings)
+            Config,
+            self.config_dict(plugins, bot=bot, openai=openai, store=store, settings=settings),
         )
         return await self.start_config(config)
 

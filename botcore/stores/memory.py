@@ -1,0 +1,116 @@
+"""A Store in this process's memory: for tests and the console; everything is gone on exit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from botcore.store import ChatMessage, LocalLocks
+
+
+class MemoryStore:
+    """Dicts and lists; values are copied in and out, as a real backend would serialize them."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._conversations: dict[str, list[tuple[float, ChatMessage]]] = {}
+        self._records: dict[str, dict[str, str]] = {}
+        self._counters: dict[str, dict[str, tuple[float, float | None]]] = {}
+        self._locks = LocalLocks()
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def messages(
+        self, conversation: str, *, limit: int, since: float = 0.0
+    ) -> list[ChatMessage]:
+        """The newest `limit` messages at or after `since`, oldest first."""
+        rows = [m for t, m in self._conversations.get(conversation, []) if t >= since]
+        return copy.deepcopy(rows[-limit:] if limit > 0 else [])
+
+    async def append(
+        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
+    ) -> None:
+        """Add messages, keep the newest `keep`."""
+        now = time.time()
+        rows = self._conversations.setdefault(conversation, [])
+        rows.extend((now, json.loads(json.dumps(m))) for m in messages)
+        del rows[: max(len(rows) - keep, 0)]
+
+    async def clear(self, conversation: str) -> None:
+        """Forget a conversation."""
+        self._conversations.pop(conversation, None)
+
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`."""
+        self._conversations.pop(conversation, None)
+        if messages:
+            await self.append(conversation, messages, keep=len(messages))
+
+    async def expire(self, before: float) -> None:
+        """Forget messages older than `before`."""
+        for key, rows in list(self._conversations.items()):
+            rows[:] = [(t, m) for t, m in rows if t >= before]
+            if not rows:
+                del self._conversations[key]
+
+    async def get(self, namespace: str, key: str) -> Any:
+        """The value, or None."""
+        raw = self._records.get(namespace, {}).get(key)
+        return None if raw is None else json.loads(raw)
+
+    async def put(self, namespace: str, key: str, value: Any) -> None:
+        """Set a value; None deletes it."""
+        records = self._records.setdefault(namespace, {})
+        if value is None:
+            records.pop(key, None)
+        else:
+            records[key] = json.dumps(value)
+
+    async def scan(self, namespace: str) -> dict[str, Any]:
+        """Every key and value in a namespace."""
+        return {k: json.loads(v) for k, v in self._records.get(namespace, {}).items()}
+
+    async def add(
+        self,
+        namespace: str,
+        key: str,
+        amount: float,
+        *,
+        limit: float | None = None,
+        ttl: float | None = None,
+    ) -> float | None:
+        """Add to a counter unless it would pass `limit`."""
+        counters = self._counters.setdefault(namespace, {})
+        now = time.time()
+        entry = counters.get(key)
+        if entry is None or (entry[1] is not None and entry[1] <= now):
+            value, expires = 0.0, (now + ttl if ttl is not None else None)
+        else:
+            value, expires = entry
+        total = value + amount
+        if limit is not None and total > limit:
+            return None
+        counters[key] = (total, expires)
+        return total
+
+    async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
+        """Live counters whose keys start with `prefix`."""
+        now = time.time()
+        return {
+            key: value
+            for key, (value, expires) in self._counters.get(namespace, {}).items()
+            if key.startswith(prefix) and (expires is None or expires > now)
+        }
+
+    def lock(self, name: str, *, timeout: float = 120.0) -> AbstractAsyncContextManager[None]:
+        """An in-process lock: one process is the only user of a memory store."""
+        return self._locks.hold(name)

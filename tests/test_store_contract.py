@@ -1,0 +1,126 @@
+"""The Store contract: every backend passes the same suite (botcore.store.Store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from botcore.store import Store
+from botcore.stores.memory import MemoryStore
+from botcore.stores.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open, empty store of each backend."""
+    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+async def test_messages_come_back_oldest_first_within_the_limit(store: Store) -> None:
+    await store.append("c", [{"role": "user", "content": "one"}], keep=10)
+    await store.append(
+        "c", [{"role": "assistant", "content": "two"}, {"role": "user", "content": "три"}], keep=10
+    )
+    assert [m["content"] for m in await store.messages("c", limit=10)] == ["one", "two", "три"]
+    assert [m["content"] for m in await store.messages("c", limit=2)] == ["two", "три"]
+    assert await store.messages("other", limit=10) == []
+
+
+async def test_append_keeps_the_newest(store: Store) -> None:
+    for i in range(5):
+        await store.append("c", [{"role": "user", "content": str(i)}], keep=3)
+    assert [m["content"] for m in await store.messages("c", limit=100)] == ["2", "3", "4"]
+
+
+async def test_messages_are_values_not_shared_objects(store: Store) -> None:
+    message = {"role": "user", "content": "x", "extra": {"n": 1}}
+    await store.append("c", [message], keep=10)
+    message["content"] = "changed"
+    loaded = await store.messages("c", limit=10)
+    loaded[0]["extra"]["n"] = 2
+    assert await store.messages("c", limit=10) == [
+        {"role": "user", "content": "x", "extra": {"n": 1}}
+    ]
+
+
+async def test_clear_and_expire(store: Store) -> None:
+    await store.append("a", [{"role": "user", "content": "a"}], keep=10)
+    await store.append("b", [{"role": "user", "content": "b"}], keep=10)
+    await store.clear("a")
+    assert await store.messages("a", limit=10) == []
+    assert len(await store.messages("b", limit=10)) == 1
+    assert await store.messages("b", limit=10, since=2**40) == []
+    await store.expire(2**40)  # everything is older than the far future
+    assert await store.messages("b", limit=10) == []
+
+
+async def test_replace_is_the_whole_conversation(store: Store) -> None:
+    await store.append("c", [{"role": "user", "content": str(i)} for i in range(4)], keep=10)
+    await store.append("d", [{"role": "user", "content": "d"}], keep=10)
+    await store.replace("c", [{"role": "user", "content": "0"}, {"role": "user", "content": "1"}])
+    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1"]
+    await store.append("c", [{"role": "user", "content": "2"}], keep=10)
+    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1", "2"]
+    await store.replace("c", [])
+    assert await store.messages("c", limit=10) == []
+    assert len(await store.messages("d", limit=10)) == 1
+
+
+async def test_records(store: Store) -> None:
+    assert await store.get("settings", "42") is None
+    await store.put("settings", "42", {"voice": True, "persona": "пират"})
+    await store.put("settings", "43", [1, 2])
+    await store.put("other", "42", "x")
+    assert await store.get("settings", "42") == {"voice": True, "persona": "пират"}
+    await store.put("settings", "42", {"voice": False})
+    assert await store.scan("settings") == {"42": {"voice": False}, "43": [1, 2]}
+    await store.put("settings", "43", None)
+    assert await store.scan("settings") == {"42": {"voice": False}}
+    assert await store.scan("empty") == {}
+
+
+async def test_counters_add_and_refuse_past_the_limit(store: Store) -> None:
+    assert await store.add("usage", "u1:day", 2.5) == 2.5
+    assert await store.add("usage", "u1:day", 1) == 3.5
+    assert await store.add("usage", "u1:day", 1, limit=4) is None  # 4.5 > 4: nothing changes
+    assert await store.add("usage", "u1:day", 0.5, limit=4) == 4.0
+    await store.add("usage", "u2:day", 7)
+    await store.add("usage", "x", 1)
+    assert await store.totals("usage", "u") == {"u1:day": 4.0, "u2:day": 7.0}
+    assert await store.totals("usage") == {"u1:day": 4.0, "u2:day": 7.0, "x": 1.0}
+
+
+async def test_counters_expire_with_their_window(store: Store) -> None:
+    await store.add("usage", "short", 5, ttl=0.05)
+    await store.add("usage", "long", 5, ttl=3600)
+    await asyncio.sleep(0.1)
+    assert await store.totals("usage") == {"long": 5.0}
+    assert await store.add("usage", "short", 1, ttl=0.05) == 1.0  # a new window starts at zero
+
+
+async def test_concurrent_reservations_never_overrun_the_limit(store: Store) -> None:
+    results = await asyncio.gather(*(store.add("b", "k", 1, limit=10) for _ in range(30)))
+    assert sum(r is not None for r in results) == 10
+    assert await store.totals("b") == {"k": 10.0}
+
+
+async def test_lock_serializes_holders_of_one_name(store: Store) -> None:
+    events: list[str] = []
+
+    async def hold(name: str, tag: str) -> None:
+        async with store.lock(name):
+            events.append(f"{tag} in")
+            await asyncio.sleep(0.02)
+            events.append(f"{tag} out")
+
+    await asyncio.gather(hold("chat:1", "a"), hold("chat:1", "b"))
+    assert events in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+    events.clear()
+    await asyncio.gather(hold("chat:1", "a"), hold("chat:2", "b"))
+    assert events[:2] in (["a in", "b in"], ["b in", "a in"])  # other names do not wait
