@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from botcore.breaker import Breaker, State
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, validate
 from botcore.delivery import Delivery
 from botcore.i18n import Texts, plugin_locales, read_locales
@@ -64,6 +66,12 @@ class App:
             PrometheusMetrics(self.health) if config.bot.metrics.enabled else Metrics()
         )
         """Counters and histograms for Prometheus; calls are no-ops unless [bot.metrics] is on."""
+        limits = config.bot.breaker
+        self.breaker = Breaker(
+            limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
+        )
+        """Per-plugin circuit breaker; `disable(name)` / `enable(name)` / `states()` for admins."""
+        self._background: set[asyncio.Task[None]] = set()
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
 
@@ -130,6 +138,39 @@ class App:
                 self.commands[command.name] = (plugin, command)
         for info in self.plugins.infos:
             info.commands = [name for name, (p, _) in self.commands.items() if p == info.name]
+
+    def _breaker_changed(self, plugin: str, state: State) -> None:
+        """A plugin was switched off (or is back): log it and tell the admins, once."""
+        limits = self.config.bot.breaker
+        error = self.breaker.plugins[plugin].last_error
+        if state == "open":
+            log.error(
+                "plugin %s switched off for %.0f s after %d failures within %.0f s (last: %s)",
+                plugin, limits.cooldown, limits.failures, limits.window, error,
+            )  # fmt: skip
+        else:
+            log.warning("plugin %s works again", plugin)
+        if not self.config.bot.admins or self.telegram is None:
+            return
+        text = self.t(
+            "breaker.opened" if state == "open" else "breaker.closed",
+            plugin=plugin,
+            failures=limits.failures,
+            window=f"{limits.window:g}",
+            cooldown=f"{limits.cooldown:g}",
+            error=error,
+        )
+        task = asyncio.get_running_loop().create_task(self.tell_admins(text))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def tell_admins(self, text: str) -> None:
+        """Send `text` to every user in bot.admins; one who cannot be reached is logged and skipped."""
+        for admin in self.config.bot.admins:
+            try:
+                await self.delivery.api(self.telegram.send_message, admin, text)
+            except Exception as exc:
+                log.warning("could not alert admin %s: %s", admin, type(exc).__name__)
 
     def settings(self, model: type[M]) -> M:
         """The validated `[plugins.<name>]` table of the plugin whose settings_model is `model`."""
@@ -208,6 +249,8 @@ class App:
 
     async def shutdown(self) -> None:
         """Run every plugin's shutdown hook; one failing does not stop the others."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         for impl in self.plugins.impls("shutdown"):
             try:
                 await maybe_await(impl(app=self))

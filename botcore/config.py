@@ -63,6 +63,16 @@ class MetricsSettings(StrictModel):
     """0 picks a free port (logged at start-up)."""
 
 
+class BreakerSettings(StrictModel):
+    """[bot.breaker]: when a plugin that keeps failing is switched off for a while."""
+
+    failures: int = Field(10, ge=0, le=1_000_000)
+    """Unexpected errors within `window` seconds that switch a plugin off; 0 never does."""
+    window: float = Field(60.0, gt=0, le=86_400)
+    cooldown: float = Field(300.0, gt=0, le=86_400)
+    """Seconds a switched-off plugin stays off before a trial call may bring it back."""
+
+
 class BotSettings(StrictModel):
     """[bot]: the Telegram side."""
 
@@ -94,6 +104,7 @@ class BotSettings(StrictModel):
     """A folder of <language>.toml files that add languages or override texts (core and plugins)."""
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     @field_validator("token")
     @classmethod

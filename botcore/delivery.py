@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,9 @@ CAPTION_LIMIT = 1024
 MAX_FLOOD_WAIT = 120.0
 """Longer RetryAfter waits give up rather than hold a reply for minutes."""
 NETWORK_ATTEMPTS = 3
+FLOOD_ATTEMPTS = 4
+"""Calls tried under flood control before a reply is given up, so a 429 that never ends cannot
+hold a chat (and the bot's shutdown) forever."""
 
 Piece = tuple[str, list[MessageEntity]]
 
@@ -38,11 +42,26 @@ def render(text: str, markdown: bool) -> list[Piece]:
     """Text -> message-sized (text, entities) pieces, split at line boundaries; code blocks that
     straddle a boundary continue as code in the next piece."""
     if markdown:
-        plain, raw_entities = telegramify_markdown.convert(text)
+        plain, raw_entities = telegramify_markdown.convert(_keep_tags(text))
     else:
         plain, raw_entities = text, []
     pieces = telegramify_markdown.split_entities(plain, raw_entities, TEXT_LIMIT)
     return [(piece, [_entity(e) for e in entities]) for piece, entities in pieces]
+
+
+_CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(?:^[ \t]*\1[ \t]*$|\Z)|(`+)(?:(?!\2).)+?\2")
+
+
+def _keep_tags(text: str) -> str:
+    """Escape "<" outside code, so that the converter shows a model's <tags> as text instead
+    of dropping them as inline HTML (a model explaining <div> would lose the word)."""
+    out, last = [], 0
+    for match in _CODE.finditer(text):
+        out.append(text[last : match.start()].replace("<", "\\<"))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(text[last:].replace("<", "\\<"))
+    return "".join(out)
 
 
 def _entity(raw: Any) -> MessageEntity:
@@ -127,13 +146,14 @@ class Delivery:
 
     async def api(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Call the Bot API, waiting out flood control and retrying network errors a few times."""
-        attempt = 0
+        attempt = flooded = 0
         while True:
             try:
                 return await call(*args, **kwargs)
             except RetryAfter as exc:
                 wait = _wait(exc)
-                if wait > MAX_FLOOD_WAIT:
+                flooded += 1
+                if wait > MAX_FLOOD_WAIT or flooded >= FLOOD_ATTEMPTS:
                     raise
                 log.warning("flood control: waiting %.0f s", wait)
                 await asyncio.sleep(wait)
@@ -230,9 +250,13 @@ class Delivery:
                     except TelegramError as exc:  # a lost preview is fine: the final text follows
                         log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
                     last_show = loop.time()
+            if plugin is not None:
+                self.app.breaker.success(plugin)
         except UserError as exc:
             turn.outcome = turn.outcome or "user_error"
             error = exc.message
+            if plugin is not None:
+                self.app.breaker.success(plugin)
         except TelegramError:
             raise
         except asyncio.CancelledError:  # /cancel: leave what was shown, formatted and marked
@@ -240,12 +264,14 @@ class Delivery:
                 with contextlib.suppress(TelegramError):
                     await self._show(turn, shown, render(buffer + " …", reply.markdown), final=True)
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)
             turn.failed = True
             turn.errors.append(plugin or "?")
             turn.outcome = "error"
             error = turn.t("error")
+            if plugin is not None:
+                self.app.breaker.failure(plugin, f"{type(exc).__name__} while streaming")
         finally:
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:

@@ -13,8 +13,18 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-QUIET = ("httpx", "httpx2", "httpcore", "openai", "telegram.ext.Updater", "aiohttp.access")
-"""Loggers that print request URLs (the bot token is in them) or per-request noise."""
+QUIET = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "openai",
+    "telegram.Bot",
+    "telegram.ext.ExtBot",
+    "telegram.ext.Updater",
+    "aiohttp.access",
+)
+"""Loggers that print request URLs (the bot token is in them), request parameters (the webhook's
+secret_token) or per-request noise: held at WARNING even when bot.log_level is DEBUG."""
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -19,7 +20,7 @@ from telegram import Message, MessageEntity, Update
 from botcore.observe import record_turn
 from botcore.plugins import Impl, maybe_await
 from botcore.turn import Turn
-from botcore.types import HandlerFunc, MessageKind, Reply, Text, UserError, as_reply
+from botcore.types import HandlerFunc, MessageKind, Reply, Text, TextStream, UserError, as_reply
 
 if TYPE_CHECKING:
     from botcore.app import App
@@ -55,8 +56,13 @@ class Pipeline:
         it is taken before a concurrency slot, so a flood in one chat never starves the others.
         /cancel is answered at once, not queued behind the turn it stops.
         """
-        if not isinstance(update, Update) or update.message is None:
+        if not isinstance(update, Update):
             return
+        if update.message is None:
+            edited = update.edited_message
+            if edited is not None and edited.chat.type == "private":
+                await self._edited(update.update_id, edited)
+            return  # channel posts and anything else are not for the pipeline
         message = update.message
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
@@ -141,7 +147,7 @@ class Pipeline:
         language = self.app.texts.language_for(
             message.from_user.language_code if message.from_user else None
         )
-        text = message.text if message.text is not None else message.caption
+        text = _clean(message.text if message.text is not None else message.caption)
         kind: MessageKind = "text" if message.text is not None else "other"
         for media in _MEDIA_KINDS:
             if getattr(message, media):
@@ -164,6 +170,12 @@ class Pipeline:
                 turn.command = name.lower()
                 turn.args = message.text[first.length :].strip()
         return turn
+
+    async def _edited(self, update_id: int, message: Message) -> None:
+        """An edit of a message already answered: say that only new messages count."""
+        turn = self.make_turn(update_id, message)
+        if turn is not None:
+            await self.app.delivery.deliver(turn, Text(turn.t("edited")))
 
     async def run(self, turn: Turn) -> Reply | None:
         """The reply that ends this turn, or None when there is nothing to say."""
@@ -191,14 +203,18 @@ class Pipeline:
         if turn.kind == "command" and turn.command is not None:
             found = self.app.commands.get(turn.command)
             if found is None:
-                return (
+                named = (turn.text or "").split(maxsplit=1)[0].partition("@")[2]
+                return (  # in groups only when named: /x@ourbot, never a bare /x for others
                     Text(turn.t("unknown_command", command=turn.command))
-                    if turn.is_private
+                    if turn.is_private or named
                     else None
                 )
             plugin, command = found
             turn.replied_by = plugin
-            return await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
+            reply = await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
+            if reply is None and plugin in turn.unavailable:
+                return Text(turn.t("unavailable"))
+            return reply
         for plugin, handler in self.app.handlers:
             if turn.kind not in handler.kinds:
                 continue
@@ -206,6 +222,8 @@ class Pipeline:
             if reply is not None:
                 turn.replied_by = plugin
                 return reply
+        if turn.unavailable and turn.addressed and not turn.failed and not turn.said:
+            return Text(turn.t("unavailable"))  # a switched-off plugin might have answered
         if turn.is_private and not turn.failed and not turn.said:
             return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))
         return None
@@ -221,17 +239,41 @@ class Pipeline:
         **kwargs: Any,
     ) -> Reply | None:
         """Call one plugin function in isolation: UserError becomes its message, any other error is
-        logged with the plugin's name and marks the turn failed."""
+        logged with the plugin's name, marks the turn failed and counts against the plugin's
+        circuit breaker; a switched-off plugin is not called (the turn notes it as unavailable)."""
+        breaker = self.app.breaker
+        if not breaker.allows(plugin):
+            turn.unavailable.add(plugin)
+            return None
         try:
-            return as_reply(await maybe_await(function(*args, **kwargs)))
+            reply = as_reply(await maybe_await(function(*args, **kwargs)))
         except UserError as exc:
             turn.outcome = turn.outcome or "user_error"
+            breaker.success(plugin)
             return Text(exc.message)
-        except Exception:
+        except Exception as exc:
             log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)
             turn.failed = True
             turn.errors.append(plugin)
+            breaker.failure(plugin, f"{type(exc).__name__} in {what}")
             return None
+        # A stream is judged once delivery has read it; a pre/post_message hook that returns
+        # nothing proves too little to end a switched-off plugin's trial.
+        observed = reply is None and what in ("pre_message", "post_message")
+        if not isinstance(reply, TextStream) and not observed:
+            breaker.success(plugin)
+        return reply
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str | None) -> str | None:
+    """Lone UTF-16 surrogates (sent by buggy clients, legal in JSON) cannot be encoded as UTF-8
+    for SQLite, OpenAI or Telegram itself: they become U+FFFD here, once for every plugin."""
+    if text is None or not _LONE_SURROGATE.search(text):
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class _ChatLock:

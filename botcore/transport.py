@@ -96,7 +96,9 @@ class AiohttpRequest(BaseRequest):
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TimedOut from exc
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {exc}") from exc
+            # The URL holds the bot token: keep it out of the message (and so out of any log).
+            reason = str(exc).replace(url, "<Bot API URL>")
+            raise NetworkError(f"aiohttp.{type(exc).__name__}: {reason}") from None
         if status == 200:
             self.last_ok = time.monotonic()
         return status, answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from botcore.types import MessageKind, Reply, Text, UserError
 
 if TYPE_CHECKING:
     from botcore.app import App
+
+log = logging.getLogger(__name__)
 
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 """The cloud Bot API refuses getFile above 20 MB; a local Bot API server (bot.base_url) does not."""
@@ -46,6 +49,8 @@ class Turn:
     """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
     replied_by: str | None = None
     """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
+    unavailable: set[str] = field(default_factory=set)
+    """Plugins skipped for this turn because they are switched off (see botcore.breaker)."""
     said: bool = False
     """Set once something was sent with `send()`: the turn is then not left unanswered."""
     errors: list[str] = field(default_factory=list)
@@ -140,5 +145,7 @@ class Turn:
                 raise UserError(
                     self.t("file_too_big", limit_mb=(limit or 0) // (1024 * 1024))
                 ) from None
-            raise
+            # An expired or unknown file_id: the user can fix it by sending the file again.
+            log.warning("getFile refused (update %s): %s", self.update_id, exc)
+            raise UserError(self.t("file_unavailable")) from None
         return bytes(await tg_file.download_as_bytearray())

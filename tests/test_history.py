@@ -116,7 +116,7 @@ async def test_clear_in_russian(start_bot, telegram: FakeTelegram) -> None:
 
 
 async def test_kill_9_mid_reply_loses_no_answered_turn(
-    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path
+    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path, bot_output
 ) -> None:
     """The real `botcore run` process, from a real bot.toml, killed with SIGKILL mid-stream."""
     config = tmp_path / "bot.toml"
@@ -171,6 +171,7 @@ path = "{tmp_path / "h.sqlite3"}"
             bot.kill()
             await bot.wait()
     stderr = (await bot.stderr.read()).decode() if bot.stderr else ""
+    bot_output(stderr)
     assert telegram.token.split(":")[1] not in stderr  # and the token never reached the log
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

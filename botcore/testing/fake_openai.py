@@ -13,6 +13,7 @@ import base64
 import contextlib
 import itertools
 import json
+import random
 import re
 import shutil
 import struct
@@ -243,6 +244,14 @@ class _Fail:
     remaining: int
 
 
+@dataclass
+class _RandomFail:
+    suffix: str
+    errors: tuple[ErrorReply, ...]
+    rate: float
+    rng: random.Random
+
+
 _Handler = Callable[[web.Request, Recorded], Awaitable[web.StreamResponse]]
 _WORDS = re.compile(r"\S+\s*|\s+")
 
@@ -377,6 +386,7 @@ class FakeOpenAI:
         self._transcriptions: deque[str | ErrorReply] = deque()
         self._speech: deque[bytes | ErrorReply] = deque()
         self._fails: list[_Fail] = []
+        self._random_fails: list[_RandomFail] = []
         self._files: dict[str, bytes] = {}
         self._ids = itertools.count(1)
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -484,6 +494,7 @@ class FakeOpenAI:
         for q in (self._chat, self._images, self._transcriptions, self._speech):
             q.clear()
         self._fails.clear()
+        self._random_fails.clear()
 
     # --- scripting ---
 
@@ -507,6 +518,20 @@ class FakeOpenAI:
         """The next ``times`` requests whose path ends with ``path`` (e.g. "chat/completions")
         get ``error``, before any scripted reply is consumed."""
         self._fails.append(_Fail(path.strip("/"), error, times))
+
+    def fail_randomly(
+        self, path: str, *errors: ErrorReply, rate: float, seed: int | None = 0
+    ) -> None:
+        """From now on a share ``rate`` (0..1) of the requests whose path ends with ``path`` get
+        one of ``errors`` (chosen at random; the default is ``ErrorReply.server_error()``).
+        ``seed`` makes the sequence repeatable; ``rate=0`` stops it."""
+        if not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        suffix = path.strip("/")
+        self._random_fails = [f for f in self._random_fails if f.suffix != suffix]
+        if rate > 0:
+            choices = errors or (ErrorReply.server_error(),)
+            self._random_fails.append(_RandomFail(suffix, choices, rate, random.Random(seed)))
 
     # --- request path ---
 
@@ -579,6 +604,12 @@ class FakeOpenAI:
                 if self.latency > 0:
                     await asyncio.sleep(self.latency)
                 return await self._error(f.error)
+        for r in self._random_fails:
+            if path.endswith(r.suffix) and r.rng.random() < r.rate:
+                error = r.rng.choice(r.errors)
+                if self.latency > 0:
+                    await asyncio.sleep(self.latency)
+                return await self._error(error)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         return await handler(request, rec)

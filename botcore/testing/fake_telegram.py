@@ -516,14 +516,23 @@ class _Failure:
     parameters: JSONDict | None
     times: int
     when: Callable[[ApiCall], bool] | None
+    disconnect: bool = False
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, description: str, parameters: JSONDict | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        description: str,
+        parameters: JSONDict | None = None,
+        *,
+        disconnect: bool = False,
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
         self.parameters = parameters
+        self.disconnect = disconnect
 
     def payload(self) -> JSONDict:
         body: JSONDict = {"ok": False, "error_code": self.status, "description": self.description}
@@ -1110,10 +1119,13 @@ class FakeTelegram:
         retry_after: int | None = None,
         times: int = 1,
         when: Callable[[ApiCall], bool] | None = None,
+        disconnect: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``method`` (matching ``when``) fail like Telegram.
 
         429 always carries ``parameters.retry_after`` (default 1), as the real API does.
+        ``disconnect=True`` drops the connection instead of answering (a connection reset: the
+        call is recorded with status 0 and has no effect).
         """
         if status == 429 and retry_after is None:
             retry_after = 1
@@ -1123,7 +1135,7 @@ class FakeTelegram:
             else:
                 description = _DEFAULT_DESCRIPTIONS.get(status) or _phrase(status)
         parameters = {"retry_after": retry_after} if retry_after is not None else None
-        failure = _Failure(status, description, parameters, times, when)
+        failure = _Failure(status, description, parameters, times, when, disconnect)
         self._failures.setdefault(method.lower(), []).append(failure)
 
     def _injected_failure(self, key: str, call: ApiCall) -> _ApiError | None:
@@ -1135,7 +1147,12 @@ class FakeTelegram:
                 failure.times -= 1
                 if failure.times <= 0:
                     failures.remove(failure)
-                return _ApiError(failure.status, failure.description, failure.parameters)
+                return _ApiError(
+                    failure.status,
+                    failure.description,
+                    failure.parameters,
+                    disconnect=failure.disconnect,
+                )
         return None
 
     # ------------------------------------------------------------------ HTTP plumbing
@@ -1176,6 +1193,11 @@ class FakeTelegram:
                 call.response = await handler(call)
             response = _json_response(200, {"ok": True, "result": call.response})
         except _ApiError as exc:
+            if exc.disconnect and request.transport is not None:
+                call.status, call.response = 0, None
+                request.transport.abort()
+                self._notify()
+                return web.Response(status=500)  # never sent: the connection is gone
             call.status, call.response = exc.status, exc.payload()
             log.debug("fake Telegram: %s -> %d %s", call.method, exc.status, exc.description)
             response = _json_response(exc.status, call.response)

@@ -102,6 +102,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "the limit is {limit}. Please shorten it.",
             "chat.empty_answer": "The model returned an empty answer. Please try again.",
             "chat.interrupted": "The answer was cut off. Please try again.",
+            "chat.empty_question": "Your message is empty: write me a question.",
             "chat.tool_rounds": "The model kept calling tools without answering, so I stopped "
             "after {rounds} rounds. Please try again or rephrase the question.",
             "chat.retry": "Answer my last message again",
@@ -114,6 +115,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "при пределе {limit}. Сократите его, пожалуйста.",
             "chat.empty_answer": "Модель вернула пустой ответ. Попробуйте ещё раз.",
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
+            "chat.empty_question": "Сообщение пустое: напишите мне вопрос.",
             "chat.tool_rounds": "Модель раз за разом вызывала инструменты и не отвечала, поэтому "
             "я остановился после {rounds} раундов. Попробуйте ещё раз или переформулируйте вопрос.",
             "chat.retry": "Ответить на моё последнее сообщение заново",
@@ -194,8 +196,8 @@ async def answer(turn: Turn, picture: vision.Picture | None = None) -> Text | Te
     text = (turn.text or "").strip()
     if turn.app.bot_username:
         text = re.sub(rf"@{re.escape(turn.app.bot_username)}\b", "", text, flags=re.I).strip()
-    if not text and picture is None:
-        return None
+    if not text and picture is None:  # whitespace only, or just the bot's @name
+        raise UserError(turn.t("chat.empty_question"))
     if not turn.is_private and turn.message.from_user and (text or picture is None):
         text = f"{turn.message.from_user.first_name}: {text}"
     user: ChatMessage = {"role": "user", "content": text}
@@ -320,11 +322,8 @@ async def _stream(
     try:
         while True:
             said: list[str] = []  # this round's text
-            calls = ToolCalls()
             async with turn.chat_action("typing"):
-                stream = await _create(turn, _request(turn, settings, messages), stream=True)
-                chunks = stream.__aiter__()
-                first = await _next_text(turn, chunks, calls)
+                first, chunks, calls = await _open_stream(turn, _request(turn, settings, messages))
             if first:
                 if parts:  # text before an earlier round's tool calls: keep the two apart
                     parts.append("\n\n")
@@ -358,6 +357,30 @@ async def _stream(
         raise UserError(turn.t("chat.empty_answer"))
     if text := "".join(said).strip():
         await _remember(turn, text)
+
+
+async def _open_stream(
+    turn: Turn, request: dict[str, Any]
+) -> tuple[str | None, AsyncIterator[Any], ToolCalls]:
+    """Start a stream and read up to its first text. A stream that breaks before any text was
+    shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
+    retries = turn.app.config.openai.max_retries
+    attempt = 0
+    while True:
+        stream = await _create(turn, request, stream=True)  # the client retries this part
+        chunks = stream.__aiter__()
+        calls = ToolCalls()  # afresh each attempt: a broken stream's pieces are dropped
+        try:
+            return await _next_text(turn, chunks, calls), chunks, calls
+        except Exception as exc:
+            if attempt >= retries:
+                raise
+            attempt += 1
+            log.warning(
+                "the answer stream broke before its first words (update %s), asking again: %r",
+                turn.update_id,
+                exc,
+            )
 
 
 def _meter(turn: Turn, usage: Any) -> None:

@@ -642,3 +642,31 @@ def test_cli_serves_with_configured_stream_timing() -> None:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+async def test_fail_randomly_fails_a_share_repeatably(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    async def outcomes() -> list[str]:
+        found = []
+        for _ in range(100):
+            try:
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "x"}]
+                )
+                found.append("ok")
+            except openai.RateLimitError:
+                found.append("429")
+            except openai.InternalServerError:
+                found.append("500")
+        return found
+
+    fake.fail_randomly(
+        "chat/completions", ErrorReply.rate_limit(), ErrorReply.server_error(), rate=0.3, seed=7
+    )
+    first = await outcomes()
+    assert 15 <= first.count("429") + first.count("500") <= 45
+    assert first.count("429") and first.count("500")
+    fake.fail_randomly("chat/completions", rate=0.3, seed=7)  # same seed: the same sequence
+    second = await outcomes()
+    assert [o == "ok" for o in second] == [o == "ok" for o in first]
+    fake.fail_randomly("chat/completions", rate=0)
+    assert (await outcomes()).count("ok") == 100

@@ -648,3 +648,22 @@ async def test_standalone_server_and_control_api() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_disconnect_drops_the_connection_without_effect(fake: FakeTelegram, bot: Bot) -> None:
+    fake.fail("sendMessage", disconnect=True)
+    with pytest.raises(NetworkError):
+        await bot.send_message(42, "lost")
+    dropped = fake.calls("sendMessage")[0]
+    assert dropped.status == 0 and dropped.response is None
+    assert fake.bot_messages(42) == []
+    await bot.send_message(42, "next one goes through")
+    assert [m.text for m in fake.bot_messages(42)] == ["next one goes through"]
+
+
+async def test_raw_updates_carry_lone_surrogates_as_json_escapes(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    await fake.send_message("broken \ud83d pair")
+    updates = await bot.get_updates(timeout=0)
+    assert updates[0].message is not None and updates[0].message.text == "broken \ud83d pair"

@@ -1,0 +1,76 @@
+"""Session-wide secret check: every log record of the whole run (at DEBUG and above) and the output
+of every bot subprocess are scanned at the end for the kit's fake bot token and API key."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from botcore.logs import QUIET
+from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_telegram import FakeTelegram
+
+_TOKEN: str = inspect.signature(FakeTelegram).parameters["token"].default
+_KEY: str = inspect.signature(FakeOpenAI).parameters["api_key"].default
+SECRETS = [_TOKEN, _TOKEN.partition(":")[2], _KEY, "webhook-secret-under-test"]
+"""The kit's defaults (and the webhook secret tests/test_security.py configures)."""
+
+
+class _Collector(logging.Handler):
+    """Keeps what would reach a log line in production: records of the URL-printing libraries
+    (botcore.logs.QUIET) only at WARNING and above, as setup_logging holds them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        quiet = any(record.name == q or record.name.startswith(q + ".") for q in QUIET)
+        if quiet and record.levelno < logging.WARNING:
+            return
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = f"{record.msg!r} {record.args!r}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "\n" + "".join(traceback.format_exception(record.exc_info[1]))
+        check(text, f"log record {record.name}:{record.lineno}", self.leaks)
+
+
+def check(text: str, where: str, leaks: list[str]) -> None:
+    """Note every secret found in `text`."""
+    for secret in SECRETS:
+        if secret in text:
+            leaks.append(f"{where}: contains {secret[:3]}… ({text[:200]!r})")
+
+
+_collector = _Collector()
+_outputs: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    root = logging.getLogger()
+    root.addHandler(_collector)
+    root.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(_collector)
+    leaks = list(_collector.leaks)
+    for index, output in enumerate(_outputs):
+        check(output, f"bot subprocess output #{index}", leaks)
+    if leaks:
+        print("\nSECRET LEAK: the bot token or an API key reached a log line:")
+        for leak in leaks[:20]:
+            print("  " + leak)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def bot_output() -> Iterator[Callable[[str], None]]:
+    """Hand a bot subprocess's stdout/stderr to the session-wide secret scan."""
+    yield _outputs.append

@@ -1,0 +1,227 @@
+"""Security end to end: secrets stay out of logs and error messages (at DEBUG too, with either HTTP
+stack), the webhook refuses requests without its secret, temporary files are private and removed.
+
+The session-wide scan in tests/conftest.py checks every log record of the whole run as well."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_telegram import FakeTelegram
+from botcore.transport import AiohttpRequest
+
+ECHO = "sample_plugins.echo"
+TESTS = Path(__file__).resolve().parent
+WEBHOOK_SECRET = "webhook-secret-under-test"  # also in conftest.SECRETS
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_debug_logging_of_the_real_bot_never_shows_a_secret(
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    tmp_path: Path,
+    bot_output: Any,
+    http_client: str,
+) -> None:
+    """`botcore run` at log_level DEBUG: requests, a plugin's traceback, Bot API and OpenAI
+    errors all logged, and neither the token nor the key in any line."""
+    config = tmp_path / "bot.toml"
+    config.write_text(f"""
+[bot]
+token = "${{TELEGRAM_BOT_TOKEN}}"
+plugins = ["history", "chat", "sample_plugins.boom"]
+base_url = "{telegram.base_url}"
+base_file_url = "{telegram.base_file_url}"
+poll_timeout = 1
+log_level = "DEBUG"
+http_client = "{http_client}"
+[openai]
+api_key = "${{OPENAI_API_KEY}}"
+base_url = "{openai_server.base_url}"
+max_retries = 0
+[store]
+path = "h.sqlite3"
+[plugins.chat]
+stream = false
+""")
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": telegram.token,
+        "OPENAI_API_KEY": openai_server.api_key,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botcore", "run", "--config", str(config),
+        cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert (await telegram.reply_to("/start", timeout=20)).text.startswith("Hi!")
+        assert (await telegram.reply_to("hello", timeout=10)).text == "echo: hello"
+        await telegram.reply_to("/boom", timeout=10)  # a plugin traceback
+        openai_server.fail("chat/completions", _unauthorized())  # the key is refused
+        await telegram.reply_to("a question", timeout=10)
+        telegram.fail("sendMessage", status=502, description="Bad Gateway")  # Bot API error
+        telegram.fail("sendMessage", disconnect=True)
+        assert (await telegram.reply_to("again", timeout=10)).text == "echo: again"
+    finally:
+        if bot.returncode is None:
+            bot.send_signal(signal.SIGTERM)
+        output = (await bot.communicate())[0].decode()
+    bot_output(output)
+    assert " DEBUG " in output and "plugin sample_plugins.boom failed in /boom" in output
+    for secret in (telegram.token, telegram.token.partition(":")[2], openai_server.api_key):
+        assert secret not in output
+
+
+def _unauthorized() -> Any:
+    from botcore.testing.fake_openai import ErrorReply
+
+    return ErrorReply(401, "Incorrect API key provided: sk-test-key.", "invalid_request_error")
+
+
+async def test_network_errors_from_the_transport_do_not_carry_the_url() -> None:
+    """aiohttp puts the URL (with the token) in some errors; the NetworkError keeps it out."""
+    request = AiohttpRequest()
+    await request.initialize()
+    url = "http://[bad-host/bot123456:TEST-TOKEN/getMe"  # invalid: aiohttp echoes it back
+    try:
+        with pytest.raises(Exception) as info:
+            await request.do_request(url, "POST")
+    finally:
+        await request.shutdown()
+    assert "TEST-TOKEN" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_webhook_accepts_only_its_secret(start_bot, telegram: FakeTelegram) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    running = await start_bot(
+        [ECHO],
+        bot={
+            "mode": "webhook",
+            "webhook": {
+                "url": url,
+                "listen": "127.0.0.1",
+                "port": port,
+                "path": "/hook",
+                "secret_token": WEBHOOK_SECRET,
+            },
+        },
+    )
+    assert telegram.webhook is not None and telegram.webhook["secret_token"] == WEBHOOK_SECRET
+    assert WEBHOOK_SECRET in running.app.config.secrets()  # redacted from every log line
+
+    def update(update_id: int, chat_id: int) -> dict[str, Any]:
+        message = {"message_id": 1, "date": 0, "chat": {"id": chat_id, "type": "private"}}
+        return {"update_id": update_id, "message": {**message, "text": "forged"}}
+
+    header = "X-Telegram-Bot-Api-Secret-Token"
+    async with aiohttp.ClientSession() as session:
+        for number, headers in enumerate(
+            [
+                {},
+                {header: ""},
+                {header: WEBHOOK_SECRET[:-1]},
+                {header: WEBHOOK_SECRET + "x"},
+                {header: WEBHOOK_SECRET.upper()},
+                {header.lower() + "-x": WEBHOOK_SECRET},
+            ]
+        ):
+            async with session.post(url, json=update(900 + number, 5), headers=headers) as r:
+                assert r.status == 403, headers
+                assert WEBHOOK_SECRET not in await r.text()
+        async with session.get(url, headers={header: WEBHOOK_SECRET}) as r:
+            assert r.status == 405
+        async with session.post(
+            f"http://127.0.0.1:{port}/other", json=update(950, 5), headers={header: WEBHOOK_SECRET}
+        ) as r:
+            assert r.status == 404
+        async with session.post(url, data=b"{not json", headers={header: WEBHOOK_SECRET}) as r:
+            assert r.status == 400
+        # The right secret is what lets an update in (this one comes from "Telegram").
+        async with session.post(url, json=update(999, 6), headers={header: WEBHOOK_SECRET}) as r:
+            assert r.status == 200
+    assert (await telegram.next_message(6)).text == "echo: forged"
+    await asyncio.sleep(0.2)
+    assert telegram.bot_messages(5) == []
+
+
+async def test_voice_temporary_files_are_private_and_removed(
+    start_bot,
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botcore.testing.fake_openai import sample_audio
+
+    made: list[tuple[Path, int]] = []
+    files: list[int] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        made.append((Path(path), stat.S_IMODE(os.stat(path).st_mode)))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    real_transcribe = openai_server._transcriptions_route
+
+    async def peek(request: Any, rec: Any) -> Any:  # while the bot waits, look at its files
+        for folder, _ in made:
+            files.extend(stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir())
+        return await real_transcribe(request, rec)
+
+    openai_server._routes[("POST", "/v1/audio/transcriptions")] = peek
+    await start_bot(["voice"])
+    data, mime = sample_audio("opus")
+    await telegram.send_voice(data, mime_type=mime)
+    assert (await telegram.next_message(42)).text.startswith("🎤")
+    assert made, "the voice plugin made no temporary folder"
+    for folder, mode in made:
+        assert mode == 0o700, oct(mode)  # nobody else can list or read what is inside
+        assert not folder.exists()  # and it is gone once the turn is over
+    assert files, "no temporary file was seen while transcribing"
+
+
+async def test_oversized_files_are_refused_before_any_download(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    """file_size above the Bot API's limit: not even getFile is called (for any plugin's
+    turn.download, not only voice's: tested through the core helper)."""
+    running = await start_bot([ECHO])
+    from botcore.turn import Turn
+    from botcore.types import UserError
+
+    message = await telegram.send_message("x")
+    await telegram.next_message(42)
+    turn = Turn(running.app, 1, _ptb_message(running, message), "document", None, "en")
+    with pytest.raises(UserError, match="too big"):
+        await turn.download("FAKE-document-000001", size=30 * 1024 * 1024)
+    assert telegram.calls("getFile") == []
+
+
+def _ptb_message(running: Any, raw: dict[str, Any]) -> Any:
+    from telegram import Message
+
+    return Message.de_json(raw, running.app.telegram)
