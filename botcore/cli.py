@@ -1,4 +1,4 @@
-"""`botcore run | check | plugins`: the command line an operator uses."""
+"""`botcore run | check | plugins | config`: the command line an operator uses."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("run", "run the bot"),
         ("check", "validate bot.toml and load every plugin, without contacting Telegram"),
         ("plugins", "list the loaded plugins, their hooks and commands"),
+        ("config", "show the effective config: bot.toml, defaults, settings changed in chat"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="path to bot.toml")
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config)
         if args.command == "check":
             return asyncio.run(_check(config))
+        if args.command == "config":
+            return asyncio.run(_config(config))
         return _plugins(config)
     except StartupError as exc:
         print(f"botcore: error: {exc}", file=sys.stderr)
@@ -74,6 +77,28 @@ async def _check(config: Config) -> int:
     print(
         f"ok: {len(app.plugins.names)} plugins ({', '.join(app.plugins.names)}); commands {commands}"
     )
+    return 0
+
+
+async def _config(config: Config) -> int:
+    """Print the effective config as JSON (secrets masked); the settings changed in chat are
+    read from the store and named on stderr."""
+    import json
+
+    from botcore.app import App
+
+    logging.basicConfig(level=logging.WARNING)
+    app = App(config)
+    try:
+        await app.store.open()
+        await app.load_overrides()
+    except Exception as exc:
+        raise StartupError(f"store: cannot read: {type(exc).__name__}: {exc}") from None
+    finally:
+        await app.store.close()
+    print(json.dumps(app.effective_config(), indent=2, ensure_ascii=False))
+    for path in sorted(app.overrides):
+        print(f"changed in chat: {path}", file=sys.stderr)
     return 0
 
 

@@ -115,6 +115,25 @@ async def post_message(turn: Turn, reply: Reply) -> Reply | None:
     """
 
 
+@hookspec
+async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
+    """Called by `turn.reserve(items)` before an expensive call, with its estimated use.
+
+    Raise `UserError` to refuse the call (over budget); the error reaches the plugin that asked,
+    whose user sees the message. What is reserved is settled against `turn.usage` in `turn_end`.
+    Unlike other hooks, any error here propagates: a budget that cannot be checked is not spent.
+    """
+
+
+@hookspec
+async def turn_end(turn: Turn) -> None:
+    """Called once a turn is over (its reply delivered, or the turn failed), with `turn.usage`
+    complete: a streamed answer meters its tokens while it is delivered, after `post_message`.
+
+    Runs for every plugin, even one switched off during the turn; errors are logged.
+    """
+
+
 @hookspec(firstresult=True)
 def history_store(app: App) -> HistoryStore | None:
     """Provide the conversation store other plugins use as `app.history` (the history plugin).

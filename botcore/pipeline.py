@@ -66,9 +66,13 @@ class Pipeline:
         turn = self.make_turn(update_id, message)
         if turn is None:
             return
-        reply = await self.run(turn)
-        if reply is not None:
-            await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+        try:
+            reply = await self.run(turn)
+            if reply is not None:
+                await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+        finally:
+            for impl in self.app.plugins.impls("turn_end", disabled=True):
+                await self.call(impl.plugin, "turn_end", impl, turn, turn=turn)
 
     def make_turn(self, update_id: int, message: Message) -> Turn | None:
         """Classify a message; None for commands addressed to another bot in a group."""
@@ -107,6 +111,8 @@ class Pipeline:
             if reply is not None:
                 turn.replied_by = impl.plugin
                 break
+            if turn.ignored:
+                return None
         if reply is None:
             reply = await self.route(turn)
         if reply is not None:
@@ -131,10 +137,14 @@ class Pipeline:
                     else None
                 )
             plugin, command = found
+            if command.admin and not turn.is_admin:
+                return Text(turn.t("admin_only", command=command.name))
+            if not self.app.plugins.enabled(plugin):
+                return Text(turn.t("plugin_off", command=command.name))
             turn.replied_by = plugin
             return await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
         for plugin, handler in self.app.handlers:
-            if turn.kind not in handler.kinds:
+            if turn.kind not in handler.kinds or not self.app.plugins.enabled(plugin):
                 continue
             reply = await self.call(plugin, handler.name or "handler", handler.handler, turn, turn)
             if reply is not None:

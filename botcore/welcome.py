@@ -28,7 +28,7 @@ def register_commands(app: App) -> Sequence[Command]:
 
 async def welcome(turn: Turn) -> str:
     """Greet the user in their language and list the commands."""
-    commands = turn.app.visible_commands()
+    commands = turn.app.visible_commands(admin=turn.is_admin)
     default = turn.app.config.bot.language
     lines = [turn.t("welcome"), ""]
     lines += [f"/{c.name} — {c.help_for(turn.language, default) or c.name}" for c in commands]
