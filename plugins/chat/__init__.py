@@ -130,6 +130,12 @@ async def answer(turn: Turn) -> Text | TextStream | None:
         await store.append(turn, user)
     budget -= estimate_tokens(user)
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
+    await turn.reserve(
+        {
+            "chat.input_tokens": sum(map(estimate_tokens, messages)),
+            "chat.output_tokens": settings.max_answer_tokens or 1000,  # uncapped: a long answer
+        }
+    )
     if settings.stream:
         return TextStream(_stream(turn, settings, messages), markdown=True)
     return Text(await _complete(turn, settings, messages), markdown=True)

@@ -84,6 +84,7 @@ async def draw(turn: Turn) -> Photo:
         request["quality"] = settings.quality
     if settings.response_format:
         request["response_format"] = settings.response_format
+    await turn.reserve({"image.images": 1})
     try:
         async with turn.chat_action("upload_photo"):
             result = await turn.app.openai.images.generate(**request, timeout=settings.timeout)
