@@ -104,6 +104,7 @@ async def pre_message(turn: Turn) -> Reply | str | None:
 
     Change `turn.text` / `turn.kind` to rewrite (voice turns audio into text here), or return a
     reply to answer at once: the chain stops and no command or handler runs (access control).
+    Set `turn.ignored = True` (and return None) to end the turn in silence.
     """
 
 

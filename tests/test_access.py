@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from botcore.cli import main
+from botcore.store import make_store
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -89,7 +90,7 @@ async def test_groups_deny_and_reply_to_allow(
     assert reply.text == "User 9 may no longer use the bot."
     assert app.config.plugins["access"]["blocked"] == [9]
     reply = await telegram.reply_to("@botcore_test_bot still there?", user_id=9, **group)
-    assert reply.text == REFUSED.replace("7.", "9.")
+    assert reply.text == "Sorry, you may not use this bot."  # blocked, though the group is allowed
     assert (await telegram.reply_to("/start", user_id=7, **group)).text.startswith("Hi!")
     assert (await telegram.reply_to("/deny 1", user_id=ADMIN)).text == (
         "1 is an admin (bot.admins in bot.toml) and cannot be blocked."
@@ -134,6 +135,7 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     plugins = ["access", "admin", "usage", "image"]
     kwargs = {"bot": {"admins": [ADMIN]}, "store": {"backend": "sqlite", "path": "bot.sqlite3"}}
@@ -145,9 +147,18 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     ):
         assert (await telegram.reply_to(command, user_id=ADMIN)).text == answer
     await first.stop()
+    store = make_store(first.app.config.store)  # a stale setting must not keep the bot down
+    await store.open()
+    await store.put("config", "plugins.access.remind_hours", "never")
+    await store.close()
 
     second = await bot_harness.start(plugins, **kwargs)
-    assert (await telegram.reply_to("/start", user_id=7)).text == REFUSED
+    assert second.app.overrides.keys() == {
+        "plugins.access.blocked",
+        "plugins.admin.disabled",
+        "plugins.usage.users.8.daily",
+    }
+    assert (await telegram.reply_to("/start", user_id=7)).text == "Sorry, you may not use this bot."
     assert (await telegram.reply_to("/image a cat", user_id=8)).text == (
         "/image is switched off right now. Please try again later."
     )
@@ -183,3 +194,4 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     assert config["bot"]["token"] not in out and "sk-secret-value" not in out
     assert "changed in chat: plugins.access.blocked" in err
     assert "changed in chat: plugins.admin.disabled" in err
+    assert "ignoring the stored setting plugins.access.remind_hours" in caplog.text

@@ -7,7 +7,7 @@ import asyncio
 from botcore_usage import Settings, windows
 
 from botcore.store import make_store
-from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
+from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI, sample_audio
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import RunningBot
 
@@ -198,3 +198,19 @@ async def test_a_failed_turn_that_used_tokens_is_still_charged(
     totals = await ledger(bot, f"{day()}:u7:")
     assert totals[f"{day()}:u7:chat.input_tokens"] == 30
     assert abs(totals[f"{day()}:u7:cost"] - 0.03) < 1e-9
+
+
+async def test_voice_reserves_the_recording_seconds(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"usage": {"user": {"daily": {"voice.seconds": 0.8}}}}
+    await start_bot(["usage", "voice"], settings=settings)
+    data, _ = sample_audio("opus")  # half a second
+    openai_server.script_transcription("hello there")
+    await telegram.send_voice(data)
+    assert (await telegram.next_message(42)).text == "🎤 hello there"
+    await telegram.send_voice(data)
+    refused = await telegram.next_message(42)
+    assert refused.text == f"You have used up your daily budget. It resets at {resets('daily')}."
+    transcriptions = [r for r in openai_server.requests if r.path.endswith("/transcriptions")]
+    assert len(transcriptions) == 1

@@ -49,6 +49,7 @@ def register_texts() -> dict[str, dict[str, str]]:
         "en": {
             "access.refused": "Sorry, this bot is private. Ask its owner for access "
             "and give them your id: {user_id}.",
+            "access.blocked": "Sorry, you may not use this bot.",
             "access.allow": "Allow a user (id, or reply to their message) or this group",
             "access.deny": "Block a user (id, or reply to their message) or this group",
             "access.usage": "Give an id: /{command} 123456789 (a user) or -100123 (a group), "
@@ -62,6 +63,7 @@ def register_texts() -> dict[str, dict[str, str]]:
         "ru": {
             "access.refused": "Извините, это закрытый бот. Попросите доступ у владельца "
             "и сообщите ему ваш id: {user_id}.",
+            "access.blocked": "Извините, вам нельзя пользоваться этим ботом.",
             "access.allow": "Разрешить пользователя (id или ответом на его сообщение) или эту группу",
             "access.deny": "Запретить пользователя (id или ответом на его сообщение) или эту группу",
             "access.usage": "Укажите id: /{command} 123456789 (пользователь) или -100123 "
@@ -109,6 +111,8 @@ async def pre_message(turn: Turn) -> str | None:
         return None
     await store.put(TOLD, str(turn.user_id), now)
     log.info("refused user %s in chat %s (not allowed)", turn.user_id, turn.chat_id)
+    if turn.user_id in settings.blocked or turn.chat_id in settings.blocked:
+        return turn.t("access.blocked")
     return turn.t("access.refused", user_id=turn.user_id)
 
 
