@@ -75,6 +75,8 @@ class BotSettings(StrictModel):
     """Seconds between edits of a streamed answer in private chats."""
     group_stream_edit_interval: float = Field(3.0, ge=0.1, le=60)
     """The same in groups, where Telegram allows about 20 messages a minute."""
+    new_message_cancels: bool = False
+    """A new message in a chat stops the answer in progress there (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)

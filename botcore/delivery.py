@@ -4,6 +4,7 @@ flood control and fallbacks, so that no plugin has to get any of it right."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import warnings
@@ -230,6 +231,11 @@ class Delivery:
         except UserError as exc:
             error = exc.message
         except TelegramError:
+            raise
+        except asyncio.CancelledError:  # /cancel: leave what was shown, formatted and marked
+            if buffer.strip():
+                with contextlib.suppress(TelegramError):
+                    await self._show(turn, shown, render(buffer + " …", reply.markdown), final=True)
             raise
         except Exception:
             log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)

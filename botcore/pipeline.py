@@ -44,22 +44,59 @@ class Pipeline:
 
         Each update gets its own task; the chat's lock keeps one chat's turns in arrival order, and
         it is taken before a concurrency slot, so a flood in one chat never starves the others.
+        /cancel is answered at once, not queued behind the turn it stops.
         """
         if not isinstance(update, Update) or update.message is None:
             return
         message = update.message
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
+        if self._is_cancel(message):
+            await self.cancel(entry, update.update_id, message)
+            return
         if entry is None:
             entry = self._chats[chat_id] = _ChatLock()
+        if self.app.config.bot.new_message_cancels and entry.current is not None:
+            entry.stop()
         entry.users += 1
         try:
             async with entry.lock, self._slots:
-                await self.process(update.update_id, message)
+                task = asyncio.create_task(self.process(update.update_id, message))
+                entry.current = task
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if not task.cancelled() or (current is not None and current.cancelling()):
+                        raise  # the bot is shutting down, not a user's /cancel
+                finally:
+                    entry.current = None
         finally:
             entry.users -= 1
             if entry.users == 0:
                 del self._chats[chat_id]
+
+    def _is_cancel(self, message: Message) -> bool:
+        text = message.text or ""
+        owner = self.app.commands.get("cancel")
+        if not text.startswith("/cancel") or owner is None or owner[0] != "welcome":
+            return False  # a plugin that registers its own /cancel takes it over
+        word = text.split(maxsplit=1)[0][1:]
+        name, _, target = word.partition("@")
+        username = self.app.bot_username
+        return name == "cancel" and (
+            not target or not username or target.lower() == username.lower()
+        )
+
+    async def cancel(self, entry: _ChatLock | None, update_id: int, message: Message) -> None:
+        """Stop the turn in progress in this chat; what was already shown stays, nothing is lost."""
+        turn = self.make_turn(update_id, message)
+        if turn is None:
+            return
+        stopped = entry is not None and entry.stop()
+        await self.app.delivery.deliver(
+            turn, Text(turn.t("cancelled" if stopped else "nothing_to_cancel"))
+        )
 
     async def process(self, update_id: int, message: Message) -> None:
         """One message, start to finish: the turn, the plugins, the delivery."""
@@ -177,10 +214,19 @@ class Pipeline:
 
 
 class _ChatLock:
-    """A chat's lock and how many of its updates hold or wait for it (dropped at zero)."""
+    """A chat's lock, the turn it is running, and how many of its updates hold or wait for it
+    (dropped at zero)."""
 
-    __slots__ = ("lock", "users")
+    __slots__ = ("current", "lock", "users")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
+        self.current: asyncio.Task[None] | None = None
+
+    def stop(self) -> bool:
+        """Cancel the running turn; False if there was none."""
+        if self.current is None or self.current.done():
+            return False
+        self.current.cancel()
+        return True

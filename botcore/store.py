@@ -57,6 +57,10 @@ class Store(Protocol):
         """Forget a conversation."""
         ...
 
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, all or nothing (/retry drops an answer)."""
+        ...
+
     async def expire(self, before: float) -> None:
         """Forget every message appended before unix time `before` (retention)."""
         ...
@@ -116,6 +120,11 @@ class HistoryStore(Protocol):
 
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
+        ...
+
+    async def rewind(self, turn: Turn) -> ChatMessage | None:
+        """Remove the last user message and everything after it, and return that message (None if
+        there is none): /retry asks the model again."""
         ...
 
 

@@ -13,8 +13,16 @@ from botcore.types import Command
 @hookimpl
 def register_texts() -> dict[str, dict[str, str]]:
     return {
-        "en": {"welcome.start": "Start the bot", "welcome.help": "List the commands"},
-        "ru": {"welcome.start": "Запустить бота", "welcome.help": "Список команд"},
+        "en": {
+            "welcome.start": "Start the bot",
+            "welcome.help": "List the commands",
+            "welcome.cancel": "Stop the answer in progress",
+        },
+        "ru": {
+            "welcome.start": "Запустить бота",
+            "welcome.help": "Список команд",
+            "welcome.cancel": "Остановить текущий ответ",
+        },
     }
 
 
@@ -23,7 +31,13 @@ def register_commands(app: App) -> Sequence[Command]:
     return [
         Command("start", welcome, help=app.texts.translations("welcome.start")),
         Command("help", welcome, help=app.texts.translations("welcome.help")),
+        Command("cancel", nothing_to_cancel, help=app.texts.translations("welcome.cancel")),
     ]
+
+
+def nothing_to_cancel(turn: Turn) -> str:
+    """/cancel reaches here only when no turn was running (the pipeline stops running ones)."""
+    return turn.t("nothing_to_cancel")
 
 
 async def welcome(turn: Turn) -> str:

@@ -177,7 +177,11 @@ def test_plugins_lists_hooks_and_commands(
     assert code == 0, output
     assert "history 0.1.0 (first-party)" in output
     assert "commands: /clear" in output
-    assert "hooks:    register_handlers, register_texts, settings_model, startup" in output
+    assert (
+        "hooks:    register_commands, register_handlers, register_texts, settings_model, startup"
+        in output
+    )
+    assert "commands: /retry" in output
 
 
 def test_env_expansion_defaults_and_escapes() -> None:

@@ -44,6 +44,7 @@ async def test_commands_menu_is_registered_per_language(start_bot, telegram: Fak
     assert [c["command"] for c in telegram.commands[("default", None)]] == [
         "start",
         "help",
+        "cancel",
         "clear",
     ]
     ru = {c["command"]: c["description"] for c in telegram.commands[("default", "ru")]}

@@ -8,7 +8,7 @@ from botcore.testing.fake_openai import FakeOpenAI, sample_audio
 from botcore.testing.fake_telegram import FakeTelegram
 
 SETTINGS = {"chat": {"stream": False}}
-COMMANDS = {"history": ["/clear"], "image": ["/image"], "chat": [], "voice": []}
+COMMANDS = {"history": ["/clear"], "image": ["/image"], "chat": ["/retry"], "voice": []}
 
 
 def ogg() -> bytes:
@@ -28,7 +28,7 @@ async def test_each_plugin_alone(
         for command in commands:
             assert (command in help_text) == (name == plugin), (command, help_text)
     menu = [c["command"] for c in telegram.commands[("default", None)]]
-    assert menu == ["start", "help", *(c.lstrip("/") for c in COMMANDS[plugin])]
+    assert menu == ["start", "help", "cancel", *(c.lstrip("/") for c in COMMANDS[plugin])]
     if plugin == "history":
         assert (
             await telegram.reply_to("/clear")

@@ -60,6 +60,18 @@ async def test_clear_and_expire(store: Store) -> None:
     assert await store.messages("b", limit=10) == []
 
 
+async def test_replace_is_the_whole_conversation(store: Store) -> None:
+    await store.append("c", [{"role": "user", "content": str(i)} for i in range(4)], keep=10)
+    await store.append("d", [{"role": "user", "content": "d"}], keep=10)
+    await store.replace("c", [{"role": "user", "content": "0"}, {"role": "user", "content": "1"}])
+    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1"]
+    await store.append("c", [{"role": "user", "content": "2"}], keep=10)
+    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1", "2"]
+    await store.replace("c", [])
+    assert await store.messages("c", limit=10) == []
+    assert len(await store.messages("d", limit=10)) == 1
+
+
 async def test_records(store: Store) -> None:
     assert await store.get("settings", "42") is None
     await store.put("settings", "42", {"voice": True, "persona": "пират"})

@@ -49,6 +49,12 @@ class MemoryStore:
         """Forget a conversation."""
         self._conversations.pop(conversation, None)
 
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`."""
+        self._conversations.pop(conversation, None)
+        if messages:
+            await self.append(conversation, messages, keep=len(messages))
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`."""
         for key, rows in list(self._conversations.items()):

@@ -134,6 +134,22 @@ class SQLiteStore:
         """Forget a conversation."""
         await self._run(self._execute, "DELETE FROM messages WHERE conversation = ?", conversation)
 
+    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
+        """Make the conversation exactly `messages`, in one transaction."""
+        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        await self._run(self._replace, conversation, rows)
+
+    def _replace(self, conversation: str, rows: list[str]) -> None:
+        now = time.time()
+        db = self.db
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
+            db.executemany(
+                "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
+                [(conversation, now, row) for row in rows],
+            )
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`."""
         await self._run(self._execute, "DELETE FROM messages WHERE created < ?", before)

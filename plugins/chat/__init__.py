@@ -17,6 +17,7 @@ from pydantic import Field
 from botcore import (
     App,
     ChatMessage,
+    Command,
     Handler,
     StrictModel,
     Text,
@@ -68,14 +69,23 @@ def register_texts() -> dict[str, dict[str, str]]:
             "the limit is {limit}. Please shorten it.",
             "chat.empty_answer": "The model returned an empty answer. Please try again.",
             "chat.interrupted": "The answer was cut off. Please try again.",
+            "chat.retry": "Answer my last message again",
+            "chat.nothing_to_retry": "There is nothing to retry yet: send me a message first.",
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
             "при пределе {limit}. Сократите его, пожалуйста.",
             "chat.empty_answer": "Модель вернула пустой ответ. Попробуйте ещё раз.",
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
+            "chat.retry": "Ответить на моё последнее сообщение заново",
+            "chat.nothing_to_retry": "Пока нечего повторять: сначала напишите мне что-нибудь.",
         },
     }
+
+
+@hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [Command("retry", retry, help=app.texts.translations("chat.retry"))]
 
 
 @hookimpl
@@ -119,8 +129,22 @@ async def answer(turn: Turn) -> Text | TextStream | None:
         return None
     if not turn.is_private and turn.message.from_user:
         text = f"{turn.message.from_user.first_name}: {text}"
+    return await respond(turn, {"role": "user", "content": text})
+
+
+async def retry(turn: Turn) -> Text | TextStream:
+    """/retry: forget the last answer and ask the model again."""
+    store = turn.app.history
+    last = await store.rewind(turn) if store else None
+    if last is None:
+        raise UserError(turn.t("chat.nothing_to_retry"))
+    return await respond(turn, last)
+
+
+async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
+    """Store the user's message, then answer it with the conversation as context."""
+    settings = turn.app.settings(Settings)
     system: ChatMessage = {"role": "system", "content": settings.system_prompt}
-    user: ChatMessage = {"role": "user", "content": text}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))

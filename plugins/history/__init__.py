@@ -26,6 +26,8 @@ class Settings(StrictModel):
     """Older messages of a conversation are deleted past this many."""
     max_age_days: float = Field(30, ge=0)
     """Messages older than this are forgotten (0 keeps them forever)."""
+    idle_minutes: float = Field(0, ge=0)
+    """A conversation idle this long is over: the next message starts afresh (0: never)."""
 
 
 EXPIRE_EVERY = 3600.0
@@ -50,9 +52,15 @@ class History:
         return time.time() - days * 86400 if days else 0.0
 
     async def load(self, turn: Turn) -> list[ChatMessage]:
-        """The conversation, oldest first, within the retention limits."""
+        """The conversation, oldest first, within the retention limits; [] once it went idle."""
+        key = self.conversation(turn)
+        if self.settings.idle_minutes:
+            recent = time.time() - self.settings.idle_minutes * 60
+            if not await self.store.messages(key, limit=1, since=recent):
+                await self.store.clear(key)
+                return []
         return await self.store.messages(
-            self.conversation(turn), limit=self.settings.max_messages, since=self._oldest_kept()
+            key, limit=self.settings.max_messages, since=self._oldest_kept()
         )
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
@@ -64,6 +72,20 @@ class History:
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
         await self.store.clear(self.conversation(turn))
+
+    async def rewind(self, turn: Turn) -> ChatMessage | None:
+        """Drop the last user message and what followed it; return that message."""
+        key = self.conversation(turn)
+        past = await self.store.messages(
+            key, limit=self.settings.max_messages, since=self._oldest_kept()
+        )
+        last = next(
+            (i for i in range(len(past) - 1, -1, -1) if past[i].get("role") == "user"), None
+        )
+        if last is None:
+            return None
+        await self.store.replace(key, past[:last])
+        return past[last]
 
     async def expire(self) -> None:
         """Delete what retention no longer keeps (hourly, and at start-up)."""
