@@ -51,9 +51,9 @@ class Pipeline:
         message = update.message
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
-        if self._is_cancel(message):
+        if entry is not None and self._is_cancel(message):
             await self.cancel(entry, update.update_id, message)
-            return
+            return  # with nothing under way, /cancel goes the usual way (access control first)
         if entry is None:
             entry = self._chats[chat_id] = _ChatLock()
         if self.app.config.bot.new_message_cancels and entry.current is not None:

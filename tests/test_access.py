@@ -24,8 +24,8 @@ async def test_a_refused_user_is_told_once_and_the_model_sees_nothing(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     await start_bot(["access", "chat"], bot={"admins": [ADMIN]}, settings=PRIVATE)
-    assert (await telegram.reply_to("hello", user_id=7)).text == REFUSED
-    await telegram.send_message("hello again", user_id=7)  # not answered: no spam
+    assert (await telegram.reply_to("/cancel", user_id=7)).text == REFUSED  # any message
+    await telegram.send_message("hello", user_id=7)  # not answered again: no spam
     ru = await telegram.reply_to("привет", user_id=8, language_code="ru")
     assert (
         ru.text
@@ -36,7 +36,7 @@ async def test_a_refused_user_is_told_once_and_the_model_sees_nothing(
     reply = await telegram.reply_to("/allow 7", user_id=ADMIN)
     assert reply.text == "User 7 may use the bot now."
     assert (await telegram.reply_to("hi", user_id=7)).text == "echo: hi"
-    # Chat 7 is answered in order: "hello again" got nothing between the refusal and the echo.
+    # Chat 7 is answered in order: "hello" got nothing between the refusal and the echo.
     assert [m.text for m in telegram.bot_messages(7)] == [REFUSED, "echo: hi"]
     assert [r["messages"][-1]["content"] for r in openai_server.chat_requests] == ["hi"]
     assert (await telegram.reply_to("hi", user_id=ADMIN)).text == "echo: hi"  # admins always
