@@ -120,7 +120,7 @@ class App:
         """Apply the overrides kept in the store (start-up); one that no longer validates is
         logged and skipped, so a stale override cannot keep the bot from starting."""
         if not self._models:
-            return  # no plugin has settings to override: do not touch (or create) the store
+            return  # no plugin has settings to override
         good: dict[str, Any] = {}
         for path, value in sorted((await self.store.scan(OVERRIDES)).items()):
             try:

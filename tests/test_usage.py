@@ -214,3 +214,15 @@ async def test_voice_reserves_the_recording_seconds(
     assert refused.text == f"You have used up your daily budget. It resets at {resets('daily')}."
     transcriptions = [r for r in openai_server.requests if r.path.endswith("/transcriptions")]
     assert len(transcriptions) == 1
+
+
+async def test_money_that_exactly_fits_a_budget_is_not_refused(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"usage": {"prices": {"image.images": 0.1}, "user": {"daily": {"cost": 0.3}}}}
+    await start_bot(["usage", "image"], settings=settings)
+    for _ in range(3):  # 0.1 + 0.1 + 0.1 > 0.3 in floating point
+        assert (await telegram.reply_to("/image a cat", user_id=7)).kind == "photo"
+    refused = await telegram.reply_to("/image a cat", user_id=7)
+    assert refused.text == f"You have used up your daily budget. It resets at {resets('daily')}."
+    assert "limit cost: $0.30 of $0.30" in ((await telegram.reply_to("/usage", user_id=7)).text or "")

@@ -28,6 +28,8 @@ COST = "cost"
 """The measure that is the priced sum of all items; every other measure is an item name."""
 RESERVED = "usage.reserved"
 """turn.extra key: {counter key: amount reserved during this turn}."""
+SLACK = 1e-9
+"""Relative tolerance of a limit: float sums of prices must not refuse what exactly fits."""
 KEEP_DAYS = {"daily": 40, "monthly": 400}
 """How long a window's counters are kept (for /usage and the operator), from their creation."""
 
@@ -199,7 +201,9 @@ async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
                 if amount <= 0:
                     continue
                 key = f"{window.key}:{_who(user_id)}:{measure}"
-                if await store.add(COUNTERS, key, amount, limit=limit, ttl=window.ttl) is None:
+                slack = SLACK * max(1.0, limit)  # 0.1 + 0.1 + 0.1 must fit in 0.3
+                total = await store.add(COUNTERS, key, amount, limit=limit + slack, ttl=window.ttl)
+                if total is None:
                     for undo_key, undo in done:
                         await store.add(COUNTERS, undo_key, -undo)
                     log.info(
@@ -242,7 +246,7 @@ async def turn_end(turn: Turn) -> None:
         if change:
             await store.add(COUNTERS, key, change, ttl=ttl)
     if turn.usage:
-        log.info(
+        log.debug(
             "usage: user %s (update %s): %s, cost %s",
             turn.user_id,
             turn.update_id,
@@ -252,10 +256,12 @@ async def turn_end(turn: Turn) -> None:
 
 
 def _number(value: float) -> str:
+    value = round(value, 6) + 0.0
     return f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
 
 
 def _money(settings: Settings, value: float) -> str:
+    value = round(value, 6) + 0.0  # float dust of reservations given back, and -0.0, show as 0
     if 0 < abs(value) < 0.01:
         return f"{settings.currency}{value:.6f}".rstrip("0")
     return f"{settings.currency}{value:,.2f}"
