@@ -184,7 +184,8 @@ async def test_admins_set_budgets_in_chat(
     assert (await telegram.reply_to("/budget 7 reset", user_id=ADMIN)).text == (
         "User 7 has the default budget again."
     )
-    assert (await telegram.reply_to("/budget 7 weekly 1", user_id=ADMIN)).text.startswith("Usage:")
+    for bad in ("/budget 7 weekly 1", "/budget 7 daily nan", "/budget 7 daily -1", "/budget x"):
+        assert (await telegram.reply_to(bad, user_id=ADMIN)).text.startswith("Usage:")
 
 
 async def test_a_failed_turn_that_used_tokens_is_still_charged(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -368,7 +369,7 @@ async def budget(turn: Turn) -> str:
             limit = float(amount_word)
         except ValueError:
             raise UserError(turn.t("usage.budget_usage")) from None
-        if limit < 0:
+        if not math.isfinite(limit) or limit < 0:
             raise UserError(turn.t("usage.budget_usage"))
     current = (
         settings.global_ if is_global else user_limits(settings, int(who_word))
