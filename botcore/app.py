@@ -15,6 +15,7 @@ from botcore.i18n import Texts
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
 from botcore.store import HistoryStore, Store, make_store
+from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
 
@@ -54,6 +55,10 @@ class App:
         """Settings changed at run time (admin commands), by dotted path; see `override()`."""
         self.commands: dict[str, tuple[str, Command]] = {}
         self._collect_commands()
+        self.tools = Tools.collect(self.plugins, app=self)
+        """The functions plugins offer the chat model (register_tools), checked at start-up."""
+        for info in self.plugins.infos:
+            info.tools = self.tools.of(info.name)
         self.handlers: list[tuple[str, Handler]] = [
             (plugin, handler)
             for plugin, handlers in self.plugins.collect("register_handlers")

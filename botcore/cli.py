@@ -1,4 +1,4 @@
-"""`botcore run | check | plugins | config`: the command line an operator uses."""
+"""`botcore run | check | plugins | config | console | new-plugin`: the command line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from botcore.config import Config, StartupError, load_config
 
@@ -18,16 +19,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `botcore` command; returns the exit code (2 for a bad config)."""
     parser = argparse.ArgumentParser(prog="botcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    commands = {}
     for name, text in (
         ("run", "run the bot"),
         ("check", "validate bot.toml and load every plugin, without contacting Telegram"),
-        ("plugins", "list the loaded plugins, their hooks and commands"),
+        ("plugins", "list the loaded plugins, their hooks, commands and tools"),
+        ("console", "chat with the bot in the terminal, through the real plugins, no Telegram"),
         ("config", "show the effective config: bot.toml, defaults, settings changed in chat"),
     ):
-        cmd = sub.add_parser(name, help=text, description=text)
+        cmd = commands[name] = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="path to bot.toml")
+    commands["run"].add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart when a .py file or the config changes",
+    )
+    console = commands["console"]
+    console.add_argument("--user-id", type=int, default=1, help="the console user's id (1)")
+    console.add_argument(
+        "--language", default=None, help="the user's Telegram language code (default: bot.language)"
+    )
+    console.add_argument(
+        "--files",
+        type=Path,
+        default=Path("botcore-console"),
+        help="where photos, voice and documents the bot sends are saved (./botcore-console)",
+    )
+    console.add_argument(
+        "--verbose", "-v", action="store_true", help="log at bot.log_level (default: warnings only)"
+    )
+    new_plugin = sub.add_parser(
+        "new-plugin",
+        help="create a pip-installable plugin package botcore-NAME",
+        description="create a pip-installable plugin package botcore-NAME, with tests",
+    )
+    new_plugin.add_argument("name", help="the plugin name: lowercase letters, digits, _")
+    new_plugin.add_argument(
+        "--dir", type=Path, default=Path("."), help="where to create botcore-NAME/ (.)"
+    )
     args = parser.parse_args(argv)
     try:
+        if args.command == "new-plugin":
+            return _new_plugin(args.name, args.dir)
+        if args.command == "run" and args.reload:
+            from botcore.reload import run_with_reload
+
+            _load(Path(args.config))  # a bad config fails here, before watching
+            return run_with_reload(Path(args.config))
+        if args.command == "console":
+            return _console(args)
         config = _load(Path(args.config))
         if args.command == "run":
             return _run(config)
@@ -43,14 +83,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _load(path: Path) -> Config:
+def _load(path: Path, **bot_overrides: Any) -> Config:
     """Read .env files (beside the config and here) without overriding the environment."""
     from dotenv import load_dotenv
 
     for env_file in {path.parent / ".env", Path(".env")}:
         if env_file.is_file():
             load_dotenv(env_file, override=False)
-    return load_config(path)
+    return load_config(path, bot_overrides=bot_overrides)
+
+
+def _new_plugin(name: str, directory: Path) -> int:
+    from botcore.scaffold import ScaffoldError, new_plugin
+
+    try:
+        created = new_plugin(name, directory)
+    except ScaffoldError as exc:
+        print(f"botcore: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {created}; try it: cd {created} && pip install -e '.[test]' && pytest")
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    from botcore.console import BOT_OVERRIDES, ConsoleOptions, run_console
+    from botcore.logs import setup_logging
+
+    config = _load(Path(args.config), **BOT_OVERRIDES)
+    level = config.bot.log_level if args.verbose else "WARNING"
+    setup_logging(level, config.secrets())
+    options = ConsoleOptions(
+        user_id=args.user_id,
+        language=args.language,
+        files=args.files,
+        interactive=sys.stdin.isatty(),
+    )
+    try:
+        return asyncio.run(run_console(config, options))
+    except KeyboardInterrupt:  # Ctrl-C: the bot is stopped on the way out; a clean exit
+        print(file=sys.stderr)
+        return 0
 
 
 def _run(config: Config) -> int:
@@ -111,6 +183,7 @@ def _plugins(config: Config) -> int:
         print(f"  module:   {info.module.__name__}")
         print(f"  hooks:    {', '.join(info.hooks) or '-'}")
         print(f"  commands: {', '.join('/' + c for c in info.commands) or '-'}")
+        print(f"  tools:    {', '.join(info.tools) or '-'}")
     return 0
 
 

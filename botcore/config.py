@@ -143,8 +143,17 @@ class Config(StrictModel):
         return [s for s in found if s]
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate bot.toml; ConfigError with one line on any problem."""
+def load_config(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    bot_overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, expand and validate bot.toml; ConfigError with one line on any problem.
+
+    `bot_overrides` replace [bot] keys before ${VAR} expansion: `botcore console` puts its own
+    token there, so a config whose token variable is unset still runs in the console.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -154,6 +163,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(f"{path}: cannot read: {type(exc).__name__}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if bot_overrides:
+        bot = raw.get("bot")
+        raw["bot"] = {**(bot if isinstance(bot, dict) else {}), **bot_overrides}
     expanded = expand_env(raw, os.environ if environ is None else environ)
     if "bot" in expanded and isinstance(expanded["bot"], dict) and "token" not in expanded["bot"]:
         raise ConfigError(

@@ -64,12 +64,20 @@ def register_handlers() -> Sequence[Handler]:
 def register_tools(app: App) -> Sequence[Callable[..., Any]]:
     """Functions the chat model may call (OpenAI tool calling), plain or `async def`.
 
-    The tool's name is the function's name; its description and the JSON schema of its arguments
-    come from the docstring and the type hints, checked at start-up (an argument without a type or
-    description is a start-up error naming the plugin). A parameter `turn: Turn` is passed the
-    current turn and is not shown to the model. Return a string (or anything JSON-serializable) for
-    the model, or a Reply (a Photo, a Document) that is sent to the user. A tool that raises tells
-    the model it failed; the turn goes on.
+    The tool's name is the function's name; its description is the docstring before `Args:`, and
+    the JSON schema of its arguments comes from the type hints (anything pydantic can describe:
+    str, int, float, bool, Literal, Enum, lists, dicts, models, `X | None`) with each argument's
+    description from the docstring's `Args:` section (or `Annotated[T, Field(description=...)]`).
+    All of it is checked at start-up: an argument without a type or a description, a type JSON
+    cannot carry, `*args`, or a name another plugin's tool already has is a start-up error naming
+    the plugin and the tool. A parameter `turn: Turn` is passed the current turn and is not shown
+    to the model. The model's arguments are validated first; invalid ones never reach the function.
+
+    Return a string (or anything JSON-serializable) for the model, or a Reply (Text, Photo, Voice,
+    Document) that is sent to the user while the model is told it was delivered. Raise
+    `UserError("…")` to tell the model what went wrong; any other exception, or running past the
+    chat plugin's `tool_timeout`, is logged with the plugin's name and the model is told the tool
+    failed; the turn goes on. A plain function runs in a worker thread, so it may block.
     """
 
 

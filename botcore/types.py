@@ -116,6 +116,7 @@ class PluginInfo:
     source: str
     hooks: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
 
 
 def as_reply(result: object) -> Reply | None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what botcore needs on a Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, the
-# package itself (and, with "test", the test tools and the example plugin). Safe to run again.
+# package itself (and, with "test", the test tools and the example plugins). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want="${1:-run}"
@@ -23,10 +23,11 @@ PY
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=".venv/.botcore-$want"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ examples/botcore-dice/pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ examples/botcore-dice/pyproject.toml -nt "$stamp" ] \
+  || [ examples/botcore-calc/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   if [ "$want" = test ]; then
-    .venv/bin/python -m pip install -q -e ".[test]" -e examples/botcore-dice
+    .venv/bin/python -m pip install -q -e ".[test]" -e examples/botcore-dice -e examples/botcore-calc
   else
     .venv/bin/python -m pip install -q -e .
   fi

@@ -177,11 +177,21 @@ def test_plugins_lists_hooks_and_commands(
     assert code == 0, output
     assert "history 0.1.0 (first-party)" in output
     assert "commands: /clear" in output
+    assert "tools:    -" in output
     assert (
         "hooks:    register_commands, register_handlers, register_texts, settings_model, startup"
         in output
     )
-    assert "commands: /retry" in output
+    assert "commands: /retry, /mode" in output
+
+
+def test_plugins_lists_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = GOOD.replace('"history", "chat"', '"chat", "image"').split("[plugins.history]")[0]
+    code, output = run_cli(tmp_path, text, monkeypatch, capsys, command="plugins")
+    assert code == 0, output
+    assert "tools:    draw_image" in output
 
 
 def test_env_expansion_defaults_and_escapes() -> None:

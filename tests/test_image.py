@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from botcore.testing.fake_openai import ErrorReply, FakeOpenAI, ImageReply
+from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI, ImageReply, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -110,3 +110,52 @@ async def test_an_image_url_that_cannot_be_fetched(
     assert (
         await telegram.reply_to("/image a cat")
     ).text == "Could not process the request, please try again later."
+
+
+async def test_the_chat_model_can_draw(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat", "image"], settings={"image": {"model": "gpt-image-1"}})
+    openai_server.script_chat(
+        ChatReply(tool_calls=[ToolCall("draw_image", {"prompt": "a ginger cat"}, "c1")]),
+        "Here is your cat!",
+    )
+    await telegram.send_message("draw me a cat")
+    photo = await telegram.next_message(42)
+    answer = await telegram.next_message(42)
+    assert photo.kind == "photo" and photo.text == "a ginger cat"
+    assert photo.data is not None and photo.data.startswith(PNG)
+    await telegram.wait_for(lambda: answer.text == "Here is your cat!")
+    request = [r for r in openai_server.requests if r.path.endswith("/images/generations")][-1].json
+    assert request is not None and request["prompt"] == "a ginger cat"
+    tools = openai_server.chat_requests[0]["tools"]
+    assert [t["function"]["name"] for t in tools] == ["draw_image"]
+    assert openai_server.tool_messages() == {
+        "c1": "Done: the photo was sent to the user (caption: a ginger cat). Do not repeat it; "
+        "answer briefly."
+    }
+
+
+async def test_a_failed_drawing_is_told_to_the_model(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat", "image"], settings={"chat": {"stream": False}})
+    openai_server.script_image(ImageReply(error=ErrorReply.content_policy()))
+    openai_server.script_chat(
+        ChatReply(tool_calls=[ToolCall("draw_image", {"prompt": "something forbidden"}, "c1")]),
+        "I cannot draw that.",
+    )
+    assert (await telegram.reply_to("draw something forbidden")).text == "I cannot draw that."
+    assert openai_server.tool_messages() == {
+        "c1": "Error: The model refused this request under its content policy. Try rephrasing it."
+    }
+
+
+async def test_the_tool_can_be_switched_off(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["chat", "image"], settings={"chat": {"stream": False}, "image": {"tool": False}}
+    )
+    await telegram.reply_to("draw me a cat")
+    assert "tools" not in openai_server.chat_requests[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -46,6 +47,24 @@ def test_every_hook_is_documented() -> None:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hook {name} has no docstring"
 
 
+_HOOKIMPL = re.compile(
+    r"^[ \t]*@(?:botcore\.)?hookimpl\b[^\n]*\n(?:[ \t]*@[^\n]*\n)*[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)\(",
+    re.MULTILINE,
+)
+
+
+def test_every_hook_is_implemented_by_a_tested_plugin() -> None:
+    """Every hook in hookspecs has a `def <hook>(` under @hookimpl in some test or example plugin."""
+    hooks = {name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "botcore_spec")}
+    implemented: set[str] = set()
+    for folder in ("tests", "examples"):
+        for source in (REPO / folder).rglob("*.py"):
+            implemented |= set(_HOOKIMPL.findall(source.read_text(encoding="utf-8")))
+    assert implemented & hooks, "the scan found no hook implementations at all"
+    untested = hooks - implemented
+    assert not untested, f"no test plugin implements these hooks: {sorted(untested)}"
+
+
 def test_readme_quickstart_is_the_ci_command() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "./run.sh" in readme and "./test.sh" in readme
@@ -57,3 +76,29 @@ def test_readme_example_is_the_tested_package() -> None:
         encoding="utf-8"
     )
     assert source.strip() in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """An editable install imports any folder; a wheel ships only the packages pyproject lists."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "botcore").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    for name, folder in setuptools["package-dir"].items():
+        assert name in listed and (REPO / folder / "__init__.py").is_file()
+
+
+def test_plugin_guide_quotes_the_generated_and_the_tested_code() -> None:
+    from botcore.scaffold import MODULE
+
+    guide = (REPO / "docs" / "plugin-guide.md").read_text(encoding="utf-8")
+    generated = MODULE.lstrip("\n").replace("@NAME@", "greeter")
+    assert generated.strip() in guide
+    gatekeeper = (REPO / "tests" / "sample_plugins" / "gatekeeper.py").read_text(encoding="utf-8")
+    assert gatekeeper.strip() in guide
+    assert "(docs/plugin-guide.md)" in (REPO / "README.md").read_text(encoding="utf-8")

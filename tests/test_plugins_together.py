@@ -8,7 +8,12 @@ from botcore.testing.fake_openai import FakeOpenAI, sample_audio
 from botcore.testing.fake_telegram import FakeTelegram
 
 SETTINGS = {"chat": {"stream": False}}
-COMMANDS = {"history": ["/clear"], "image": ["/image"], "chat": ["/retry"], "voice": []}
+COMMANDS = {
+    "history": ["/clear"],
+    "image": ["/image"],
+    "chat": ["/retry", "/mode"],
+    "voice": ["/voice"],
+}
 
 
 def ogg() -> bytes:

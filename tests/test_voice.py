@@ -43,6 +43,13 @@ def transcription_requests(openai_server: FakeOpenAI) -> list:
     return [r for r in openai_server.requests if r.path.endswith("/audio/transcriptions")]
 
 
+@pytest.fixture(autouse=True)
+def private_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's temporary files go to a folder of this test's own, so that leftovers() sees this
+    test's leaks only, not another test run's on the same machine."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
+
+
 def leftovers() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("botcore-voice-*")}
 
@@ -51,7 +58,9 @@ async def test_voice_is_transcribed_and_answered(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     await start_bot(
-        PLUGINS, settings={**NO_STREAM, "voice": {"model": "whisper-test", "language": "ru"}}
+        PLUGINS,
+        store={"backend": "memory"},  # so that any file left in the working directory is a leak
+        settings={**NO_STREAM, "voice": {"model": "whisper-test", "language": "ru"}},
     )
     before = leftovers()
     data = audio(1.0, *OGG_OPUS)

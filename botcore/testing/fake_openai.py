@@ -276,6 +276,66 @@ def _fragments(s: str, parts: int = 3) -> list[str]:
     return [s[i : i + size] for i in range(0, len(s), size)]
 
 
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _check_tools(tools: Any) -> ErrorReply | None:
+    """Refuse a ``tools`` list the real API would refuse (shape, function names)."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not tools:
+        return _invalid("Invalid 'tools': empty array. Expected an array with minimum length 1.")
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function":
+            return _invalid(f"Missing required parameter: 'tools[{i}].function'.", f"tools[{i}]")
+        if not _FUNCTION_NAME.match(str(function.get("name", ""))):
+            return _invalid(
+                f"Invalid 'tools[{i}].function.name': string does not match pattern. Expected a "
+                "string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                f"tools[{i}].function.name",
+                "invalid_value",
+            )
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            return _invalid(f"Invalid 'tools[{i}].function.parameters'.", "parameters")
+    return None
+
+
+def _check_tool_messages(messages: list[Any]) -> ErrorReply | None:
+    """Refuse a history the real API would refuse: every assistant ``tool_calls`` message must be
+    followed by one tool message per call id, and a tool message must answer such a call."""
+    pending: set[str] = set()
+    for i, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role == "tool":
+            if m.get("tool_call_id") not in pending:
+                return _invalid(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    f"messages.[{i}].role",
+                )
+            pending.discard(m["tool_call_id"])
+            continue
+        if pending:
+            return _invalid(
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(sorted(pending))}",
+                f"messages.[{i}].role",
+            )
+        if role == "assistant" and m.get("tool_calls"):
+            pending = {str(c.get("id")) for c in m["tool_calls"] if isinstance(c, dict)}
+    if pending:
+        return _invalid(
+            "An assistant message with 'tool_calls' must be followed by tool messages responding "
+            f"to each 'tool_call_id'. The following tool_call_ids did not have response "
+            f"messages: {', '.join(sorted(pending))}",
+            "messages",
+        )
+    return None
+
+
 def _json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -390,6 +450,16 @@ class FakeOpenAI:
         assert chats, "no chat completion request was received"
         messages: list[dict[str, Any]] = chats[-1].get("messages", [])
         return messages
+
+    def tool_messages(self, request: int = -1) -> dict[str, str]:
+        """The tool results sent in a chat request (the last by default): {tool_call_id: content}."""
+        chats = self.chat_requests
+        assert chats, "no chat completion request was received"
+        return {
+            str(m.get("tool_call_id")): _message_text(m.get("content"))
+            for m in chats[request].get("messages", [])
+            if isinstance(m, dict) and m.get("role") == "tool"
+        }
 
     async def wait_for_requests(
         self,
@@ -595,6 +665,9 @@ class FakeOpenAI:
             )
         if not body.get("model"):
             return await self._error(_invalid("you must provide a model parameter"))
+        invalid = _check_tools(body.get("tools")) or _check_tool_messages(messages)
+        if invalid is not None:
+            return await self._error(invalid)
         reply = self._chat.popleft() if self._chat else self._default_chat_reply(messages)
         if reply.error is not None:
             return await self._error(reply.error)
@@ -830,6 +903,10 @@ class FakeOpenAI:
 
     async def _speech_route(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
         body = rec.json or {}
+        if not body.get("model"):
+            return await self._error(_invalid("you must provide a model parameter"))
+        if not body.get("voice"):
+            return await self._error(_invalid("'voice' is a required property", "voice"))
         text = body.get("input")
         if not isinstance(text, str) or not text:
             return await self._error(_invalid("'input' is a required property", "input"))

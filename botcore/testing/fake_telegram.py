@@ -843,6 +843,8 @@ class FakeTelegram:
         message[kind] = self._media_object(kind, stored, meta)
         if caption:
             message["caption"] = caption
+            if entities := _auto_entities(caption):  # mentions, like Telegram's own
+                message["caption_entities"] = entities
         return await self._push_message(message)
 
     async def send_photo(
@@ -876,6 +878,8 @@ class FakeTelegram:
         ]
         if caption:
             message["caption"] = caption
+            if entities := _auto_entities(caption):  # mentions, like Telegram's own
+                message["caption_entities"] = entities
         return await self._push_message(message)
 
     async def send_callback_query(

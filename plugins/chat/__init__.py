@@ -2,17 +2,24 @@
 
 Reads and writes history through `app.history` (whatever plugin provides it; none means every
 message stands alone). The user's message is stored before the model is called, so an API failure
-never loses it; the answer is stored once it is complete.
+never loses it; the answer is stored once it is complete. Photos and image files are answered the
+same way with the image attached (vision.py); /mode picks the system prompt (personas.py).
+
+Tools (`register_tools` of any plugin) are offered to the model; when it calls them, the calls run
+(in parallel, each with a timeout), their results go back to the model, and the assistant message
+with its calls is stored together with every result, so the history stays valid for the API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from botcore import (
     App,
@@ -27,6 +34,9 @@ from botcore import (
     hookimpl,
 )
 from botcore.ai import explain
+
+from . import personas, vision
+from .personas import Persona, check_names
 
 PLUGIN = "chat"
 log = logging.getLogger(__name__)
@@ -49,6 +59,28 @@ class Settings(StrictModel):
     """At most this many past messages are sent."""
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups answer when mentioned, replied to (addressed), every message (all), or never (off)."""
+    max_tool_rounds: int = Field(5, ge=0, le=50)
+    """How many rounds of tool calls one answer may take; 0 offers the model no tools."""
+    tool_timeout: float = Field(30, gt=0, le=600)
+    """Seconds a tool may run; past that the model is told it timed out."""
+    personas: dict[str, Persona | str] = Field(default_factory=dict)
+    """/mode choices: name -> prompt, or a table with `prompt` and `description`."""
+    custom_personas: bool = False
+    """Let everyone set their own system prompt with /mode custom (bot.admins always may)."""
+    custom_prompt_chars: int = Field(1000, ge=1)
+    vision: bool = True
+    """Photos and image files go to `vision_model` with their caption."""
+    vision_model: str | None = None
+    """A vision-capable model; `model` when unset."""
+    vision_max_mb: float = Field(10, gt=0, le=20)
+    vision_side: int = Field(1024, ge=256, le=2048)
+    """The longest side (px) of the image sent to the model."""
+    vision_history_side: int = Field(512, ge=64, le=2048)
+    """The longest side of the low-detail copy kept in the history for follow-up questions."""
+    vision_history_images: int = Field(3, ge=0)
+    """At most this many earlier images go with a request; older ones become "[image]"."""
+
+    _check_personas = field_validator("personas")(check_names)
 
 
 @hookimpl
@@ -69,34 +101,54 @@ def register_texts() -> dict[str, dict[str, str]]:
             "the limit is {limit}. Please shorten it.",
             "chat.empty_answer": "The model returned an empty answer. Please try again.",
             "chat.interrupted": "The answer was cut off. Please try again.",
+            "chat.tool_rounds": "The model kept calling tools without answering, so I stopped "
+            "after {rounds} rounds. Please try again or rephrase the question.",
             "chat.retry": "Answer my last message again",
             "chat.nothing_to_retry": "There is nothing to retry yet: send me a message first.",
+            **vision.TEXTS["en"],
+            **personas.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
             "при пределе {limit}. Сократите его, пожалуйста.",
             "chat.empty_answer": "Модель вернула пустой ответ. Попробуйте ещё раз.",
             "chat.interrupted": "Ответ оборвался. Попробуйте ещё раз.",
+            "chat.tool_rounds": "Модель раз за разом вызывала инструменты и не отвечала, поэтому "
+            "я остановился после {rounds} раундов. Попробуйте ещё раз или переформулируйте вопрос.",
             "chat.retry": "Ответить на моё последнее сообщение заново",
             "chat.nothing_to_retry": "Пока нечего повторять: сначала напишите мне что-нибудь.",
+            **vision.TEXTS["ru"],
+            **personas.TEXTS["ru"],
         },
     }
 
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("retry", retry, help=app.texts.translations("chat.retry"))]
+    return [
+        Command("retry", retry, help=app.texts.translations("chat.retry")),
+        Command("mode", personas.mode, help=app.texts.translations("chat.mode_help")),
+    ]
 
 
 @hookimpl
 def register_handlers() -> Sequence[Handler]:
-    return [Handler({"text"}, answer, name="chat")]
+    return [
+        Handler({"text"}, answer, name="chat"),
+        Handler(vision.KINDS, answer_image, name="chat.vision"),
+    ]
 
 
 def estimate_tokens(message: ChatMessage) -> int:
     """A cheap, offline token estimate (no tokenizer download): ~3 chars a token, UTF-8 aware."""
     content = message.get("content") or ""
+    if isinstance(content, list):  # text and image parts
+        return sum(vision.part_tokens(part) for part in content) + 4
     text = content if isinstance(content, str) else str(content)
+    for call in message.get("tool_calls") or ():
+        text += str(call.get("function", {}).get("name", "")) + str(
+            call.get("function", {}).get("arguments", "")
+        )
     return max(len(text) // 3, len(text.encode()) // 4) + 4
 
 
@@ -115,21 +167,42 @@ def fit_history(past: list[ChatMessage], budget: int, max_messages: int) -> list
     return kept
 
 
-async def answer(turn: Turn) -> Text | TextStream | None:
-    """Answer a text with the model."""
+async def answer_image(turn: Turn) -> Text | TextStream | None:
+    """Answer a photo or an image file, with its caption, with the vision model."""
     settings = turn.app.settings(Settings)
-    if not turn.is_private and (
+    if not _wanted(turn, settings):
+        return None
+    if not settings.vision:
+        return Text(turn.t("chat.vision_off")) if vision.carries_image(turn) else None
+    picture = await vision.picture(turn, settings)
+    return None if picture is None else await answer(turn, picture)
+
+
+def _wanted(turn: Turn, settings: Settings) -> bool:
+    """The `groups` rule: in groups answer only what it lets through."""
+    return turn.is_private or not (
         settings.groups == "off" or (settings.groups == "addressed" and not turn.addressed)
-    ):
+    )
+
+
+async def answer(turn: Turn, picture: vision.Picture | None = None) -> Text | TextStream | None:
+    """Answer a text (or an image with its caption) with the model."""
+    settings = turn.app.settings(Settings)
+    if not _wanted(turn, settings):
         return None
     text = (turn.text or "").strip()
     if turn.app.bot_username:
         text = re.sub(rf"@{re.escape(turn.app.bot_username)}\b", "", text, flags=re.I).strip()
-    if not text:
+    if not text and picture is None:
         return None
-    if not turn.is_private and turn.message.from_user:
+    if not turn.is_private and turn.message.from_user and (text or picture is None):
         text = f"{turn.message.from_user.first_name}: {text}"
-    return await respond(turn, {"role": "user", "content": text})
+    user: ChatMessage = {"role": "user", "content": text}
+    kept = user
+    if picture is not None:
+        user = {"role": "user", "content": vision.content(text, picture.now)}
+        kept = {"role": "user", "content": vision.content(text, picture.kept)}
+    return await respond(turn, user, kept)
 
 
 async def retry(turn: Turn) -> Text | TextStream:
@@ -141,19 +214,28 @@ async def retry(turn: Turn) -> Text | TextStream:
     return await respond(turn, last)
 
 
-async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
-    """Store the user's message, then answer it with the conversation as context."""
+async def respond(
+    turn: Turn, user: ChatMessage, kept: ChatMessage | None = None
+) -> Text | TextStream:
+    """Store the user's message (`kept`: its copy for the history, a smaller image), then answer
+    it with the conversation as context."""
     settings = turn.app.settings(Settings)
-    system: ChatMessage = {"role": "system", "content": settings.system_prompt}
+    prompt = await personas.system_prompt(turn, settings)
+    system: ChatMessage = {"role": "system", "content": prompt}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
+    if settings.max_tool_rounds:
+        budget -= turn.app.tools.size // 3  # the tool definitions ride along with every request
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
     past = await store.load(turn) if store else []
     if store:
-        await store.append(turn, user)
+        await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)
+    past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
+    if settings.vision_model and vision.has_images(messages):
+        settings = settings.model_copy(update={"model": settings.vision_model})
     await turn.reserve(
         {
             "chat.input_tokens": sum(map(estimate_tokens, messages)),
@@ -165,8 +247,10 @@ async def respond(turn: Turn, user: ChatMessage) -> Text | TextStream:
     return Text(await _complete(turn, settings, messages), markdown=True)
 
 
-def _request(settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
+def _request(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
     request: dict[str, Any] = {"model": settings.model, "messages": messages}
+    if turn.app.tools and settings.max_tool_rounds:
+        request["tools"] = turn.app.tools.definitions()
     if settings.temperature is not None:
         request["temperature"] = settings.temperature
     if settings.max_answer_tokens is not None:
@@ -203,17 +287,29 @@ async def _remember(turn: Turn, text: str) -> None:
 async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> str:
     import openai
 
-    try:
-        async with turn.chat_action("typing"):
-            response = await _create(turn, _request(settings, messages), stream=False)
-    except openai.OpenAIError as exc:
-        raise explain(exc, turn, plugin=PLUGIN) from None
-    _meter(turn, response.usage)
-    text = (response.choices[0].message.content or "").strip() if response.choices else ""
+    rounds = 0
+    said: list[str] = []  # what the model said along with its tool calls, shown as when streamed
+    async with turn.chat_action("typing"):
+        while True:
+            try:
+                response = await _create(turn, _request(turn, settings, messages), stream=False)
+            except openai.OpenAIError as exc:
+                raise explain(exc, turn, plugin=PLUGIN) from None
+            _meter(turn, response.usage)
+            message = response.choices[0].message if response.choices else None
+            calls = ToolCalls.from_message(message)
+            if not calls:
+                break
+            content = message.content if message else None
+            await _use_tools(turn, settings, messages, content, calls, rounds)
+            if content and content.strip():
+                said.append(content.strip())
+            rounds += 1
+    text = (message.content or "").strip() if message else ""
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
     await _remember(turn, text)
-    return text
+    return "\n\n".join([*said, text])
 
 
 async def _stream(
@@ -222,18 +318,34 @@ async def _stream(
     """Yield the answer as it arrives; store it once complete."""
     import openai
 
-    parts: list[str] = []
+    parts: list[str] = []  # everything shown, over all rounds
+    rounds = 0
     try:
-        async with turn.chat_action("typing"):
-            stream = await _create(turn, _request(settings, messages), stream=True)
-            chunks = stream.__aiter__()
-            first = await _next_text(turn, chunks)
-        if first:
-            parts.append(first)
-            yield first
-            while (piece := await _next_text(turn, chunks)) is not None:
-                parts.append(piece)
-                yield piece
+        while True:
+            said: list[str] = []  # this round's text
+            calls = ToolCalls()
+            async with turn.chat_action("typing"):
+                stream = await _create(turn, _request(turn, settings, messages), stream=True)
+                chunks = stream.__aiter__()
+                first = await _next_text(turn, chunks, calls)
+            if first:
+                if parts:  # text before an earlier round's tool calls: keep the two apart
+                    parts.append("\n\n")
+                    yield "\n\n"
+                said.append(first)
+                parts.append(first)
+                yield first
+                while (piece := await _next_text(turn, chunks, calls)) is not None:
+                    said.append(piece)
+                    parts.append(piece)
+                    yield piece
+            if not calls:
+                break
+            async with turn.chat_action("typing"):
+                await _use_tools(turn, settings, messages, "".join(said), calls, rounds)
+            rounds += 1
+    except UserError:
+        raise
     except Exception as exc:
         if parts:  # the stream broke after the answer began: say so, keep what was shown
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
@@ -241,10 +353,10 @@ async def _stream(
         if isinstance(exc, openai.OpenAIError):
             raise explain(exc, turn, plugin=PLUGIN) from None
         raise
-    text = "".join(parts).strip()
-    if not text:
+    if not "".join(parts).strip():
         raise UserError(turn.t("chat.empty_answer"))
-    await _remember(turn, text)
+    if text := "".join(said).strip():
+        await _remember(turn, text)
 
 
 def _meter(turn: Turn, usage: Any) -> None:
@@ -254,11 +366,120 @@ def _meter(turn: Turn, usage: Any) -> None:
         turn.meter("chat.output_tokens", usage.completion_tokens or 0)
 
 
-async def _next_text(turn: Turn, chunks: AsyncIterator[Any]) -> str | None:
-    """The next non-empty piece of content; None at the end of the stream."""
+async def _next_text(
+    turn: Turn, chunks: AsyncIterator[Any], calls: ToolCalls | None = None
+) -> str | None:
+    """The next non-empty piece of content; None at the end of the stream. Tool call pieces on
+    the way are gathered into `calls`."""
     async for chunk in chunks:
         if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
             _meter(turn, chunk.usage)
-        if chunk.choices and chunk.choices[0].delta.content:
-            return str(chunk.choices[0].delta.content)
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            if delta.tool_calls and calls is not None:
+                calls.add_deltas(delta.tool_calls)
+            if delta.content:
+                return str(delta.content)
     return None
+
+
+@dataclass
+class ToolCall:
+    """One function call the model asked for."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class ToolCalls:
+    """The tool calls of one response, whole (plain) or put together from stream deltas."""
+
+    calls: dict[int, ToolCall] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def __iter__(self) -> Iterator[ToolCall]:
+        return iter(self.calls[index] for index in sorted(self.calls))
+
+    @classmethod
+    def from_message(cls, message: Any) -> ToolCalls:
+        """The calls of a complete (non-streamed) assistant message."""
+        found = cls()
+        for index, call in enumerate(getattr(message, "tool_calls", None) or ()):
+            function = call.function
+            found.calls[index] = ToolCall(
+                call.id or f"call_{index}", function.name, function.arguments or ""
+            )
+        return found
+
+    def add_deltas(self, deltas: Sequence[Any]) -> None:
+        """Merge streamed pieces: the first of a call brings its id and name, the rest bring
+        fragments of the arguments (several calls interleave by `index`)."""
+        for delta in deltas:
+            index = delta.index if delta.index is not None else len(self.calls)
+            call = self.calls.get(index)
+            if call is None:
+                call = self.calls[index] = ToolCall(delta.id or f"call_{index}", "")
+            elif delta.id:
+                call.id = delta.id
+            function = delta.function
+            if function is not None:
+                call.name += function.name or ""
+                call.arguments += function.arguments or ""
+
+
+async def _use_tools(
+    turn: Turn,
+    settings: Settings,
+    messages: list[ChatMessage],
+    content: str | None,
+    calls: ToolCalls,
+    rounds: int,
+) -> None:
+    """Run one round of tool calls (in parallel), deliver what they made for the user, and add
+    the assistant's calls with every result to the request and to the history, together."""
+    log.info(
+        "update %s: the model calls %s", turn.update_id, ", ".join(call.name for call in calls)
+    )
+    if rounds >= settings.max_tool_rounds:
+        log.warning(
+            "the model still called tools after %s rounds (update %s): %s",
+            rounds,
+            turn.update_id,
+            ", ".join(call.name for call in calls),
+        )
+        raise UserError(turn.t("chat.tool_rounds", rounds=rounds))
+    asked = list(calls)
+    results = await asyncio.gather(
+        *(
+            turn.app.tools.call(turn, call.name, call.arguments, timeout=settings.tool_timeout)
+            for call in asked
+        )
+    )
+    for result in results:
+        if result.reply is not None:
+            await turn.send(result.reply)
+    exchange: list[ChatMessage] = [
+        {
+            "role": "assistant",
+            "content": content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in asked
+            ],
+        },
+        *(
+            {"role": "tool", "tool_call_id": call.id, "content": result.content}
+            for call, result in zip(asked, results, strict=True)
+        ),
+    ]
+    messages.extend(exchange)
+    if turn.app.history:
+        await turn.app.history.append(turn, *exchange)

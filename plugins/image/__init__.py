@@ -1,11 +1,14 @@
-"""image: `/image <prompt>` draws a picture with the images endpoint and sends it as a photo."""
+"""image: `/image <prompt>` draws a picture with the images endpoint and sends it as a photo.
+
+With the chat plugin, the model may draw too ("draw me a cat"): `draw_image` is offered as a tool.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -31,6 +34,8 @@ class Settings(StrictModel):
     """"url" or "b64_json"; leave unset for models that always answer b64_json (gpt-image-1)."""
     max_prompt_chars: int = Field(4000, ge=1)
     timeout: float = Field(120, gt=0)
+    tool: bool = True
+    """Offer `draw_image` to the chat model, so "draw me a cat" works without the command."""
 
 
 @hookimpl
@@ -64,14 +69,34 @@ def register_commands(app: App) -> Sequence[Command]:
     return [Command("image", draw, help=app.texts.translations("image.help"))]
 
 
+@hookimpl
+def register_tools(app: App) -> Sequence[Callable[..., Any]]:
+    return [draw_image] if app.settings(Settings).tool else []
+
+
 async def draw(turn: Turn) -> Photo:
     """/image <prompt>"""
-    import openai
-
-    settings = turn.app.settings(Settings)
     prompt = turn.args.strip()
     if not prompt:
         raise UserError(turn.t("image.usage"))
+    return await generate(turn, prompt)
+
+
+async def draw_image(prompt: str, turn: Turn) -> Photo:
+    """Draw a picture and send it to the user. Use it when the user asks to draw, paint or
+    generate an image; the user sees the picture, so do not describe it back at length.
+
+    Args:
+        prompt: A detailed description of the picture to draw.
+    """
+    return await generate(turn, prompt.strip())
+
+
+async def generate(turn: Turn, prompt: str) -> Photo:
+    """The picture for `prompt` from the images endpoint; a UserError says what went wrong."""
+    import openai
+
+    settings = turn.app.settings(Settings)
     if len(prompt) > settings.max_prompt_chars:
         raise UserError(turn.t("image.too_long", limit=settings.max_prompt_chars))
     request: dict[str, Any] = {

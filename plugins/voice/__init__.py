@@ -3,6 +3,7 @@
 A `pre_message` hook: download, check (ffprobe), convert with pydub + ffmpeg only when the format
 needs it or the file is over the upload limit (then it is split into chunks), transcribe, and
 rewrite the turn into a text turn. Nothing here knows that a chat plugin exists.
+The other way round, `/voice on` turns answers into voice messages (speak.py, a post_message hook).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,8 +23,21 @@ from typing import Literal
 from pydantic import Field
 from telegram.warnings import PTBDeprecationWarning
 
-from botcore import App, StartupError, StrictModel, Turn, UserError, hookimpl
+from botcore import (
+    App,
+    Command,
+    Reply,
+    StartupError,
+    StrictModel,
+    Text,
+    TextStream,
+    Turn,
+    UserError,
+    hookimpl,
+)
 from botcore.ai import explain
+
+from . import speak
 
 PLUGIN = "voice"
 log = logging.getLogger(__name__)
@@ -46,6 +61,17 @@ class Settings(StrictModel):
     chunk_seconds: int = Field(600, ge=1)
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups transcribe replies to the bot (addressed), every recording (all), or none (off)."""
+    tts_model: str = "gpt-4o-mini-tts"
+    """Voice replies (/voice on): the text-to-speech model."""
+    tts_voice: str = "alloy"
+    tts_instructions: str | None = None
+    """How to speak ("calm and friendly"), for models that take instructions (gpt-4o-mini-tts)."""
+    tts_with_text: bool = True
+    """Send the text too (it always goes along when the answer holds code)."""
+    tts_chunk_chars: int = Field(speak.TTS_LIMIT, ge=100, le=speak.TTS_LIMIT)
+    """Longer answers become several voice messages, cut at paragraphs and sentences."""
+    tts_plugins: list[str] = Field(default_factory=lambda: ["chat"])
+    """Whose answers are spoken: the plugins that reply with model text."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "or an audio file.",
             "voice.no_speech": "I could not hear any speech in the recording.",
             "voice.transcript": "🎤 {text}",
+            **speak.TEXTS["en"],
         },
         "ru": {
             "voice.too_long": "Запись слишком длинная: не больше {minutes} мин.",
@@ -80,8 +107,27 @@ def register_texts() -> dict[str, dict[str, str]]:
             "или аудиофайл.",
             "voice.no_speech": "В записи не удалось расслышать речь.",
             "voice.transcript": "🎤 {text}",
+            **speak.TEXTS["ru"],
         },
     }
+
+
+@hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [
+        Command("voice", speak.voice_command, help=app.texts.translations("voice.replies_help"))
+    ]
+
+
+@hookimpl
+async def post_message(turn: Turn, reply: Reply) -> Reply | None:
+    """Speak the answer to a user who turned voice replies on."""
+    if not isinstance(reply, TextStream) and not (isinstance(reply, Text) and reply.markdown):
+        return None  # notes, errors and command replies stay text
+    settings = turn.app.settings(Settings)
+    if turn.replied_by not in settings.tts_plugins or not await speak.is_on(turn):
+        return None
+    return await speak.speak(turn, settings, reply)
 
 
 @hookimpl

@@ -239,6 +239,14 @@ async def test_user_messages_get_utf16_entities(fake: FakeTelegram) -> None:
     assert group["chat"] == {"id": -100, "type": "group", "title": "Test Group -100"}
     assert group["from"]["id"] == 7 and "entities" not in group
 
+    photo = await fake.send_photo(png(2, 2), caption="😀 @botcore_test_bot look")
+    captioned = Message.de_json(photo, None)
+    assert captioned is not None
+    assert list(captioned.parse_caption_entities().values()) == ["@botcore_test_bot"]
+    assert captioned.caption_entities[0].offset == 3
+    plain = await fake.send_voice(b"x", kind="document", caption="no mention")
+    assert "caption_entities" not in plain
+
 
 # --------------------------------------------------------------------------- validation
 
