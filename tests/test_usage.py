@@ -148,6 +148,7 @@ async def test_usage_for_a_user_and_for_an_admin(
     await telegram.reply_to("/image a cat", user_id=7)
     await telegram.reply_to("/image a dog", user_id=7)
     await telegram.reply_to("/image a fox", user_id=8)
+    assert "image.images: 1" in ((await telegram.reply_to("/usage", user_id=8)).text or "")
     mine = (await telegram.reply_to("/usage", user_id=7)).text or ""
     assert "image.images: 2" in mine and "cost: $0.08" in mine
     assert f"limit cost: $0.08 of $1.00, resets at {resets('daily')}" in mine
@@ -176,6 +177,7 @@ async def test_admins_set_budgets_in_chat(
     reply = await telegram.reply_to("/budget 7 daily off image.images", user_id=ADMIN)
     assert reply.text == "Budget of User 7, daily: no limits."
     assert (await telegram.reply_to("/image a cat", user_id=7)).kind == "photo"
+    await telegram.reply_to("/usage", user_id=7)  # chat 7's turns are over: all 3 images counted
     await telegram.reply_to("/budget global monthly 0.12", user_id=ADMIN)
     refused = await telegram.reply_to("/image a cat", user_id=8)
     assert refused.text == (
