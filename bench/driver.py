@@ -159,14 +159,19 @@ def _toml(table: dict[str, Any], prefix: str = "") -> list[str]:
     """A small TOML writer for bot.toml's shapes (JSON scalars and arrays are valid TOML)."""
     lines = [f"[{prefix}]"] if prefix else []
     lines += [
-        f"{k} = {json.dumps(v, ensure_ascii=False)}"
+        f"{_key(k)} = {json.dumps(v, ensure_ascii=False)}"
         for k, v in table.items()
         if not isinstance(v, dict)
     ]
     for k, v in table.items():
         if isinstance(v, dict):
-            lines += ["", *_toml(v, f"{prefix}.{k}" if prefix else k)]
+            lines += ["", *_toml(v, f"{prefix}.{_key(k)}" if prefix else _key(k))]
     return lines
+
+
+def _key(key: str) -> str:
+    """A bare TOML key, or a quoted one ("chat.input_tokens" is one key, not two)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
 def bot_command(bot: str, preset: Preset, workdir: Path, telegram: str, openai: str) -> list[str]:

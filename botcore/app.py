@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+OVERRIDES = "config"
+"""The store namespace of settings changed at run time: dotted path -> value."""
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 """Telegram's rule for command names."""
 
@@ -40,8 +43,13 @@ class App:
         self.config = config
         self.plugins = Plugins(config.bot.plugins)
         self.texts = self._load_texts()
-        self._settings: dict[type[BaseModel], BaseModel] = {}
-        self._validate_plugin_tables()
+        self._base_tables = config.plugins
+        self._models: dict[str, type[BaseModel]] = {}
+        self._settings: dict[type[BaseModel], BaseModel] = self._validate_plugin_tables(
+            config.plugins
+        )
+        self.overrides: dict[str, Any] = {}
+        """Settings changed at run time (admin commands), by dotted path; see `override()`."""
         self.commands: dict[str, tuple[str, Command]] = {}
         self._collect_commands()
         self.tools = Tools.collect(self.plugins, app=self)
@@ -98,8 +106,10 @@ class App:
             )
         return texts
 
-    def _validate_plugin_tables(self) -> None:
-        tables = self.config.plugins
+    def _validate_plugin_tables(
+        self, tables: dict[str, dict[str, Any]]
+    ) -> dict[type[BaseModel], BaseModel]:
+        """Each loaded plugin's table validated by its settings model: {model: settings}."""
         loaded = set(self.plugins.names)
         known = loaded | set(available_plugins())
         for name in tables:
@@ -109,9 +119,11 @@ class App:
                 )
             if name not in loaded:
                 log.debug("[plugins.%s] is configured but the plugin is not enabled", name)
-        models = dict(self.plugins.collect("settings_model"))
+        if not self._models:
+            self._models = dict(self.plugins.collect("settings_model"))
+        validated: dict[type[BaseModel], BaseModel] = {}
         for name in self.plugins.names:
-            model = models.get(name)
+            model = self._models.get(name)
             if model is None:
                 if name in tables:
                     raise ConfigError(f"plugins.{name}: plugin {name!r} takes no settings")
@@ -121,7 +133,76 @@ class App:
             table = tables.get(name, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"plugins.{name}: must be a table")
-            self._settings[model] = validate(model, table, prefix=("plugins", name))
+            validated[model] = validate(model, table, prefix=("plugins", name))
+        return validated
+
+    def _apply_overrides(self, overrides: dict[str, Any]) -> None:
+        """Validate bot.toml's plugin tables with `overrides` laid over them, then use them."""
+        tables = copy.deepcopy(self._base_tables)
+        for path, value in sorted(overrides.items()):
+            *parents, last = path.split(".")[1:]
+            node: dict[str, Any] = tables
+            for part in parents:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[last] = copy.deepcopy(value)
+        self._settings = self._validate_plugin_tables(tables)
+        self.config = self.config.model_copy(update={"plugins": tables})
+        self.overrides = dict(overrides)
+
+    async def load_overrides(self) -> None:
+        """Apply the overrides kept in the store (start-up); one that no longer validates is
+        logged and skipped, so a stale override cannot keep the bot from starting."""
+        if not self._models:
+            return  # no plugin has settings to override
+        good: dict[str, Any] = {}
+        for path, value in sorted((await self.store.scan(OVERRIDES)).items()):
+            try:
+                self._apply_overrides({**good, path: value})
+            except ConfigError as exc:
+                log.warning("ignoring the stored setting %s: %s", path, exc)
+                continue
+            good[path] = value
+        self._apply_overrides(good)
+
+    async def override(self, path: str, value: Any) -> None:
+        """Change a plugin setting at run time, e.g. ("plugins.access.users", [42]): validated
+        (ConfigError if bad), in effect at once, stored, and applied again at every start.
+
+        `value` may be a function of the current value (None if unset) for read-modify-write
+        under the store's lock; None removes the override (and those beneath it): bot.toml's
+        value is back. `botcore config` shows the result.
+        """
+        parts = path.split(".")
+        if len(parts) < 3 or parts[0] != "plugins" or not all(parts):
+            raise ValueError(f"not a plugin setting: {path!r} (plugins.<name>.<key>...)")
+        async with self.store.lock(f"{OVERRIDES}:{parts[1]}"):
+            stored = await self.store.scan(OVERRIDES)
+            if callable(value):
+                value = value(_lookup(self.config.plugins, parts[1:]))
+            beneath = [key for key in stored if key == path or key.startswith(path + ".")]
+            wanted = {k: v for k, v in stored.items() if k not in beneath}
+            if value is not None:
+                wanted[path] = value
+            self._apply_overrides(wanted)
+            for key in beneath:
+                await self.store.put(OVERRIDES, key, None)
+            if value is not None:
+                await self.store.put(OVERRIDES, path, value)
+
+    def effective_config(self) -> dict[str, Any]:
+        """bot.toml with the stored overrides and every default filled in, secrets masked
+        (`botcore config`); plugin tables as their settings models see them."""
+        shown: dict[str, Any] = self.config.model_dump(mode="json", exclude={"plugins"})
+        tables: dict[str, Any] = {}
+        for name in self.plugins.names:
+            model = self._models.get(name)
+            if model is not None:
+                tables[name] = self._settings[model].model_dump(mode="json", by_alias=True)
+        shown["plugins"] = tables
+        return shown
 
     def _collect_commands(self) -> None:
         for plugin, commands in self.plugins.collect("register_commands", app=self):
@@ -184,9 +265,16 @@ class App:
         """A user-facing text; see botcore.i18n.Texts."""
         return self.texts.get(key, language or self.config.bot.language, **values)
 
-    def visible_commands(self) -> list[Command]:
-        """Commands for /help and the menu, built-ins first, then in plugin order."""
-        return [command for _, command in self.commands.values() if not command.hidden]
+    def visible_commands(self, *, admin: bool = False) -> list[Command]:
+        """Commands for /help and the menu, built-ins first, then in plugin order; admin commands
+        only with `admin=True`, and none of a plugin that is switched off."""
+        return [
+            command
+            for plugin, command in self.commands.values()
+            if not command.hidden
+            and (admin or not command.admin)
+            and self.plugins.enabled(plugin)
+        ]
 
     @property
     def download_limit(self) -> int | None:
@@ -231,7 +319,8 @@ class App:
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}", self.config.secrets())
             raise StartupError(f"store: cannot open: {reason}") from None
-        for impl in self.plugins.impls("startup"):
+        await self.load_overrides()
+        for impl in self.plugins.impls("startup", disabled=True):
             try:
                 await maybe_await(impl(app=self))
             except StartupError:
@@ -241,7 +330,7 @@ class App:
                 raise StartupError(
                     f"plugin {impl.plugin!r}: startup failed: {type(exc).__name__}: {exc}"
                 ) from None
-        for impl in self.plugins.impls("history_store"):
+        for impl in self.plugins.impls("history_store", disabled=True):
             store = impl(app=self)
             if store is not None:
                 self.history = store
@@ -251,7 +340,7 @@ class App:
         """Run every plugin's shutdown hook; one failing does not stop the others."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        for impl in self.plugins.impls("shutdown"):
+        for impl in self.plugins.impls("shutdown", disabled=True):
             try:
                 await maybe_await(impl(app=self))
             except Exception:
@@ -263,3 +352,13 @@ class App:
             await self.store.close()
         except Exception:
             log.exception("store: close failed")
+
+
+def _lookup(tables: dict[str, Any], parts: list[str]) -> Any:
+    """The raw value at a path in the plugin tables, or None."""
+    node: Any = tables
+    for part in parts:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return copy.deepcopy(node)

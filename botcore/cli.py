@@ -1,4 +1,4 @@
-"""`botcore run | check | plugins | console | new-plugin`: the command line."""
+"""`botcore run | check | plugins | config | console | new-plugin`: the command line."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("check", "validate bot.toml and load every plugin, without contacting Telegram"),
         ("plugins", "list the loaded plugins, their hooks, commands and tools"),
         ("console", "chat with the bot in the terminal, through the real plugins, no Telegram"),
+        ("config", "show the effective config: bot.toml, defaults, settings changed in chat"),
     ):
         cmd = commands[name] = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="path to bot.toml")
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config)
         if args.command == "check":
             return asyncio.run(_check(config))
+        if args.command == "config":
+            return asyncio.run(_config(config))
         return _plugins(config)
     except StartupError as exc:
         print(f"botcore: error: {exc}", file=sys.stderr)
@@ -146,6 +149,28 @@ async def _check(config: Config) -> int:
     print(
         f"ok: {len(app.plugins.names)} plugins ({', '.join(app.plugins.names)}); commands {commands}"
     )
+    return 0
+
+
+async def _config(config: Config) -> int:
+    """Print the effective config as JSON (secrets masked); the settings changed in chat are
+    read from the store and named on stderr."""
+    import json
+
+    from botcore.app import App
+
+    logging.basicConfig(level=logging.WARNING)
+    app = App(config)
+    try:
+        await app.store.open()
+        await app.load_overrides()
+    except Exception as exc:
+        raise StartupError(f"store: cannot read: {type(exc).__name__}: {exc}") from None
+    finally:
+        await app.store.close()
+    print(json.dumps(app.effective_config(), indent=2, ensure_ascii=False))
+    for path in sorted(app.overrides):
+        print(f"changed in chat: {path}", file=sys.stderr)
     return 0
 
 

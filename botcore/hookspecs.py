@@ -113,6 +113,7 @@ async def pre_message(turn: Turn) -> Reply | str | None:
 
     Change `turn.text` / `turn.kind` to rewrite (voice turns audio into text here), or return a
     reply to answer at once: the chain stops and no command or handler runs (access control).
+    Set `turn.ignored = True` (and return None) to end the turn in silence.
     """
 
 
@@ -121,6 +122,25 @@ async def post_message(turn: Turn, reply: Reply) -> Reply | None:
     """See the reply before it is sent: return a new reply to replace it, or None to keep it.
 
     Runs for every reply that ends a turn (not for `turn.send()` notes sent along the way).
+    """
+
+
+@hookspec
+async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
+    """Called by `turn.reserve(items)` before an expensive call, with its estimated use.
+
+    Raise `UserError` to refuse the call (over budget); the error reaches the plugin that asked,
+    whose user sees the message. What is reserved is settled against `turn.usage` in `turn_end`.
+    Unlike other hooks, any error here propagates: a budget that cannot be checked is not spent.
+    """
+
+
+@hookspec
+async def turn_end(turn: Turn) -> None:
+    """Called once a turn is over (its reply delivered, or the turn failed), with `turn.usage`
+    complete: a streamed answer meters its tokens while it is delivered, after `post_message`.
+
+    Runs for every plugin, even one switched off during the turn; errors are logged.
     """
 
 

@@ -66,9 +66,9 @@ class Pipeline:
         message = update.message
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
-        if self._is_cancel(message):
+        if entry is not None and self._is_cancel(message):
             await self.cancel(entry, update.update_id, message)
-            return
+            return  # with nothing under way, /cancel goes the usual way (access control first)
         if entry is None:
             entry = self._chats[chat_id] = _ChatLock()
         if self.app.config.bot.new_message_cancels and entry.current is not None:
@@ -137,9 +137,14 @@ class Pipeline:
         if turn is None:
             return
         kind = turn.kind
-        reply = await self.run(turn)
-        if reply is not None:
-            await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+        reply: Reply | None = None
+        try:
+            reply = await self.run(turn)
+            if reply is not None:
+                await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+        finally:
+            for impl in self.app.plugins.impls("turn_end", disabled=True):
+                await self.call(impl.plugin, "turn_end", impl, turn, turn=turn)
         record_turn(turn, reply, kind=kind, started=started)
 
     def make_turn(self, update_id: int, message: Message) -> Turn | None:
@@ -185,6 +190,8 @@ class Pipeline:
             if reply is not None:
                 turn.replied_by = impl.plugin
                 break
+            if turn.ignored:
+                return None
         if reply is None:
             reply = await self.route(turn)
         if reply is not None:
@@ -210,13 +217,17 @@ class Pipeline:
                     else None
                 )
             plugin, command = found
+            if command.admin and not turn.is_admin:
+                return Text(turn.t("admin_only", command=command.name))
+            if not self.app.plugins.enabled(plugin):
+                return Text(turn.t("plugin_off", command=command.name))
             turn.replied_by = plugin
             reply = await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
             if reply is None and plugin in turn.unavailable:
                 return Text(turn.t("unavailable"))
             return reply
         for plugin, handler in self.app.handlers:
-            if turn.kind not in handler.kinds:
+            if turn.kind not in handler.kinds or not self.app.plugins.enabled(plugin):
                 continue
             reply = await self.call(plugin, handler.name or "handler", handler.handler, turn, turn)
             if reply is not None:

@@ -110,6 +110,7 @@ class Plugins:
         self.pm = pluggy.PluginManager("botcore")
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
+        self._disabled: set[str] = set()
         loaded: list[tuple[str, ModuleType]] = []
         wanted = [*BUILTIN_PLUGINS, *(n for n in names if n not in BUILTIN_PLUGINS)]
         for name in wanted:
@@ -141,11 +142,29 @@ class Plugins:
         """Loaded plugin names, built-ins first, then bot.toml order."""
         return [info.name for info in self.infos]
 
-    def impls(self, hook: str) -> Iterator[Impl]:
-        """The implementations of `hook` in calling order (bot.toml order, tryfirst/trylast)."""
+    def disable(self, name: str) -> None:
+        """Switch a loaded plugin off at run time: its turn hooks, commands and handlers are
+        skipped until `enable(name)` (start-up, shutdown and registration hooks still run)."""
+        if name not in self.names:
+            raise KeyError(name)
+        self._disabled.add(name)
+
+    def enable(self, name: str) -> None:
+        """Switch a plugin back on."""
+        self._disabled.discard(name)
+
+    def enabled(self, name: str) -> bool:
+        """False while the plugin is switched off."""
+        return name not in self._disabled
+
+    def impls(self, hook: str, *, disabled: bool = False) -> Iterator[Impl]:
+        """The implementations of `hook` in calling order (bot.toml order, tryfirst/trylast);
+        plugins switched off are left out unless `disabled=True`."""
         caller = getattr(self.pm.hook, hook)
         for impl in reversed(caller.get_hookimpls()):
-            yield Impl(impl.plugin_name or "?", impl.function, tuple(impl.argnames))
+            name = impl.plugin_name or "?"
+            if disabled or name not in self._disabled:
+                yield Impl(name, impl.function, tuple(impl.argnames))
 
     def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call a synchronous registration hook on every plugin: [(plugin name, result)].
@@ -153,7 +172,7 @@ class Plugins:
         These run at start-up, so a plugin that raises here stops start-up, naming the plugin.
         """
         results = []
-        for impl in self.impls(hook):
+        for impl in self.impls(hook, disabled=True):
             try:
                 result = impl(**kwargs)
             except ConfigError:

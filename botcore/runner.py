@@ -13,7 +13,7 @@ import signal
 from typing import Any
 
 from aiohttp import web
-from telegram import BotCommand, Update
+from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
@@ -137,6 +137,15 @@ class Runner:
                 log.warning("setMyCommands failed (%s): %s", language or "default", exc)
 
         await asyncio.gather(*(register(lang) for lang in [None, *self.app.texts.languages]))
+        admin_commands = self.app.visible_commands(admin=True)[:100]
+        if len(admin_commands) == len(commands):
+            return
+        menu = [BotCommand(c.name, (c.help_for(default) or c.name)[:256]) for c in admin_commands]
+        for admin in self.app.config.bot.admins:  # each admin's private chat shows theirs too
+            try:
+                await bot.set_my_commands(menu, scope=BotCommandScopeChat(admin))
+            except TelegramError as exc:  # "chat not found" until the admin writes to the bot
+                log.info("setMyCommands for admin %s failed: %s", admin, exc)
 
     async def _start_webhook(self) -> None:
         settings = self.app.config.bot.webhook

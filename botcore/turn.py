@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message
 from telegram.error import BadRequest
 
+from botcore.plugins import maybe_await
 from botcore.types import MessageKind, Reply, Text, UserError
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Turn:
     """How the turn ended when the reply alone does not tell: "user_error" (a UserError's text was
     shown), "model_error" (botcore.ai.explain), "blocked", "undelivered"; the log line and the
     metrics derive the rest (botcore.observe)."""
+    ignored: bool = False
+    """Set by a pre_message hook to end the turn in silence: nothing routes, nothing is sent."""
     usage: dict[str, float] = field(default_factory=dict)
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +103,19 @@ class Turn:
             ["mention"]
         )
         return any(value.lower() == mention for value in entities.values())
+
+    @property
+    def is_admin(self) -> bool:
+        """True when the sender is one of `bot.admins`."""
+        return self.user_id is not None and self.user_id in self.app.config.bot.admins
+
+    async def reserve(self, items: Mapping[str, float]) -> None:
+        """Reserve the estimated use of an expensive call before making it, e.g.
+        `await turn.reserve({"image.images": 1})`: a UserError saying when the budget resets if
+        it would pass one. Settled against what `meter()` records when the turn ends; a no-op
+        when no plugin keeps budgets."""
+        for impl in self.app.plugins.impls("reserve_usage"):
+            await maybe_await(impl(turn=self, items=items))
 
     def meter(self, item: str, amount: float) -> None:
         """Record metered use, e.g. ("chat.input_tokens", 812), ("image.images", 1),

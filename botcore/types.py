@@ -75,7 +75,9 @@ class Command:
     help: str | Mapping[str, str] = ""
     """Help text, or a mapping of language code to help text ({"en": ..., "ru": ...})."""
     hidden: bool = False
-    """Left out of /help and the command menu (admin or debug commands)."""
+    """Left out of /help and the command menu (debug commands)."""
+    admin: bool = False
+    """Only for `bot.admins`: refused to everyone else, and listed in /help for admins only."""
 
     def help_for(self, language: str, default_language: str = "en") -> str:
         """The help text in `language`, falling back to the default language, then any."""

@@ -42,7 +42,7 @@ def nothing_to_cancel(turn: Turn) -> str:
 
 async def welcome(turn: Turn) -> str:
     """Greet the user in their language and list the commands."""
-    commands = turn.app.visible_commands()
+    commands = turn.app.visible_commands(admin=turn.is_admin)
     default = turn.app.config.bot.language
     lines = [turn.t("welcome"), ""]
     lines += [f"/{c.name} — {c.help_for(turn.language, default) or c.name}" for c in commands]

@@ -223,7 +223,7 @@ def test_shipped_bot_toml_checks_with_env(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "welcome, history, chat, image, voice" in result.stdout
+    assert "welcome, access, admin, usage, history, chat, image, voice" in result.stdout
 
 
 def test_shipped_bot_toml_without_token_exits_2(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sample_plugins import notebook
+from sample_plugins import notebook, quota
 
 from botcore.config import StartupError
 from botcore.testing.fake_openai import TINY_PNG, FakeOpenAI
@@ -15,6 +15,7 @@ from botcore.testing.harness import BotHarness
 
 NOTEBOOK = "sample_plugins.notebook"
 ECHO = "sample_plugins.echo"
+QUOTA = "sample_plugins.quota"
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +91,20 @@ async def test_the_guides_gatekeeper_plugin(start_bot, telegram: FakeTelegram) -
     await telegram.send_photo(TINY_PNG)
     photo = await telegram.next_message(42)
     assert photo.text == f"A 8×8 photo, {len(TINY_PNG)} bytes.\n\n— the bot"
+
+
+async def test_reserve_usage_refuses_and_turn_end_sees_every_turn(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    quota.ENDED.clear()
+    await start_bot([QUOTA])
+    assert (await telegram.reply_to("/spend", user_id=5)).text == "spent"
+    assert (await telegram.reply_to("/spend", user_id=5)).text == "Your one call is spent."
+    failed = await telegram.reply_to("/waste", user_id=5)
+    assert failed.text == "Could not process the request, please try again later."
+    await telegram.reply_to("/start", user_id=5)  # the same chat: the turns before are over
+    assert quota.ENDED[:3] == [
+        (5, {"quota.calls": 1}),
+        (5, {}),  # refused before it metered anything
+        (5, {"quota.calls": 0.5}),  # a failed turn still reports what it used
+    ]

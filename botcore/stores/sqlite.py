@@ -181,7 +181,10 @@ class SQLiteStore:
         await self._run(self._execute, sql, *args)
 
     async def scan(self, namespace: str) -> dict[str, Any]:
-        """Every key and value in a namespace."""
+        """Every key and value in a namespace (reading a file not yet created does not create it:
+        start-up reads the settings changed in chat)."""
+        if self._db is None and not self.path.exists():
+            return {}
         return await self._run(self._scan, namespace)
 
     def _scan(self, namespace: str) -> dict[str, Any]:

@@ -239,6 +239,12 @@ async def respond(
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
     if settings.vision_model and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
+    await turn.reserve(
+        {
+            "chat.input_tokens": sum(map(estimate_tokens, messages)),
+            "chat.output_tokens": settings.max_answer_tokens or 1000,  # uncapped: a long answer
+        }
+    )
     if settings.stream:
         return TextStream(_stream(turn, settings, messages), markdown=True)
     return Text(await _complete(turn, settings, messages), markdown=True)

@@ -109,6 +109,7 @@ async def generate(turn: Turn, prompt: str) -> Photo:
         request["quality"] = settings.quality
     if settings.response_format:
         request["response_format"] = settings.response_format
+    await turn.reserve({"image.images": 1})
     try:
         async with turn.chat_action("upload_photo"):
             with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):

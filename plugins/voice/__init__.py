@@ -204,6 +204,7 @@ async def transcribe(turn: Turn, settings: Settings, data: bytes) -> str:
         format_name, duration = probe
         if duration is not None and duration > settings.max_duration:
             raise UserError(turn.t("voice.too_long", minutes=settings.max_duration // 60 or 1))
+        await turn.reserve({"voice.seconds": duration or 0})
         extension = ACCEPTED.get(format_name)
         limit = int(settings.max_upload_mb * 1024 * 1024)
         if extension and len(data) <= limit:

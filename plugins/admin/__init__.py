@@ -1,0 +1,138 @@
+"""admin: /plugins lists the plugins and their state; /enable and /disable switch one at run time.
+
+The commands are for `bot.admins` only (the core refuses everyone else). What is switched off is
+the `disabled` setting: changed in chat it is kept in the store (`app.override`), applied at every
+start and shown by `botcore config`. A plugin switched off keeps its state; its commands answer
+that they are off, its handlers and message hooks are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from pydantic import Field
+
+from botcore import App, Command, ConfigError, StrictModel, Turn, UserError, hookimpl
+from botcore.config import did_you_mean
+from botcore.plugins import BUILTIN_PLUGINS
+
+PLUGIN = "admin"
+log = logging.getLogger(__name__)
+
+
+class Settings(StrictModel):
+    """[plugins.admin]"""
+
+    disabled: list[str] = Field(default_factory=list)
+    """Plugins loaded but switched off; /enable switches one on."""
+
+
+@hookimpl
+def settings_model() -> type[Settings]:
+    return Settings
+
+
+@hookimpl
+def register_texts() -> dict[str, dict[str, str]]:
+    return {
+        "en": {
+            "admin.plugins": "List the plugins and their state",
+            "admin.enable": "Switch a plugin on: /enable image",
+            "admin.disable": "Switch a plugin off: /disable image",
+            "admin.on": "on",
+            "admin.off": "off",
+            "admin.usage": "Name a plugin: /{command} {example}",
+            "admin.unknown": "There is no plugin {name!r}{hint}.",
+            "admin.keep": "{name} cannot be switched off: it is needed to manage the bot.",
+            "admin.enabled": "{name} is on.",
+            "admin.disabled": "{name} is off. /enable {name} switches it back on.",
+        },
+        "ru": {
+            "admin.plugins": "Список плагинов и их состояние",
+            "admin.enable": "Включить плагин: /enable image",
+            "admin.disable": "Выключить плагин: /disable image",
+            "admin.on": "вкл.",
+            "admin.off": "выкл.",
+            "admin.usage": "Укажите плагин: /{command} {example}",
+            "admin.unknown": "Плагина {name!r} нет{hint}.",
+            "admin.keep": "{name} нельзя выключить: он нужен для управления ботом.",
+            "admin.enabled": "{name} включён.",
+            "admin.disabled": "{name} выключен. /enable {name} включит его снова.",
+        },
+    }
+
+
+@hookimpl
+def register_commands(app: App) -> Sequence[Command]:
+    return [
+        Command("plugins", plugins, help=app.texts.translations("admin.plugins"), admin=True),
+        Command("enable", enable, help=app.texts.translations("admin.enable"), admin=True),
+        Command("disable", disable, help=app.texts.translations("admin.disable"), admin=True),
+    ]
+
+
+@hookimpl
+def startup(app: App) -> None:
+    for name in app.settings(Settings).disabled:
+        if name in app.plugins.names and name not in _KEEP:
+            app.plugins.disable(name)
+        elif "plugins.admin.disabled" in app.overrides:
+            log.warning("plugin %r was switched off in chat but is no longer loaded", name)
+        else:
+            hint = did_you_mean(name, app.plugins.names)
+            raise ConfigError(f"plugins.admin.disabled: no loaded plugin {name!r}{hint}")
+
+
+_KEEP = {PLUGIN, *BUILTIN_PLUGINS}
+"""Switching these off would leave no way back (/enable) or no /help."""
+
+
+async def plugins(turn: Turn) -> str:
+    """/plugins: every loaded plugin, on or off, with its version and commands."""
+    lines = []
+    for info in turn.app.plugins.infos:
+        state = turn.t("admin.on" if turn.app.plugins.enabled(info.name) else "admin.off")
+        commands = " ".join("/" + c for c in info.commands)
+        lines.append(
+            f"{info.name} {info.version} — {state}" + (f" — {commands}" if commands else "")
+        )
+    return "\n".join(lines)
+
+
+def _name(turn: Turn) -> str:
+    name = turn.args.split()[0].lower() if turn.args.split() else ""
+    if not name:
+        raise UserError(turn.t("admin.usage", command=turn.command, example="image"))
+    if name not in turn.app.plugins.names:
+        hint = did_you_mean(name, turn.app.plugins.names)
+        raise UserError(turn.t("admin.unknown", name=name, hint=hint))
+    return name
+
+
+def _set(name: str, off: bool) -> Callable[[list[str] | None], list[str]]:
+    def change(current: list[str] | None) -> list[str]:
+        rest = [n for n in current or [] if n != name]
+        return [*rest, name] if off else rest
+
+    return change
+
+
+async def enable(turn: Turn) -> str:
+    """/enable <plugin>"""
+    name = _name(turn)
+    await turn.app.override("plugins.admin.disabled", _set(name, off=False))
+    turn.app.plugins.enable(name)
+    log.info("admin %s switched plugin %s on", turn.user_id, name)
+    return turn.t("admin.enabled", name=name)
+
+
+async def disable(turn: Turn) -> str:
+    """/disable <plugin>"""
+    name = _name(turn)
+    if name in _KEEP:
+        raise UserError(turn.t("admin.keep", name=name))
+    await turn.app.override("plugins.admin.disabled", _set(name, off=True))
+    turn.app.plugins.disable(name)
+    log.info("admin %s switched plugin %s off", turn.user_id, name)
+    return turn.t("admin.disabled", name=name)
