@@ -208,6 +208,7 @@ class Delivery:
         loop = asyncio.get_running_loop()
         shown = _Shown()
         buffer = ""
+        rendered: tuple[str, list[Piece]] = ("", [])  # the last render, reused if nothing followed
         last_show = 0.0
         quiet_until = 0.0
         error: str | None = None
@@ -218,8 +219,9 @@ class Delivery:
                 if not buffer.strip() or now < quiet_until:
                     continue
                 if not shown.messages or now - last_show >= interval:
+                    rendered = (buffer, render(buffer, reply.markdown))
                     try:
-                        await self._show(turn, shown, render(buffer, reply.markdown), final=False)
+                        await self._show(turn, shown, rendered[1], final=False)
                     except RetryAfter as exc:
                         quiet_until = loop.time() + _wait(exc)
                     except Forbidden:
@@ -239,7 +241,8 @@ class Delivery:
             if aclose is not None:
                 await aclose()
         if buffer.strip():
-            await self._show(turn, shown, render(buffer, reply.markdown), final=True)
+            pieces = rendered[1] if rendered[0] == buffer else render(buffer, reply.markdown)
+            await self._show(turn, shown, pieces, final=True)
         if error is not None:
             await self.send_text(turn, error)
 
