@@ -32,6 +32,10 @@ class Preset:
     """Flags for ``bench/baseline_ptb.py``."""
     timeout: float = 120.0
     """Seconds to wait for every answer before the run is recorded as incomplete."""
+    mode: Literal["polling", "webhook"] = "polling"
+    """How botcore takes updates; in webhook mode the fake Telegram POSTs them to the bot."""
+    bots: tuple[str, ...] = ("baseline", "botcore")
+    """The bots measured (the baseline has no webhook server of its own)."""
 
 
 PRESETS: tuple[Preset, ...] = (
@@ -46,6 +50,9 @@ PRESETS: tuple[Preset, ...] = (
         answer=LONG_ANSWER,
         openai_args=("--stream-first", "0.3", "--stream-total", "3.0"),
         baseline_args=("--stream",),
+    ),
+    Preset(
+        "webhook", users=50, messages=2000, answer=SHORT_ANSWER, mode="webhook", bots=("botcore",)
     ),
 )
 
@@ -68,6 +75,15 @@ QUICK: tuple[Preset, ...] = (
         baseline_args=("--stream",),
         timeout=30,
     ),
+    Preset(
+        "webhook",
+        users=10,
+        messages=50,
+        answer=SHORT_ANSWER,
+        mode="webhook",
+        bots=("botcore",),
+        timeout=30,
+    ),
 )
 
 
@@ -81,6 +97,9 @@ class Row:
     better: Literal["higher", "lower"]
     target: str = ""
     """"≥ 3x" / "≤ 0.4x" compare the ratio botcore/baseline; "≤ 1.3" compares botcore's figure."""
+    versus: str = ""
+    """Compare with botcore's own figure in this preset instead of the baseline's (webhook
+    against polling)."""
 
     @property
     def key(self) -> str:
@@ -98,6 +117,21 @@ ROWS: tuple[Row, ...] = (
     Row("stream", "first_text_p99_s", "stream: first text p99, s", "lower", "≤ 0.6"),
     Row("stream", "edits_per_answer", "stream: edits/answer", "lower", "≤ 8"),
     Row("stream", "cpu_ms_per_message", "stream: CPU ms/answer", "lower", "≤ 0.5x"),
+    Row(
+        "webhook",
+        "last_answer_s",
+        "webhook: drain s (baseline = polling)",
+        "lower",
+        "≤ 1.1x",
+        versus="overhead",
+    ),
+    Row(
+        "webhook",
+        "cpu_ms_per_message",
+        "webhook: CPU ms/update (baseline = polling)",
+        "lower",
+        versus="overhead",
+    ),
     Row("", "peak_rss_mb", "peak RSS, MB (worst preset)", "lower", "≤ 100"),
     Row("", "startup_s", "start-up, s (spawn → getUpdates)", "lower", "≤ 1"),
 )
