@@ -40,6 +40,8 @@ SETTLE = 0.5
 """Seconds of quiet after the warm-up answer and after the last answer of the burst."""
 STALL = 10.0
 """Seconds without a new answer after which the missing ones are taken as lost."""
+WARMUP_WAIT = 60.0
+"""Seconds the warm-up answer may take (first-use imports are slow on a loaded machine)."""
 WARMUP = {"text": "Warm-up question", "user_id": 999}
 """Answered before the burst, outside the figures: first-use costs (lazy imports, connections)."""
 
@@ -222,11 +224,12 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05
     return True
 
 
-def wait_answers(telegram: str, preset: Preset, count: int) -> bool:
-    """Wait for ``count`` answers; give up after ``preset.timeout`` or STALL s without a new one."""
+def wait_answers(telegram: str, preset: Preset, count: int, stall: float = STALL) -> bool:
+    """Wait for ``count`` answers; give up after ``preset.timeout`` or ``stall`` s without a new
+    one."""
     deadline = time.monotonic() + preset.timeout
     seen, since = -1, time.monotonic()
-    while (now := time.monotonic()) < deadline and now - since < STALL:
+    while (now := time.monotonic()) < deadline and now - since < stall:
         found = control(telegram, "chats", {"text": preset.answer, "detail": False})["answers"]
         if found >= count:
             return True
@@ -267,7 +270,7 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
         if not wait_until(ready, 60):
             raise RuntimeError(f"{bot} did not take updates within 60 s:\n{tail(log)}")
         control(telegram, "send_messages", {"messages": [WARMUP]})
-        if not wait_answers(telegram, preset, 1):
+        if not wait_answers(telegram, preset, 1, stall=WARMUP_WAIT):  # lazy imports: slow when busy
             raise RuntimeError(f"{bot} did not answer the warm-up message:\n{tail(log)}")
         time.sleep(SETTLE)
         cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
