@@ -41,6 +41,9 @@ class Preset:
 PRESETS: tuple[Preset, ...] = (
     Preset("overhead", users=50, messages=2000, answer=SHORT_ANSWER),
     Preset(
+        "webhook", users=50, messages=2000, answer=SHORT_ANSWER, mode="webhook", bots=("botcore",)
+    ),
+    Preset(
         "latency", users=200, messages=200, answer=SHORT_ANSWER, openai_args=("--latency", "1.0")
     ),
     Preset(
@@ -51,13 +54,19 @@ PRESETS: tuple[Preset, ...] = (
         openai_args=("--stream-first", "0.3", "--stream-total", "3.0"),
         baseline_args=("--stream",),
     ),
-    Preset(
-        "webhook", users=50, messages=2000, answer=SHORT_ANSWER, mode="webhook", bots=("botcore",)
-    ),
 )
 
 QUICK: tuple[Preset, ...] = (
     Preset("overhead", users=10, messages=50, answer=SHORT_ANSWER, timeout=30),
+    Preset(
+        "webhook",
+        users=10,
+        messages=50,
+        answer=SHORT_ANSWER,
+        mode="webhook",
+        bots=("botcore",),
+        timeout=30,
+    ),
     Preset(
         "latency",
         users=10,
@@ -73,15 +82,6 @@ QUICK: tuple[Preset, ...] = (
         answer=LONG_ANSWER,
         openai_args=("--stream-first", "0.1", "--stream-total", "0.6"),
         baseline_args=("--stream",),
-        timeout=30,
-    ),
-    Preset(
-        "webhook",
-        users=10,
-        messages=50,
-        answer=SHORT_ANSWER,
-        mode="webhook",
-        bots=("botcore",),
         timeout=30,
     ),
 )
