@@ -17,6 +17,7 @@ import os
 import re
 import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,8 @@ SETTLE = 0.5
 """Seconds of quiet after the warm-up answer and after the last answer of the burst."""
 STALL = 10.0
 """Seconds without a new answer after which the missing ones are taken as lost."""
+WARMUP_WAIT = 60.0
+"""Seconds the warm-up answer may take (first-use imports are slow on a loaded machine)."""
 WARMUP = {"text": "Warm-up question", "user_id": 999}
 """Answered before the burst, outside the figures: first-use costs (lazy imports, connections)."""
 
@@ -144,15 +147,29 @@ def control(url: str, action: str, body: Any = None) -> Any:
 # --------------------------------------------------------------------------- one run
 
 
-def botcore_config(workdir: Path, telegram: str, openai: str) -> Path:
-    """The default bot.toml, pointed at the fakes, with the history in ``workdir``."""
+def botcore_config(workdir: Path, telegram: str, openai: str, mode: str = "polling") -> Path:
+    """The default bot.toml, pointed at the fakes, with the history in ``workdir``; in webhook
+    mode listening on a free loopback port."""
     config = tomllib.loads((REPO / "bot.toml").read_text())
     config["bot"].update(base_url=f"{telegram}/bot", base_file_url=f"{telegram}/file/bot")
+    if mode == "webhook":
+        port = free_port()
+        config["bot"]["mode"] = "webhook"
+        config["bot"]["webhook"].update(
+            url=f"http://127.0.0.1:{port}/telegram", listen="127.0.0.1", port=port
+        )
     config["openai"]["base_url"] = f"{openai}/v1"
     config["store"]["path"] = str(workdir / "botcore.sqlite3")
     path = workdir / "bot.toml"
     path.write_text("\n".join(_toml(config)) + "\n")
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _toml(table: dict[str, Any], prefix: str = "") -> list[str]:
@@ -178,7 +195,7 @@ def bot_command(bot: str, preset: Preset, workdir: Path, telegram: str, openai: 
     """The command line of the bot under test."""
     if bot == "baseline":
         return [sys.executable, str(REPO / "bench" / "baseline_ptb.py"), *preset.baseline_args]
-    config = botcore_config(workdir, telegram, openai)
+    config = botcore_config(workdir, telegram, openai, preset.mode)
     return [sys.executable, "-m", "botcore", "run", "--config", str(config)]
 
 
@@ -212,11 +229,12 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05
     return True
 
 
-def wait_answers(telegram: str, preset: Preset, count: int) -> bool:
-    """Wait for ``count`` answers; give up after ``preset.timeout`` or STALL s without a new one."""
+def wait_answers(telegram: str, preset: Preset, count: int, stall: float = STALL) -> bool:
+    """Wait for ``count`` answers; give up after ``preset.timeout`` or ``stall`` s without a new
+    one."""
     deadline = time.monotonic() + preset.timeout
     seen, since = -1, time.monotonic()
-    while (now := time.monotonic()) < deadline and now - since < STALL:
+    while (now := time.monotonic()) < deadline and now - since < stall:
         found = control(telegram, "chats", {"text": preset.answer, "detail": False})["answers"]
         if found >= count:
             return True
@@ -246,18 +264,18 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
         proc = spawn(command, bot_cpus, log, env=bot_env(telegram, openai))
         stack.callback(stop, proc)
 
-        def polling() -> bool:
+        def ready() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"{bot} exited with {proc.returncode}:\n{tail(log)}")
-            return control(telegram, "chats", {"detail": False})["first_get_updates"] is not None
+            return ready_time(control(telegram, "chats", {"detail": False})) is not None
 
         def fakes_cpu() -> float:
             return cpu_seconds(tg.pid) + cpu_seconds(oa.pid)
 
-        if not wait_until(polling, 60):
-            raise RuntimeError(f"{bot} did not poll within 60 s:\n{tail(log)}")
+        if not wait_until(ready, 60):
+            raise RuntimeError(f"{bot} did not take updates within 60 s:\n{tail(log)}")
         control(telegram, "send_messages", {"messages": [WARMUP]})
-        if not wait_answers(telegram, preset, 1):
+        if not wait_answers(telegram, preset, 1, stall=WARMUP_WAIT):  # lazy imports: slow when busy
             raise RuntimeError(f"{bot} did not answer the warm-up message:\n{tail(log)}")
         time.sleep(SETTLE)
         cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
@@ -271,6 +289,12 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
         if result["answered"] < preset.messages:
             report_missing(preset, bot, summary, log)
     return result
+
+
+def ready_time(summary: dict[str, Any]) -> float | None:
+    """When the bot began taking updates: its first getUpdates, or its setWebhook."""
+    found = summary["first_get_updates"] or summary.get("first_set_webhook")
+    return float(found) if found is not None else None
 
 
 def report_missing(preset: Preset, bot: str, summary: dict[str, Any], log: Path) -> None:
@@ -329,7 +353,7 @@ def metrics(
         "fakes_cpu_s": fakes_cpu,
         "fakes_busy": fakes_cpu / window,
         "peak_rss_mb": rss,
-        "startup_s": summary["first_get_updates"] - spawned,
+        "startup_s": (ready_time(summary) or math.nan) - spawned,
     }
 
 
@@ -374,7 +398,11 @@ def build_rows(results: dict[str, dict[str, list[Metrics]]]) -> list[dict[str, A
     """The table as data: one dict per row, with both bots' medians, the ratio and the target."""
     table = []
     for row in ROWS:
-        base, ours = (row_value(row, results[bot]) for bot in BOTS)
+        if row.versus:  # botcore against itself in another preset
+            base = row_value(Row(row.versus, row.metric, "", row.better), results["botcore"])
+            ours = row_value(row, results["botcore"])
+        else:
+            base, ours = (row_value(row, results[bot]) for bot in BOTS)
         ratio = ours / base if base else math.nan
         table.append(
             {
@@ -401,9 +429,13 @@ def render(table: list[dict[str, Any]], results: dict[str, dict[str, list[Metric
     for preset in results["botcore"]:
         runs = [results[bot].get(preset, []) for bot in BOTS]
         answered = [
-            f"{sum(m['answered'] for m in r):.0f}/{sum(m['expected'] for m in r):.0f}" for r in runs
+            f"{sum(m['answered'] for m in r):.0f}/{sum(m['expected'] for m in r):.0f}" if r else "-"
+            for r in runs
         ]
-        fakes = [f"{fmt(median(r, 'fakes_cpu_s'))} ({median(r, 'fakes_busy'):.0%})" for r in runs]
+        fakes = [
+            f"{fmt(median(r, 'fakes_cpu_s'))} ({median(r, 'fakes_busy'):.0%})" if r else "-"
+            for r in runs
+        ]
         lines.append([f"{preset}: answered (all runs)", "", *answered, "", "", ""])
         lines.append([f"{preset}: fakes CPU s (% of a core)", "", *fakes, "", "", ""])
     widths = [max(len(cells[i]) for cells in lines) for i in range(len(lines[0]))]
@@ -418,14 +450,17 @@ def render(table: list[dict[str, Any]], results: dict[str, dict[str, list[Metric
 
 
 def run_all(
-    presets: tuple[Preset, ...], runs: int, cores: tuple[set[int] | None, set[int] | None]
+    presets: tuple[Preset, ...],
+    runs: int,
+    cores: tuple[set[int] | None, set[int] | None],
+    bots: tuple[str, ...] = BOTS,
 ) -> Iterator[tuple[str, str, int, Metrics]]:
     """Every (preset, bot) ``runs`` times, interleaved so that drift hits both bots alike."""
     if cores[1]:
         os.sched_setaffinity(0, cores[1])
     for run in range(runs):
         for preset in presets:
-            for bot in BOTS:
+            for bot in (b for b in preset.bots if b in bots):
                 yield preset.name, bot, run, measure(preset, bot, cores)
 
 
@@ -447,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per preset and bot (median)")
     parser.add_argument("--preset", action="append", help="only this preset (repeatable)")
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
+    parser.add_argument("--bot", choices=BOTS, action="append", help="only this bot (repeatable)")
     args = parser.parse_args(argv)
     presets = tuple(
         p for p in (QUICK if args.quick else PRESETS) if p.name in (args.preset or [p.name])
@@ -454,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     cores = pinning()
     results: dict[str, dict[str, list[Metrics]]] = {bot: {} for bot in BOTS}
     try:
-        for preset, bot, run, m in run_all(presets, args.runs, cores):
+        bots = tuple(args.bot or BOTS)
+        for preset, bot, run, m in run_all(presets, args.runs, cores, bots):
             results[bot].setdefault(preset, []).append(m)
             print(
                 f"{preset} run {run + 1}/{args.runs} {bot}: {m['answered']:.0f}/"

@@ -32,10 +32,17 @@ class Preset:
     """Flags for ``bench/baseline_ptb.py``."""
     timeout: float = 120.0
     """Seconds to wait for every answer before the run is recorded as incomplete."""
+    mode: Literal["polling", "webhook"] = "polling"
+    """How botcore takes updates; in webhook mode the fake Telegram POSTs them to the bot."""
+    bots: tuple[str, ...] = ("baseline", "botcore")
+    """The bots measured (the baseline has no webhook server of its own)."""
 
 
 PRESETS: tuple[Preset, ...] = (
     Preset("overhead", users=50, messages=2000, answer=SHORT_ANSWER),
+    Preset(
+        "webhook", users=50, messages=2000, answer=SHORT_ANSWER, mode="webhook", bots=("botcore",)
+    ),
     Preset(
         "latency", users=200, messages=200, answer=SHORT_ANSWER, openai_args=("--latency", "1.0")
     ),
@@ -51,6 +58,15 @@ PRESETS: tuple[Preset, ...] = (
 
 QUICK: tuple[Preset, ...] = (
     Preset("overhead", users=10, messages=50, answer=SHORT_ANSWER, timeout=30),
+    Preset(
+        "webhook",
+        users=10,
+        messages=50,
+        answer=SHORT_ANSWER,
+        mode="webhook",
+        bots=("botcore",),
+        timeout=30,
+    ),
     Preset(
         "latency",
         users=10,
@@ -81,6 +97,9 @@ class Row:
     better: Literal["higher", "lower"]
     target: str = ""
     """"≥ 3x" / "≤ 0.4x" compare the ratio botcore/baseline; "≤ 1.3" compares botcore's figure."""
+    versus: str = ""
+    """Compare with botcore's own figure in this preset instead of the baseline's (webhook
+    against polling)."""
 
     @property
     def key(self) -> str:
@@ -98,6 +117,21 @@ ROWS: tuple[Row, ...] = (
     Row("stream", "first_text_p99_s", "stream: first text p99, s", "lower", "≤ 0.6"),
     Row("stream", "edits_per_answer", "stream: edits/answer", "lower", "≤ 8"),
     Row("stream", "cpu_ms_per_message", "stream: CPU ms/answer", "lower", "≤ 0.5x"),
+    Row(
+        "webhook",
+        "last_answer_s",
+        "webhook: drain s (baseline = polling)",
+        "lower",
+        "≤ 1.1x",
+        versus="overhead",
+    ),
+    Row(
+        "webhook",
+        "cpu_ms_per_message",
+        "webhook: CPU ms/update (baseline = polling)",
+        "lower",
+        versus="overhead",
+    ),
     Row("", "peak_rss_mb", "peak RSS, MB (worst preset)", "lower", "≤ 100"),
     Row("", "startup_s", "start-up, s (spawn → getUpdates)", "lower", "≤ 1"),
 )

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from telegram import Bot
 
+    from botcore.completions import Completions
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
@@ -68,6 +70,7 @@ class App:
         """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
+        self._completions: Completions | None = None
         self.uses_openai = False
         self.health = Health(config.bot)
         self.metrics: Metrics = (
@@ -271,9 +274,7 @@ class App:
         return [
             command
             for plugin, command in self.commands.values()
-            if not command.hidden
-            and (admin or not command.admin)
-            and self.plugins.enabled(plugin)
+            if not command.hidden and (admin or not command.admin) and self.plugins.enabled(plugin)
         ]
 
     @property
@@ -312,6 +313,17 @@ class App:
             )
         return self._openai
 
+    @property
+    def completions(self) -> Completions:
+        """Chat completions on the [openai] endpoint, cheaper per chunk than the SDK's
+        `chat.completions.create` and raising the same errors (see botcore.completions)."""
+        if self._completions is None:
+            from botcore.completions import Completions
+
+            aiohttp = self.config.bot.http_client == "aiohttp"
+            self._completions = Completions(self.openai, use_aiohttp=aiohttp)
+        return self._completions
+
     async def startup(self) -> None:
         """Open the store, run every plugin's startup hook, then find the history store."""
         try:
@@ -345,6 +357,9 @@ class App:
                 await maybe_await(impl(app=self))
             except Exception:
                 log.exception("plugin %s: shutdown failed", impl.plugin)
+        if self._completions is not None:
+            await self._completions.close()
+            self._completions = None
         if self._openai is not None:
             await self._openai.close()
             self._openai = None

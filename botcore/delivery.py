@@ -10,10 +10,10 @@ import logging
 import re
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import telegramify_markdown
-from telegram import Message, MessageEntity, ReplyParameters
+from telegram import MessageEntity, ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
@@ -36,6 +36,13 @@ FLOOD_ATTEMPTS = 4
 hold a chat (and the bot's shutdown) forever."""
 
 Piece = tuple[str, list[MessageEntity]]
+
+
+class Sent(NamedTuple):
+    """A message the bot sent, as far as replies need it: where it is, to edit it."""
+
+    chat_id: int
+    message_id: int
 
 
 def render(text: str, markdown: bool) -> list[Piece]:
@@ -165,44 +172,46 @@ class Delivery:
                     raise
                 await asyncio.sleep(0.5 * attempt)
 
-    async def send_text(self, turn: Turn, text: str, *, markdown: bool = False) -> list[Message]:
+    async def send_text(self, turn: Turn, text: str, *, markdown: bool = False) -> list[Sent]:
         """Send text in as many messages as it needs."""
         sent = []
         for piece in render(text, markdown):
             sent.append(await self._send_piece(turn, piece))
         return sent
 
-    async def _send_piece(self, turn: Turn, piece: Piece) -> Message:
+    async def _post(self, method: str, params: dict[str, Any]) -> Any:
+        """A Bot API call through python-telegram-bot's request path (errors, defaults, rate
+        limiter) with the result left as JSON: parsing the returned Message (some 90 optional
+        fields) cost more CPU than the request itself, and replies need only its id (bench/)."""
+        return await self.app.telegram._post(method, params)
+
+    async def _send_piece(self, turn: Turn, piece: Piece) -> Sent:
         text, entities = piece
+        params: dict[str, Any] = {
+            "chat_id": turn.chat_id,
+            "text": text,
+            "reply_parameters": self._reply_to(turn),
+        }
         try:
-            return await self.api(
-                self.app.telegram.send_message,
-                turn.chat_id,
-                text,
-                entities=entities or None,
-                reply_parameters=self._reply_to(turn),
+            result = await self.api(
+                self._post, "sendMessage", {**params, "entities": entities or None}
             )
         except BadRequest as exc:
             if not entities or "entit" not in str(exc).lower():
                 raise
             log.warning("Telegram refused the formatting (%s); sending plain text", exc)
-            return await self.api(
-                self.app.telegram.send_message,
-                turn.chat_id,
-                text,
-                reply_parameters=self._reply_to(turn),
-            )
+            result = await self.api(self._post, "sendMessage", params)
+        return Sent(result["chat"]["id"], result["message_id"])
 
-    async def _edit_piece(self, message: Message, piece: Piece) -> None:
+    async def _edit_piece(self, message: Sent, piece: Piece) -> None:
         text, entities = piece
+        params: dict[str, Any] = {
+            "chat_id": message.chat_id,
+            "message_id": message.message_id,
+            "text": text,
+        }
         try:
-            await self.api(
-                self.app.telegram.edit_message_text,
-                text,
-                chat_id=message.chat_id,
-                message_id=message.message_id,
-                entities=entities or None,
-            )
+            await self.api(self._post, "editMessageText", {**params, "entities": entities or None})
         except BadRequest as exc:
             reason = str(exc).lower()
             if "not modified" in reason:
@@ -210,12 +219,7 @@ class Delivery:
             if not entities or "entit" not in reason:
                 raise
             log.warning("Telegram refused the formatting (%s); editing to plain text", exc)
-            await self.api(
-                self.app.telegram.edit_message_text,
-                text,
-                chat_id=message.chat_id,
-                message_id=message.message_id,
-            )
+            await self.api(self._post, "editMessageText", params)
 
     async def send_stream(
         self, turn: Turn, reply: TextStream, *, plugin: str | None = None
@@ -231,6 +235,7 @@ class Delivery:
         loop = asyncio.get_running_loop()
         shown = _Shown()
         buffer = ""
+        rendered: tuple[str, list[Piece]] = ("", [])  # the last render, reused if nothing followed
         last_show = 0.0
         quiet_until = 0.0
         error: str | None = None
@@ -241,8 +246,9 @@ class Delivery:
                 if not buffer.strip() or now < quiet_until:
                     continue
                 if not shown.messages or now - last_show >= interval:
+                    rendered = (buffer, render(buffer, reply.markdown))
                     try:
-                        await self._show(turn, shown, render(buffer, reply.markdown), final=False)
+                        await self._show(turn, shown, rendered[1], final=False)
                     except RetryAfter as exc:
                         quiet_until = loop.time() + _wait(exc)
                     except Forbidden:
@@ -277,7 +283,8 @@ class Delivery:
             if aclose is not None:
                 await aclose()
         if buffer.strip():
-            await self._show(turn, shown, render(buffer, reply.markdown), final=True)
+            pieces = rendered[1] if rendered[0] == buffer else render(buffer, reply.markdown)
+            await self._show(turn, shown, pieces, final=True)
         if error is not None:
             await self.send_text(turn, error)
 
@@ -288,33 +295,37 @@ class Delivery:
                 if shown.pieces[index] != piece:
                     if final:
                         await self._edit_piece(shown.messages[index], piece)
-                    else:
-                        await self._edit_preview(shown.messages[index], piece)
+                    elif not await self._edit_preview(shown.messages[index], piece):
+                        continue  # not shown: the final edit must still try (as plain text)
                     shown.pieces[index] = piece
             else:
                 shown.messages.append(await self._send_piece(turn, piece))
                 shown.pieces.append(piece)
 
-    async def _edit_preview(self, message: Message, piece: Piece) -> None:
-        """A preview edit: one try, no waiting; flood control is left to the caller to respect."""
+    async def _edit_preview(self, message: Sent, piece: Piece) -> bool:
+        """A preview edit: one try, no waiting; flood control is left to the caller to respect.
+        False if Telegram refused it (the message still shows what it showed before)."""
         text, entities = piece
+        params = {
+            "chat_id": message.chat_id,
+            "message_id": message.message_id,
+            "text": text,
+            "entities": entities or None,
+        }
         try:
-            await self.app.telegram.edit_message_text(
-                text,
-                chat_id=message.chat_id,
-                message_id=message.message_id,
-                entities=entities or None,
-            )
+            await self._post("editMessageText", params)
         except RetryAfter:
             raise
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
                 log.debug("preview edit refused: %s", exc)
+                return False
+        return True
 
 
 class _Shown:
     """The messages a streamed answer occupies and what each currently shows."""
 
     def __init__(self) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[Sent] = []
         self.pieces: list[Piece] = []

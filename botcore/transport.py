@@ -3,20 +3,58 @@ request under load (measured in bench/), and the Bot API is most of what a bot d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from yarl import URL
+
+Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
+
+
+class EnvProxies:
+    """The proxy from HTTP(S)_PROXY / NO_PROXY for each origin, looked up once: aiohttp's
+    `trust_env` looks it up (and reads ~/.netrc) on a worker thread for every request."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str | None, int | None], Proxy] = {}
+
+    async def get(self, url: str | URL) -> Proxy:
+        """(proxy, proxy auth) for requests to `url`; (None, None) for a direct connection."""
+        parsed = URL(url)
+        key = (parsed.scheme, parsed.host, parsed.port)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = await asyncio.to_thread(_env_proxy, parsed)
+        return found
+
+
+def _env_proxy(url: URL) -> Proxy:
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:
+        return None, None
 
 
 class AiohttpRequest(BaseRequest):
     """python-telegram-bot's BaseRequest over one shared aiohttp session."""
 
-    __slots__ = ("_connect", "_limit", "_media_write", "_read", "_session", "_write", "last_ok")
+    __slots__ = (
+        "_connect",
+        "_limit",
+        "_media_write",
+        "_proxies",
+        "_read",
+        "_session",
+        "_write",
+        "last_ok",
+    )
 
     def __init__(
         self,
@@ -35,6 +73,7 @@ class AiohttpRequest(BaseRequest):
         self._session: aiohttp.ClientSession | None = None
         self.last_ok: float | None = None
         """time.monotonic() of the last 200 answer (the health check reads it)."""
+        self._proxies = EnvProxies()
 
     @property
     def read_timeout(self) -> float:
@@ -45,7 +84,7 @@ class AiohttpRequest(BaseRequest):
         """Open the session (idempotent)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector)
 
     async def shutdown(self) -> None:
         """Close the session and its connections."""
@@ -89,16 +128,23 @@ class AiohttpRequest(BaseRequest):
                 body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
                 headers["Content-Type"] = "application/json"
         try:
+            proxy, proxy_auth = await self._proxies.get(url)
             async with self._session.request(
-                method, url, data=body, headers=headers, timeout=timeout
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 status, answer = response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TimedOut from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: yarl refused the URL
             # The URL holds the bot token: keep it out of the message (and so out of any log).
             reason = str(exc).replace(url, "<Bot API URL>")
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {reason}") from None
+            raise NetworkError(f"{type(exc).__name__}: {reason}") from None
         if status == 200:
             self.last_ok = time.monotonic()
         return status, answer

@@ -134,16 +134,24 @@ class Turn:
     @contextlib.asynccontextmanager
     async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:
         """Show "typing…" (or "upload_photo", "record_voice"…) while the block runs, from 0.2 s on."""
-        task = asyncio.create_task(self._keep_action(action))
+        loop = asyncio.get_running_loop()
+        task: asyncio.Task[None] | None = None
+
+        def start() -> None:  # a timer, not a task, until the grace is over: most turns end sooner
+            nonlocal task
+            task = loop.create_task(self._keep_action(action))
+
+        timer = loop.call_later(CHAT_ACTION_GRACE, start)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _keep_action(self, action: str) -> None:
-        await asyncio.sleep(CHAT_ACTION_GRACE)
         while True:
             with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
                 await self.app.telegram.send_chat_action(self.chat_id, action)

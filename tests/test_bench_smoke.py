@@ -26,6 +26,8 @@ ROWS = {
     "stream.first_text_p99_s",
     "stream.edits_per_answer",
     "stream.cpu_ms_per_message",
+    "webhook.last_answer_s",
+    "webhook.cpu_ms_per_message",
     "peak_rss_mb",
     "startup_s",
 }
@@ -61,3 +63,6 @@ def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> Non
             assert len(runs) == 1
             assert runs[0]["answered"] == runs[0]["expected"] > 0, (bot, preset)
             assert f"{preset}: answered" in out
+    webhook = data["runs"]["botcore"]["webhook"]  # botcore only: the baseline has no webhook
+    assert len(webhook) == 1 and webhook[0]["answered"] == webhook[0]["expected"] > 0
+    assert "webhook" not in data["runs"]["baseline"]

@@ -77,6 +77,32 @@ async def test_old_messages_expire(
     assert running.app.history is not None
 
 
+async def test_a_file_locked_by_another_writer_delays_but_loses_nothing(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """Writes run inline and never wait for a lock there: a locked file sends them to the
+    store's thread, which waits for the lock, and the turn goes on."""
+    await start_bot(["history", "chat"], store=H, settings={"chat": NO_STREAM})
+    await telegram.reply_to("before the lock")
+    other = sqlite3.connect("h.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing: holds the write lock
+        await telegram.send_message("while locked")
+        await asyncio.sleep(0.5)
+        assert telegram.bot_messages(42)[-1].text == "echo: before the lock"  # still waiting
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    reply = await telegram.next_message(42, timeout=10)
+    assert reply.text == "echo: while locked"
+    await telegram.reply_to("after the lock")
+    assert user_texts(openai_server.last_chat_messages()) == [
+        "before the lock",
+        "while locked",
+        "after the lock",
+    ]
+
+
 async def test_group_scope_chat_versus_user(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:

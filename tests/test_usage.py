@@ -228,4 +228,6 @@ async def test_money_that_exactly_fits_a_budget_is_not_refused(
         assert (await telegram.reply_to("/image a cat", user_id=7)).kind == "photo"
     refused = await telegram.reply_to("/image a cat", user_id=7)
     assert refused.text == f"You have used up your daily budget. It resets at {resets('daily')}."
-    assert "limit cost: $0.30 of $0.30" in ((await telegram.reply_to("/usage", user_id=7)).text or "")
+    assert "limit cost: $0.30 of $0.30" in (
+        (await telegram.reply_to("/usage", user_id=7)).text or ""
+    )

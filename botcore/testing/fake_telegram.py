@@ -15,6 +15,7 @@ Fidelity notes (best effort, documented deviations from the real API):
 * Chats the bot writes to are created on first use (no "chat not found"); unknown file_ids are
   rejected like Telegram does, URLs are accepted without being fetched (no network access).
 * Webhook replies that contain a method call are ignored; http:// webhook URLs are accepted.
+  Deliveries run like Telegram's: up to max_connections (40) at once, one chat at a time.
 * Methods known to the Bot API but not implemented answer ``{"ok": true, "result": true}``.
 * ``commands`` keys use the scope type; chat-bound scopes append their ids
   (``("chat:-100", None)``, ``("chat_member:-100:7", "de")``) so they do not collide.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import html
 import itertools
 import json
@@ -435,6 +437,20 @@ def _auto_entities(text: str) -> list[JSONDict]:
             {"type": "mention", "offset": utf16_len(text[: m.start()]), "length": utf16_len(m[0])}
         )
     return entities
+
+
+def _update_chat(update: JSONDict) -> Any:
+    """The chat an update belongs to (its webhook deliveries keep their order), or its id."""
+    for value in update.values():
+        if isinstance(value, dict):
+            message = value.get("message") if "chat" not in value else value
+            chat = (message or {}).get("chat") if isinstance(message, dict) else None
+            if isinstance(chat, dict) and "id" in chat:
+                return chat["id"]
+            sender = value.get("from")
+            if isinstance(sender, dict) and "id" in sender:
+                return ("user", sender["id"])
+    return ("update", update.get("update_id"))
 
 
 def _image_size(data: bytes) -> tuple[int, int]:
@@ -1257,7 +1273,8 @@ class FakeTelegram:
         """What benchmarks measure, scanned from the records: times are ``time.monotonic()``.
 
         ``answers`` counts bot messages now showing ``text`` (all text messages when None);
-        ``first_get_updates`` is the first getUpdates arrival; with ``detail``, ``chats`` maps
+        ``first_get_updates`` is the first getUpdates arrival, ``first_set_webhook`` the first
+        setWebhook (a bot in webhook mode is ready then); with ``detail``, ``chats`` maps
         each chat to its sendMessage/editMessageText counts, first send and last write times,
         and ``others``: the first three messages not showing ``text`` (None for media).
         """
@@ -1270,9 +1287,11 @@ class FakeTelegram:
             answers[chat_id] = sum(hits)
             others[chat_id] = [p for p, hit in zip(shown, hits, strict=True) if not hit][:3]
         first_poll = next((c.time for c in self.requests if c.method == "getUpdates"), None)
+        first_hook = next((c.time for c in self.requests if c.method == "setWebhook"), None)
         summary: JSONDict = {
             "now": time.monotonic(),
             "first_get_updates": first_poll,
+            "first_set_webhook": first_hook,
             "answers": sum(answers.values()),
         }
         if detail:
@@ -1430,44 +1449,76 @@ class FakeTelegram:
                 await task
 
     async def _deliver_webhooks(self) -> None:
-        """POST pending updates to the webhook one at a time, retrying failed deliveries."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            while self.webhook is not None:
-                if not self._updates:
+        """POST pending updates to the webhook like Telegram: up to ``max_connections`` at once,
+        one chat's updates one at a time and in order; a failed delivery is retried."""
+        inflight: dict[int, asyncio.Task[None]] = {}  # id(update) -> its delivery
+        busy: set[Any] = set()  # chats with an update in flight
+
+        def done(update: JSONDict, chat: Any, _task: object = None) -> None:
+            inflight.pop(id(update), None)
+            busy.discard(chat)
+            for i, pending in enumerate(self._updates):
+                if pending is update:
+                    del self._updates[i]
+                    break
+            self._webhook_wakeup.set()
+            self._notify()
+
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            try:
+                while self.webhook is not None:
                     self._webhook_wakeup.clear()
+                    limit = self.webhook["max_connections"]
+                    for update in list(self._updates):
+                        if len(inflight) >= limit:
+                            break
+                        if id(update) in inflight:
+                            continue
+                        if not self._allowed(update):
+                            done(update, None)
+                            continue
+                        chat = _update_chat(update)
+                        if chat in busy:  # keeps the chat's order: wait for the one in flight
+                            continue
+                        busy.add(chat)
+                        task = asyncio.create_task(self._deliver_webhook(session, update))
+                        task.add_done_callback(functools.partial(done, update, chat))
+                        inflight[id(update)] = task
                     await self._webhook_wakeup.wait()
-                    continue
-                update = self._updates[0]
-                if not self._allowed(update):
-                    self._updates.popleft()
-                    continue
-                headers = {}
-                if self.webhook.get("secret_token"):
-                    headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
-                for attempt in range(self.webhook_retries + 1):
-                    if attempt:
-                        await asyncio.sleep(self.webhook_retry_delay * attempt)
-                    try:
-                        async with session.post(
-                            self.webhook["url"], json=update, headers=headers
-                        ) as response:
-                            await response.read()
-                            status, reason = response.status, response.reason or ""
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        status, reason = 0, type(exc).__name__
-                    self.webhook_deliveries.append(status)
-                    self._notify()
-                    if 200 <= status < 300:
-                        break
-                    message = (
-                        f"Wrong response from the webhook: {status} {reason}"
-                        if status
-                        else f"Connection failed: {reason}"
-                    )
-                    self._webhook_error = (int(time.time()), message)
-                if self._updates and self._updates[0] is update:
-                    self._updates.popleft()
-                self._notify()
+            finally:
+                for task in inflight.values():
+                    task.cancel()
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
+
+    async def _deliver_webhook(self, session: aiohttp.ClientSession, update: JSONDict) -> None:
+        """POST one update, retrying failures; it is dropped after the last attempt."""
+        webhook = self.webhook
+        if webhook is None:
+            return
+        headers = {}
+        if webhook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = webhook["secret_token"]
+        for attempt in range(self.webhook_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.webhook_retry_delay * attempt)
+            try:
+                async with session.post(webhook["url"], json=update, headers=headers) as response:
+                    await response.read()
+                    status, reason = response.status, response.reason or ""
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                status, reason = 0, type(exc).__name__
+            self.webhook_deliveries.append(status)
+            self._notify()
+            if 200 <= status < 300:
+                return
+            message = (
+                f"Wrong response from the webhook: {status} {reason}"
+                if status
+                else f"Connection failed: {reason}"
+            )
+            self._webhook_error = (int(time.time()), message)
 
     # ------------------------------------------------------------------ message helpers
 

@@ -644,7 +644,9 @@ def test_cli_serves_with_configured_stream_timing() -> None:
         proc.wait(5)
 
 
-async def test_fail_randomly_fails_a_share_repeatably(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+async def test_fail_randomly_fails_a_share_repeatably(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
     async def outcomes() -> list[str]:
         found = []
         for _ in range(100):

@@ -1,0 +1,324 @@
+"""POST /chat/completions on the bot's own aiohttp session: the SDK's headers, retries and error
+classes, but chunks parsed with `json` into attribute dicts instead of the SDK's pydantic objects,
+which cost more CPU per answer than everything else a turn does (bench/).
+
+`Completions.create` returns what `client.chat.completions.create` would, read the same way
+(`chunk.choices[0].delta.content`, `response.choices[0].message.content`; a field the server
+left out reads None). With `bot.http_client = "httpx"` it goes through the SDK itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from botcore.transport import EnvProxies, Proxy
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+log = logging.getLogger(__name__)
+
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+MAX_RETRY_AFTER = 120.0
+"""The SDK honours a server's Retry-After up to two minutes, and gives up beyond it."""
+_MERGEABLE = frozenset({"content", "role"})
+
+
+class Data(dict[str, Any]):
+    """A JSON object whose keys also read as attributes; a missing key reads None, as an unset
+    optional field of the SDK's models does."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+    def model_dump(self, *, exclude_none: bool = False, **_: Any) -> dict[str, Any]:
+        """A plain dict, like the SDK model's `model_dump` (so callers work with either)."""
+        plain: dict[str, Any] = _plain(self, exclude_none)
+        return plain
+
+
+def _plain(value: Any, exclude_none: bool) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _plain(v, exclude_none) for k, v in value.items() if not (exclude_none and v is None)
+        }
+    if isinstance(value, list):
+        return [_plain(v, exclude_none) for v in value]
+    return value
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON with every object as `Data`."""
+    return json.loads(data, object_pairs_hook=Data)
+
+
+class Completions:
+    """Chat completions for one bot; the aiohttp session opens on first use, `close` ends it."""
+
+    def __init__(self, client: AsyncOpenAI, *, use_aiohttp: bool = True) -> None:
+        self.client = client
+        self.use_aiohttp = use_aiohttp
+        self._session: aiohttp.ClientSession | None = None
+        self._headers: dict[str, str] = {}
+        self._url = ""
+        self._proxy: Proxy = (None, None)
+
+    async def create(self, body: dict[str, Any], *, stream: bool) -> Any:
+        """The completion (`stream=False`) or an async iterator of chunks (`stream=True`); raises
+        the SDK's exceptions (openai.APIStatusError subclasses, APITimeoutError...) after the
+        SDK's retries."""
+        if stream:
+            body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        if not self.use_aiohttp:
+            return await self._create_sdk(body, stream=stream)
+        response = await self._post(body)
+        if not stream:
+            try:
+                data = await response.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise self._connection_error(exc) from exc
+            finally:
+                response.release()
+            return loads(data)
+        return ChunkStream(self, response)
+
+    async def close(self) -> None:
+        """Close the session (the SDK client is closed by its owner)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _create_sdk(self, body: dict[str, Any], *, stream: bool) -> Any:
+        """Through the SDK's own post(): the same retries, errors and stream parsing as
+        `chat.completions.create`, without its type transform of the whole history."""
+        from openai import AsyncStream
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        return await self.client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=ChatCompletion,
+            stream=stream,
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+
+    async def _open(self) -> aiohttp.ClientSession:
+        client = self.client
+        # The SDK's own headers (auth, user agent, platform); reading the platform may touch files.
+        defaults = await asyncio.to_thread(lambda: client.default_headers)
+        headers = {**defaults, **client.auth_headers}
+        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
+        self._url = f"{client.base_url}chat/completions"
+        timeout: Any = client.timeout  # a number, or an httpx Timeout
+        connect = getattr(timeout, "connect", timeout)
+        read = getattr(timeout, "read", timeout)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
+        )
+        self._proxy = await EnvProxies().get(self._url)
+        return self._session
+
+    async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """Send with the SDK's retry policy; a 2xx response is returned unread."""
+        session = self._session or await self._open()
+        data = json.dumps(body, ensure_ascii=False).encode()
+        max_retries = self.client.max_retries
+        for retries_taken in range(max_retries + 1):
+            remaining = max_retries - retries_taken
+            headers = {**self._headers, "x-stainless-retry-count": str(retries_taken)}
+            try:
+                response = await session.post(
+                    self._url,
+                    data=data,
+                    headers=headers,
+                    proxy=self._proxy[0],
+                    proxy_auth=self._proxy[1],
+                )
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                log.debug("chat/completions: %s", type(exc).__name__)
+                if remaining > 0:
+                    await asyncio.sleep(self._backoff(retries_taken, None))
+                    continue
+                raise self._connection_error(exc) from exc
+            if response.status < 400:
+                return response
+            try:
+                content = await response.read()
+            except (TimeoutError, aiohttp.ClientError):
+                content = b""
+            finally:
+                response.release()
+            error = self._http_response(response, content)
+            if remaining > 0 and self.client._should_retry(error):
+                await asyncio.sleep(self._backoff(retries_taken, error.headers))
+                continue
+            raise self.client._make_status_error_from_response(error) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, retries_taken: int, headers: Any) -> float:
+        """The SDK's wait before a retry: the server's Retry-After, else exponential with jitter."""
+        if headers is not None:
+            after = self.client._parse_retry_after_header(headers)
+            if after is not None and 0 < after <= MAX_RETRY_AFTER:
+                return float(after)
+        delay = min(INITIAL_RETRY_DELAY * 2.0**retries_taken, MAX_RETRY_DELAY)
+        return delay * (1 - 0.25 * random.random())
+
+    def _request(self) -> Any:
+        """An SDK-side request object for the exceptions (only built on the error path)."""
+        return _httpx().Request("POST", self._url)
+
+    def _http_response(self, response: aiohttp.ClientResponse, content: bytes) -> Any:
+        return _httpx().Response(
+            response.status,
+            headers=list(response.headers.items()),
+            content=content,
+            request=self._request(),
+        )
+
+    def _connection_error(self, exc: BaseException) -> Exception:
+        import openai
+
+        if isinstance(exc, TimeoutError):
+            return openai.APITimeoutError(request=self._request())
+        return openai.APIConnectionError(request=self._request())
+
+
+def _httpx() -> Any:
+    """The httpx package the installed SDK is built on (httpx, or httpx2 in newer releases)."""
+    import openai._base_client as base
+
+    return getattr(base, "httpx2", None) or getattr(base, "httpx")  # noqa: B009
+
+
+class ChunkStream:
+    """The chunks of a streamed completion, parsed as they arrive.
+
+    Text deltas that arrived together are merged into one chunk (as if the server had sent one
+    larger chunk): a consumer then does its per-chunk work (a preview edit, a render) once per
+    network read, not once per token. Chunks with tool calls, a finish reason or usage pass as they are.
+    """
+
+    def __init__(self, owner: Completions, response: aiohttp.ClientResponse) -> None:
+        self._owner = owner
+        self._response = response
+        self._reader = response.content
+        self._chunks: deque[Data] = deque()
+        self._pending = b""
+        self._data: list[bytes] = []
+        self._done = False
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Data:
+        while not self._chunks:
+            if self._done:
+                await self.close()
+                raise StopAsyncIteration
+            await self._read()
+        chunk = self._chunks.popleft()
+        while self._chunks and _merge(chunk, self._chunks[0]):
+            self._chunks.popleft()
+        return chunk
+
+    async def _read(self) -> None:
+        try:
+            data = await self._reader.readany()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            await self.close()
+            raise self._owner._connection_error(exc) from exc
+        if not data:  # the body ended (without [DONE])
+            if self._pending.strip() or self._data:
+                self._feed(b"\n\n")
+            self._done = True
+            await self.close()
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Split Server-Sent Events into lines; every blank line ends an event."""
+        lines = (self._pending + data).split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            line = line.removesuffix(b"\r")
+            if not line:
+                if self._data:
+                    self._event(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+            # "event:", "id:", "retry:" and ":" comments carry nothing a chat completion uses
+
+    def _event(self, data: bytes) -> None:
+        if self._done:
+            return
+        if data.startswith(b"[DONE]"):
+            self._done = True  # the rest of the body is drained by close()
+            return
+        chunk = loads(data)
+        if isinstance(chunk, dict) and chunk.get("error"):
+            import openai
+
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            raise openai.APIError(
+                message
+                if isinstance(message, str) and message
+                else "An error occurred during streaming",
+                self._owner._request(),
+                body=error,
+            )
+        self._chunks.append(chunk)
+
+    async def close(self) -> None:
+        """Finish reading the body (so the connection is reused) and release it."""
+        response = self._response
+        if response.closed:
+            return
+        self._done = True
+        try:
+            if not self._reader.at_eof():
+                await self._reader.read()
+        except (TimeoutError, aiohttp.ClientError):
+            response.close()
+        finally:
+            response.release()
+
+    aclose = close
+
+
+def _merge(chunk: Data, following: Data) -> bool:
+    """Append `following`'s text to `chunk` when both carry only text for choice 0."""
+    choices, more = chunk.get("choices"), following.get("choices")
+    if not (choices and more and len(choices) == 1 and len(more) == 1):
+        return False
+    first, second = choices[0], more[0]
+    if first.get("finish_reason") is not None or first.get("index") != second.get("index"):
+        return False
+    delta, extra = first.get("delta"), second.get("delta")
+    if not (isinstance(delta, dict) and isinstance(extra, dict)):
+        return False
+    if not (delta.keys() <= _MERGEABLE and extra.keys() <= _MERGEABLE):
+        return False
+    if first.get("logprobs") or second.get("logprobs"):
+        return False
+    if extra.get("content"):
+        delta["content"] = (delta.get("content") or "") + extra["content"]
+    if "role" in extra and "role" not in delta:
+        delta["role"] = extra["role"]
+    first["finish_reason"] = second.get("finish_reason")
+    if following.get("usage") is not None:
+        chunk["usage"] = following["usage"]
+    return True

@@ -1,0 +1,112 @@
+"""botcore.completions against the fake OpenAI server: what chat gets back reads like the SDK's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from botcore.completions import ChunkStream, Completions, Data, loads
+from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI, ToolCall
+
+REQUEST = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def completions(openai_server: FakeOpenAI) -> AsyncIterator[Completions]:
+    client = AsyncOpenAI(
+        api_key=openai_server.api_key, base_url=openai_server.base_url, max_retries=1
+    )
+    found = Completions(client)
+    try:
+        yield found
+    finally:
+        await found.close()
+        await client.close()
+
+
+async def test_a_completion_reads_like_the_sdks(
+    completions: Completions, openai_server: FakeOpenAI
+) -> None:
+    openai_server.script_chat("Hello there")
+    response = await completions.create(REQUEST, stream=False)
+    assert response.choices[0].message.content == "Hello there"
+    assert response.choices[0].message.refusal is None  # absent or null reads None
+    assert response.model_dump()["choices"][0]["finish_reason"] == "stop"
+    request = openai_server.chat_requests[-1]
+    assert request["messages"] == REQUEST["messages"] and "stream" not in request
+
+
+async def test_text_that_arrived_together_is_one_chunk(
+    completions: Completions, openai_server: FakeOpenAI
+) -> None:
+    openai_server.script_chat(ChatReply(chunks=["One ", "two ", "three."]))
+    stream = await completions.create(REQUEST, stream=True)
+    assert isinstance(stream, ChunkStream)
+    chunks = [chunk async for chunk in stream]
+    text = [c.choices[0].delta.content for c in chunks if c.choices]
+    assert "".join(t or "" for t in text) == "One two three."
+    assert len(text) < 3  # merged: the fake wrote them all at once
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert openai_server.chat_requests[-1]["stream_options"] == {"include_usage": True}
+
+
+async def test_tool_call_chunks_pass_unmerged(
+    completions: Completions, openai_server: FakeOpenAI
+) -> None:
+    openai_server.script_chat(ChatReply(tool_calls=[ToolCall("weather", {"city": "Oslo"})]))
+    stream = await completions.create(REQUEST, stream=True)
+    calls = [
+        call
+        async for chunk in stream
+        if chunk.choices
+        for call in chunk.choices[0].delta.tool_calls or []
+    ]
+    assert calls[0].function.name == "weather"
+    arguments = "".join(call.function.arguments or "" for call in calls)
+    assert loads(arguments) == {"city": "Oslo"}
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ErrorReply.rate_limit(), openai.RateLimitError),
+        (ErrorReply.content_policy(), openai.BadRequestError),
+        (
+            ErrorReply(status=401, message="bad key", type="invalid_request_error"),
+            openai.AuthenticationError,
+        ),
+    ],
+    ids=["429", "400", "401"],
+)
+async def test_errors_are_the_sdks_after_its_retries(
+    completions: Completions,
+    openai_server: FakeOpenAI,
+    error: ErrorReply,
+    kind: type[openai.APIStatusError],
+) -> None:
+    openai_server.fail("chat/completions", error, times=5)
+    with pytest.raises(kind) as raised:
+        await completions.create(REQUEST, stream=True)
+    assert raised.value.status_code == error.status
+    assert raised.value.message.endswith(error.message)
+    retried = error.status == 429  # max_retries=1: a 429 is tried twice, a 400 or 401 once
+    assert len(openai_server.chat_requests) == (2 if retried else 1)
+
+
+async def test_a_retry_that_succeeds_is_not_an_error(
+    completions: Completions, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail("chat/completions", ErrorReply.server_error())
+    openai_server.script_chat("after a retry")
+    response = await completions.create(REQUEST, stream=False)
+    assert response.choices[0].message.content == "after a retry"
+
+
+def test_data_reads_keys_as_attributes() -> None:
+    data = loads(b'{"a": {"b": [{"c": 1}]}, "n": null}')
+    assert isinstance(data, Data) and data.a.b[0].c == 1
+    assert data.n is None and data.missing is None
+    assert data.model_dump(exclude_none=True) == {"a": {"b": [{"c": 1}]}}
