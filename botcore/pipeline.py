@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from telegram import Message, MessageEntity, Update
+from telegram import CallbackQuery, Message, MessageEntity, Update
+from telegram.error import TelegramError
 
 from botcore.observe import record_turn
 from botcore.plugins import Impl, maybe_await
@@ -58,6 +59,9 @@ class Pipeline:
         """
         if not isinstance(update, Update):
             return
+        if update.callback_query is not None:
+            await self._button(update.callback_query)
+            return
         if update.message is None:
             edited = update.edited_message
             if edited is not None and edited.chat.type == "private":
@@ -90,6 +94,20 @@ class Pipeline:
             entry.users -= 1
             if entry.users == 0:
                 del self._chats[chat_id]
+
+    async def _button(self, query: CallbackQuery) -> None:
+        """No plugin offers inline buttons, so no press is valid: answer it (the client stops
+        waiting and says the button is out of date) and hand its data, which any client can
+        forge, to no code at all."""
+        language = self.app.texts.language_for(
+            query.from_user.language_code if query.from_user else None
+        )
+        try:
+            await self.app.telegram.answer_callback_query(
+                query.id, text=self.app.t("button_expired", language)
+            )
+        except TelegramError as exc:
+            log.info("could not answer a button press: %s", exc)
 
     def _shared_lock(self, chat_id: int, update_id: int) -> AbstractAsyncContextManager[object]:
         """With a store that several bot processes share, the chat's lock in that store too:

@@ -225,3 +225,17 @@ def _ptb_message(running: Any, raw: dict[str, Any]) -> Any:
     from telegram import Message
 
     return Message.de_json(raw, running.app.telegram)
+
+
+async def test_a_button_press_is_answered_and_its_data_reaches_no_code(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """No plugin offers buttons: a press (with any forged data) is answered as out of date."""
+    await start_bot(["history", "chat"])
+    welcome = await telegram.reply_to("/start")
+    requests_before = len(openai_server.requests)
+    await telegram.send_callback_query(welcome, data="admin:disable:chat", language_code="ru")
+    await telegram.wait_for(lambda: len(telegram.callback_answers) == 1)
+    assert telegram.callback_answers[0]["text"] == "Эта кнопка больше не работает."
+    assert len(openai_server.requests) == requests_before
+    assert (await telegram.reply_to("still here?")).text == "echo: still here?"
