@@ -7,10 +7,11 @@ import os
 import pty
 import select
 import signal
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ImageReply, sample_audio
+from botcore.testing.harness import BotHarness
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
@@ -20,47 +21,32 @@ PNG = (
 
 
 def write_config(
-    folder: Path, openai: FakeOpenAI, plugins: str = '"history", "chat", "image"'
+    bot_harness: BotHarness, plugins: Sequence[str] = ("history", "chat", "image")
 ) -> Path:
-    """A bot.toml like an author's: the token variable is unset, the model is the fake."""
-    path = folder / "bot.toml"
-    path.write_text(
-        f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = [{plugins}]
-stream_edit_interval = 0.1
-
-[openai]
-api_key = "{openai.api_key}"
-base_url = "{openai.base_url}"
-max_retries = 0
-
-[store]
-path = "history.sqlite3"
-""",
-        encoding="utf-8",
+    """A bot.toml like an author's: the token variable is unset (see `environment`), the model
+    is the fake."""
+    return bot_harness.write_config(
+        "bot.toml",
+        plugins,
+        bot={"stream_edit_interval": 0.1},
+        store={"path": "history.sqlite3"},
     )
-    return path
 
 
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY")}
-    return {**env, "PYTHONUNBUFFERED": "1"}
+def environment(bot_harness: BotHarness) -> dict[str, str]:
+    """The console's environment: the fake's API key, and no bot token at all."""
+    env = bot_harness.env(PYTHONUNBUFFERED="1")
+    del env["TELEGRAM_BOT_TOKEN"]
+    return env
 
 
-async def console(folder: Path, lines: list[str], *args: str) -> tuple[int, str, str]:
+async def console(bot_harness: BotHarness, lines: list[str], *args: str) -> tuple[int, str, str]:
     """Run `botcore console` piped: all lines on stdin, then EOF; (exit code, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "botcore",
-        "console",
-        "--config",
+    process = await bot_harness.spawn(
         "bot.toml",
         *args,
-        cwd=folder,
-        env=environment(),
+        command="console",
+        env=environment(bot_harness),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -72,9 +58,9 @@ async def console(folder: Path, lines: list[str], *args: str) -> tuple[int, str,
 
 
 async def test_console_chats_through_the_real_plugins(
-    openai_server: FakeOpenAI, tmp_path: Path
+    openai_server: FakeOpenAI, bot_harness: BotHarness, tmp_path: Path
 ) -> None:
-    write_config(tmp_path, openai_server)
+    write_config(bot_harness)
     openai_server.script_chat(
         "Nice to meet you, Ann.",
         ChatReply(text="Your name is Ann, as you said.", chunk_delay=0.05),
@@ -82,7 +68,7 @@ async def test_console_chats_through_the_real_plugins(
     )
     openai_server.script_image(ImageReply(b64_png=PNG))
     code, out, err = await console(
-        tmp_path,
+        bot_harness,
         [
             "/start",
             "My name is Ann",
@@ -113,15 +99,15 @@ async def test_console_chats_through_the_real_plugins(
 
 
 async def test_console_sends_files_and_speaks_the_users_language(
-    openai_server: FakeOpenAI, tmp_path: Path
+    openai_server: FakeOpenAI, bot_harness: BotHarness, tmp_path: Path
 ) -> None:
-    write_config(tmp_path, openai_server, '"history", "chat", "voice"')
+    write_config(bot_harness, ["history", "chat", "voice"])
     (tmp_path / "hello.ogg").write_bytes(sample_audio("opus")[0])
     (tmp_path / "notes.txt").write_text("a document")
     openai_server.script_transcription("what time is it")
     openai_server.script_chat("It is noon.")
     code, out, err = await console(
-        tmp_path,
+        bot_harness,
         ["/file hello.ogg", "/file notes.txt", "/file missing.ogg", "/help"],
         "--language",
         "ru",
@@ -136,25 +122,20 @@ async def test_console_sends_files_and_speaks_the_users_language(
     assert upload.files  # the voice went through the voice plugin to the model
 
 
-async def test_a_bad_config_is_one_line_and_exit_code_2(
-    openai_server: FakeOpenAI, tmp_path: Path
-) -> None:
-    write_config(tmp_path, openai_server, '"history", "chta"')
-    code, out, err = await console(tmp_path, ["hello"])
+async def test_a_bad_config_is_one_line_and_exit_code_2(bot_harness: BotHarness) -> None:
+    write_config(bot_harness, ["history", "chta"])
+    code, out, err = await console(bot_harness, ["hello"])
     assert code == 2
     assert out == ""
     assert err == "botcore: error: bot.plugins[1]: unknown plugin 'chta' (did you mean 'chat'?)\n"
 
 
-async def test_ctrl_c_stops_the_console_cleanly(openai_server: FakeOpenAI, tmp_path: Path) -> None:
-    write_config(tmp_path, openai_server)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "botcore",
-        "console",
-        cwd=tmp_path,
-        env=environment(),
+async def test_ctrl_c_stops_the_console_cleanly(bot_harness: BotHarness) -> None:
+    write_config(bot_harness)
+    process = await bot_harness.spawn(
+        None,
+        command="console",
+        env=environment(bot_harness),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -169,17 +150,14 @@ async def test_ctrl_c_stops_the_console_cleanly(openai_server: FakeOpenAI, tmp_p
 
 
 async def test_interactive_session_prompts_and_ends_with_ctrl_d(
-    openai_server: FakeOpenAI, tmp_path: Path
+    openai_server: FakeOpenAI, bot_harness: BotHarness
 ) -> None:
-    write_config(tmp_path, openai_server)
+    write_config(bot_harness)
     leader, follower = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "botcore",
-        "console",
-        cwd=tmp_path,
-        env=environment(),
+    process = await bot_harness.spawn(
+        None,
+        command="console",
+        env=environment(bot_harness),
         stdin=follower,
         stdout=follower,
         stderr=follower,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI
@@ -142,40 +140,21 @@ async def test_clear_in_russian(start_bot, telegram: FakeTelegram) -> None:
 
 
 async def test_kill_9_mid_reply_loses_no_answered_turn(
-    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path, bot_output
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    bot_harness: BotHarness,
+    tmp_path: Path,
+    bot_output,
 ) -> None:
     """The real `botcore run` process, from a real bot.toml, killed with SIGKILL mid-stream."""
-    config = tmp_path / "bot.toml"
-    config.write_text(f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = ["history", "chat"]
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-poll_timeout = 5
-[openai]
-api_key = "${{OPENAI_API_KEY}}"
-base_url = "{openai_server.base_url}"
-max_retries = 0
-[store]
-path = "{tmp_path / "h.sqlite3"}"
-""")
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "OPENAI_API_KEY": openai_server.api_key,
-    }
-    bot = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "botcore",
-        "run",
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    config = bot_harness.write_config(
+        "bot.toml",
+        ["history", "chat"],
+        bot={"poll_timeout": 5},
+        store={"path": tmp_path / "h.sqlite3"},
+    )
+    bot = await bot_harness.spawn(
+        config, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     try:
         assert (await telegram.reply_to("/start", timeout=20)).text.startswith("Hi!")

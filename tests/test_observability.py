@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from botcore.logs import JsonFormatter, RedactingFormatter, plain_fields
 from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.testing.fake_openai import ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 
 BOOM = "sample_plugins.boom"
 LEAKY = "sample_plugins.leaky"
@@ -29,43 +29,25 @@ TESTS = Path(__file__).parent
 PAIR = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
-async def run_cli_bot(
-    tmp_path: Path, telegram: FakeTelegram, openai: FakeOpenAI, log_format: str
-) -> list[str]:
+async def run_cli_bot(bot_harness: BotHarness, log_format: str) -> list[str]:
     """Run `python -m botcore run` against the fakes, send one message of each outcome, stop it
     with SIGTERM, and return its stderr lines."""
-    (tmp_path / "bot.toml").write_text(
-        f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = ["{BOOM}", "{LEAKY}", "chat"]
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-poll_timeout = 5
-log_format = "{log_format}"
-
-[openai]
-api_key = "${{OPENAI_API_KEY}}"
-base_url = "{openai.base_url}"
-max_retries = 0
-
-[plugins.chat]
-stream = false
-""",
-        encoding="utf-8",
+    telegram = bot_harness.telegram
+    bot_harness.write_config(
+        "bot.toml",
+        [BOOM, LEAKY, "chat"],
+        bot={"poll_timeout": 5, "log_format": log_format},
+        settings={"chat": {"stream": False}},
     )
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "OPENAI_API_KEY": openai.api_key,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    stderr = tmp_path / "stderr.log"
+    pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    stderr = bot_harness.workdir / "stderr.log"
     with stderr.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botcore", "run", "--config", "bot.toml",
-            cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
+        process = await bot_harness.spawn(
+            "bot.toml",
+            env=bot_harness.env(PYTHONPATH=pythonpath),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         assert (await telegram.reply_to("hello model", timeout=30)).text == "echo: hello model"
         await telegram.reply_to("/boom")
@@ -116,9 +98,9 @@ EXPECTED = [  # (kind, command, plugin, outcome, chat) in the order the messages
 
 
 async def test_json_log_has_one_object_per_line_and_one_line_per_update(
-    tmp_path: Path, telegram: FakeTelegram, openai_server: FakeOpenAI
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    lines = await run_cli_bot(tmp_path, telegram, openai_server, "json")
+    lines = await run_cli_bot(bot_harness, "json")
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in entries)
     updates = [e for e in entries if e["logger"] == "botcore.updates"]
@@ -135,9 +117,9 @@ async def test_json_log_has_one_object_per_line_and_one_line_per_update(
 
 
 async def test_plain_log_is_key_value(
-    tmp_path: Path, telegram: FakeTelegram, openai_server: FakeOpenAI
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    lines = await run_cli_bot(tmp_path, telegram, openai_server, "plain")
+    lines = await run_cli_bot(bot_harness, "plain")
     updates = [dict(PAIR.findall(line)) for line in lines if " botcore.updates: update " in line]
     got = [
         (u["kind"], u.get("command"), u.get("plugin"), u["outcome"], int(u["chat_id"]))

@@ -5,10 +5,8 @@ kill -9 during a burst). The bot must answer or explain, never crash, loop or lo
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from botcore.breaker import Breaker
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 
 BOOM = "sample_plugins.boom"
 ECHO = "sample_plugins.echo"
@@ -416,41 +415,28 @@ async def test_a_failing_stream_counts_against_its_plugin(
 
 
 async def test_kill_9_during_a_burst_loses_no_answered_turn(
-    telegram: FakeTelegram, openai_server: FakeOpenAI, tmp_path: Path, bot_output
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    bot_harness: BotHarness,
+    tmp_path: Path,
+    bot_output,
 ) -> None:
     """The real `botcore run` process, killed with SIGKILL while 60 chats are mid-conversation;
     every answer a user got is in the history with its question, the database is healthy, and the
     restarted bot carries on with it."""
     db_path = tmp_path / "h.sqlite3"
-    config = tmp_path / "bot.toml"
-    config.write_text(f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = ["history", "chat"]
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-poll_timeout = 5
-[openai]
-api_key = "${{OPENAI_API_KEY}}"
-base_url = "{openai_server.base_url}"
-max_retries = 0
-[store]
-path = "{db_path}"
-[plugins.chat]
-stream = false
-""")
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "OPENAI_API_KEY": openai_server.api_key,
-    }
+    config = bot_harness.write_config(
+        "bot.toml",
+        ["history", "chat"],
+        bot={"poll_timeout": 5},
+        store={"path": db_path},
+        settings={"chat": {"stream": False}},
+    )
 
     async def start() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botcore", "run", "--config", str(config),
-            cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        return await bot_harness.spawn(
+            config, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
 
     users = range(500, 560)
 

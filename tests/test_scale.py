@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from botcore.store import Store
 from botcore.stores.memory import MemoryStore
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
 
 INSTANCES = 3
@@ -72,7 +71,7 @@ class Cluster:
 async def cluster(
     request: pytest.FixtureRequest,
     telegram: FakeTelegram,
-    openai_server: FakeOpenAI,
+    bot_harness: BotHarness,
     tmp_path: Path,
 ) -> AsyncIterator[Cluster]:
     """INSTANCES bot processes in webhook mode behind a round-robin proxy, on one server store."""
@@ -87,46 +86,25 @@ async def cluster(
     await runner.setup()
     proxy_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "OPENAI_API_KEY": openai_server.api_key,
-        "BOTCORE_STORE_URL": server_url(backend),
-    }
+    env = bot_harness.env(BOTCORE_STORE_URL=server_url(backend))
     bots = []
     try:
         for i, port in enumerate(proxy.ports):
-            config = tmp_path / f"bot{i}.toml"
-            config.write_text(f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = ["history", "chat"]
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-mode = "webhook"
-[bot.webhook]
-url = "http://127.0.0.1:{proxy_port}/telegram"
-listen = "127.0.0.1"
-port = {port}
-[openai]
-api_key = "${{OPENAI_API_KEY}}"
-base_url = "{openai_server.base_url}"
-max_retries = 0
-[store]
-backend = "{backend}"
-url = "${{BOTCORE_STORE_URL}}"
-[plugins.chat]
-stream = false
-""")
+            webhook = {
+                "url": f"http://127.0.0.1:{proxy_port}/telegram",
+                "listen": "127.0.0.1",
+                "port": port,
+            }
+            config = bot_harness.write_config(
+                f"bot{i}.toml",
+                ["history", "chat"],
+                bot={"mode": "webhook", "webhook": webhook},
+                store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
+                settings={"chat": {"stream": False}},
+            )
             bots.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "botcore",
-                    "run",
-                    "--config",
-                    str(config),
-                    cwd=tmp_path,
+                await bot_harness.spawn(
+                    config,
                     env=env,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=(tmp_path / f"bot{i}.log").open("wb"),

@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import stat
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 from botcore.transport import AiohttpRequest
 
 ECHO = "sample_plugins.echo"
@@ -38,42 +38,26 @@ def free_port() -> int:
 async def test_debug_logging_of_the_real_bot_never_shows_a_secret(
     telegram: FakeTelegram,
     openai_server: FakeOpenAI,
-    tmp_path: Path,
+    bot_harness: BotHarness,
     bot_output: Any,
     http_client: str,
 ) -> None:
     """`botcore run` at log_level DEBUG: requests, a plugin's traceback, Bot API and OpenAI
     errors all logged, and neither the token nor the key in any line."""
-    config = tmp_path / "bot.toml"
-    config.write_text(f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-plugins = ["history", "chat", "sample_plugins.boom"]
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-poll_timeout = 1
-log_level = "DEBUG"
-http_client = "{http_client}"
-[openai]
-api_key = "${{OPENAI_API_KEY}}"
-base_url = "{openai_server.base_url}"
-max_retries = 0
-[store]
-path = "h.sqlite3"
-[plugins.chat]
-stream = false
-""")
-    env = {
-        **os.environ,
-        "TELEGRAM_BOT_TOKEN": telegram.token,
-        "OPENAI_API_KEY": openai_server.api_key,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    bot = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botcore", "run", "--config", str(config),
-        cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    config = bot_harness.write_config(
+        "bot.toml",
+        ["history", "chat", "sample_plugins.boom"],
+        bot={"poll_timeout": 1, "log_level": "DEBUG", "http_client": http_client},
+        store={"path": "h.sqlite3"},
+        settings={"chat": {"stream": False}},
+    )
+    pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    bot = await bot_harness.spawn(
+        config,
+        env=bot_harness.env(PYTHONPATH=pythonpath),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         assert (await telegram.reply_to("/start", timeout=20)).text.startswith("Hi!")
         assert (await telegram.reply_to("hello", timeout=10)).text == "echo: hello"

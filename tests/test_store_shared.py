@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +16,7 @@ from botcore.store import Store
 from botcore.stores.postgres import PostgresStore
 from botcore.stores.redis import RedisStore
 from botcore.stores.server import StoreUnavailable
-from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
 
 
@@ -160,30 +159,15 @@ async def test_a_wrong_password_is_never_printed(backend: Server) -> None:
 
 @pytest.mark.parametrize("backend", SERVERS)
 async def test_a_refused_connection_fails_start_up_in_one_line_without_the_password(
-    backend: Server, telegram: FakeTelegram, tmp_path: Path
+    backend: Server, bot_harness: BotHarness
 ) -> None:
     scheme = "postgresql" if backend == "postgres" else "redis"
-    config = tmp_path / "bot.toml"
-    config.write_text(f"""
-[bot]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-[store]
-backend = "{backend}"
-url = "{scheme}://botcore:S3cretPassw0rd@127.0.0.1:9/botcore"
-""")
-    bot = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "botcore",
-        "run",
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        env={**os.environ, "TELEGRAM_BOT_TOKEN": telegram.token},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    config = bot_harness.write_config(
+        "bot.toml",
+        store={"backend": backend, "url": f"{scheme}://botcore:S3cretPassw0rd@127.0.0.1:9/botcore"},
+    )
+    bot = await bot_harness.spawn(
+        config, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     _, stderr = await asyncio.wait_for(bot.communicate(), 30)
     text = stderr.decode()

@@ -1,7 +1,11 @@
-"""Run the real bot in-process against the fake servers: what the pytest fixtures are made of."""
+"""Run the real bot against the fake servers, in-process or as its own `botcore` process: what
+the pytest fixtures are made of."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +15,10 @@ from botcore.config import Config, validate
 from botcore.runner import Runner
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.toml_writer import to_toml
+
+TOKEN_VAR = "TELEGRAM_BOT_TOKEN"
+API_KEY_VAR = "OPENAI_API_KEY"
 
 
 class RunningBot:
@@ -36,6 +44,7 @@ class BotHarness:
         self.openai = openai
         self.workdir = workdir
         self.running: list[RunningBot] = []
+        self.processes: list[asyncio.subprocess.Process] = []
 
     def config_dict(
         self,
@@ -94,7 +103,66 @@ class BotHarness:
         await runner.start()
         return running
 
+    def write_config(
+        self,
+        path: str | os.PathLike[str] = "bot.toml",
+        plugins: Iterable[str] = (),
+        *,
+        bot: Mapping[str, Any] | None = None,
+        openai: Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Path:
+        """Write `config_dict(...)` as a bot.toml (relative paths are in the working directory)
+        for a bot run as its own process; the secrets are `${TELEGRAM_BOT_TOKEN}` and
+        `${OPENAI_API_KEY}` references, as in a real deployment, and `env()` holds their values.
+        Other values are written as given, so the bot expands their `${VAR}`s too (`$$` is a `$`)."""
+        config = self.config_dict(
+            plugins,
+            bot={"token": f"${{{TOKEN_VAR}}}", **(bot or {})},
+            openai={"api_key": f"${{{API_KEY_VAR}}}", **(openai or {})},
+            store=store,
+            settings=settings,
+        )
+        target = self.workdir / path
+        target.write_text(to_toml(config), encoding="utf-8")
+        return target
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for a bot process: os.environ, the fakes' token and API key under the
+        names `write_config` refers to, and `extra` (e.g. PYTHONPATH, BOTCORE_STORE_URL)."""
+        return {
+            **os.environ,
+            TOKEN_VAR: self.telegram.token,
+            API_KEY_VAR: self.openai.api_key,
+            **extra,
+        }
+
+    async def spawn(
+        self,
+        config: str | os.PathLike[str] | None = "bot.toml",
+        *args: str,
+        command: str = "run",
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> asyncio.subprocess.Process:
+        """Start `python -m botcore <command> --config <config> *args` in the working directory
+        (config None: no --config, the command's default) with `env` (default `env()`); `kwargs`
+        go to `asyncio.create_subprocess_exec` (stdin, stdout, stderr). A process still running
+        when the harness stops is killed."""
+        options = [] if config is None else ["--config", os.fspath(config)]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "botcore", command, *options, *args,
+            cwd=self.workdir, env=dict(self.env() if env is None else env), **kwargs,
+        )  # fmt: skip
+        self.processes.append(process)
+        return process
+
     async def stop_all(self) -> None:
-        """Stop every bot this harness started."""
+        """Stop every bot this harness started; kill the processes it spawned that still run."""
         for running in reversed(self.running):
             await running.stop()
+        for process in self.processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
