@@ -212,7 +212,7 @@ class Runner:
         except (ValueError, TypeError, KeyError):
             return web.Response(status=400, text="bad update")
         await self.application.update_queue.put(update)
-        return web.Response(text="ok")
+        return web.Response()  # Telegram reads only the status
 
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
