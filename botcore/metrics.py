@@ -239,7 +239,7 @@ class Health:
         }
         return healthy, details
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         """GET /healthz: 200 "ok" or 503 "unhealthy: <reason>"; `?verbose` answers the details
         as JSON (same status)."""
         healthy, details = self.check()

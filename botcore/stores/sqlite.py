@@ -289,6 +289,9 @@ def _add(
     ttl: float | None,
 ) -> float | None:
     now = time.time()
+    if limit is None:  # one statement, its own transaction: a quarter of the calls into SQLite
+        ((total,),) = db.execute(ADD, (namespace, key, amount, _expiry(now, ttl), now, now))
+        return float(total)
     with db:
         db.execute("BEGIN IMMEDIATE")
         row = db.execute(
@@ -296,7 +299,7 @@ def _add(
             (namespace, key),
         ).fetchone()
         if row is None or (row[1] is not None and row[1] <= now):
-            value, expires = 0.0, (now + ttl if ttl is not None else None)
+            value, expires = 0.0, _expiry(now, ttl)
         else:
             value, expires = row
         total = value + amount
@@ -309,6 +312,20 @@ def _add(
             (namespace, key, total, expires),
         )
     return float(total)
+
+
+def _expiry(now: float, ttl: float | None) -> float | None:
+    return None if ttl is None else now + ttl
+
+
+ADD = """
+INSERT INTO counters (namespace, key, value, expires) VALUES (?, ?, ?, ?)
+ON CONFLICT (namespace, key) DO UPDATE SET
+    value = CASE WHEN expires <= ? THEN excluded.value ELSE value + excluded.value END,
+    expires = CASE WHEN expires <= ? THEN excluded.expires ELSE expires END
+RETURNING value
+"""
+"""Add to a counter; one that expired starts afresh (its new expiry given), like a new one."""
 
 
 def _totals(db: sqlite3.Connection, namespace: str, prefix: str) -> dict[str, float]:
