@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.presets import PRESETS, QUICK, ROWS, Preset, Row
+from botcore.testing.toml_writer import to_toml
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "latest.json"
@@ -161,7 +162,7 @@ def botcore_config(workdir: Path, telegram: str, openai: str, mode: str = "polli
     config["openai"]["base_url"] = f"{openai}/v1"
     config["store"]["path"] = str(workdir / "botcore.sqlite3")
     path = workdir / "bot.toml"
-    path.write_text("\n".join(_toml(config)) + "\n")
+    path.write_text(to_toml(config))
     return path
 
 
@@ -170,25 +171,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _toml(table: dict[str, Any], prefix: str = "") -> list[str]:
-    """A small TOML writer for bot.toml's shapes (JSON scalars and arrays are valid TOML)."""
-    lines = [f"[{prefix}]"] if prefix else []
-    lines += [
-        f"{_key(k)} = {json.dumps(v, ensure_ascii=False)}"
-        for k, v in table.items()
-        if not isinstance(v, dict)
-    ]
-    for k, v in table.items():
-        if isinstance(v, dict):
-            lines += ["", *_toml(v, f"{prefix}.{_key(k)}" if prefix else _key(k))]
-    return lines
-
-
-def _key(key: str) -> str:
-    """A bare TOML key, or a quoted one ("chat.input_tokens" is one key, not two)."""
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
 def bot_command(bot: str, preset: Preset, workdir: Path, telegram: str, openai: str) -> list[str]:
