@@ -198,3 +198,21 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     assert "changed in chat: plugins.access.blocked" in err
     assert "changed in chat: plugins.admin.disabled" in err
     assert "ignoring the stored setting plugins.access.remind_hours" in caplog.text
+
+
+async def test_enable_brings_back_a_plugin_the_breaker_switched_off(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    boom = "sample_plugins.boom"
+    await start_bot(
+        ["admin", boom],
+        bot={"admins": [ADMIN], "breaker": {"failures": 2, "window": 60, "cooldown": 3600}},
+    )
+    for _ in range(2):
+        await telegram.reply_to("/boom", user_id=5)
+    unavailable = "This feature is temporarily unavailable. Please try again later."
+    assert (await telegram.reply_to("/oops", user_id=5)).text == unavailable
+    assert (await telegram.next_message(ADMIN)).text.startswith(f"⚠️ Plugin {boom} failed 2 times")
+    reply = await telegram.reply_to(f"/enable {boom}", user_id=ADMIN)
+    assert reply.text == f"{boom} is on."
+    assert (await telegram.reply_to("/oops", user_id=5)).text.startswith("Sorry")

@@ -123,6 +123,7 @@ async def enable(turn: Turn) -> str:
     name = _name(turn)
     await turn.app.override("plugins.admin.disabled", _set(name, off=False))
     turn.app.plugins.enable(name)
+    turn.app.breaker.enable(name)  # also back from a cool-down the circuit breaker started
     log.info("admin %s switched plugin %s on", turn.user_id, name)
     return turn.t("admin.enabled", name=name)
 
