@@ -239,16 +239,20 @@ class Health:
         }
         return healthy, details
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
-        """GET /healthz: 200 "ok" or 503 "unhealthy: <reason>"; `?verbose` answers the details
-        as JSON (same status)."""
+    def answer(self, verbose: bool) -> tuple[int, bytes, str]:
+        """GET /healthz as (status, body, content type): 200 "ok" or 503 "unhealthy: <reason>";
+        `verbose` answers the details as JSON (same status)."""
         healthy, details = self.check()
         status = 200 if healthy else 503
-        if "verbose" in request.query:
-            return web.json_response(details, status=status, dumps=json.dumps)
-        return web.Response(
-            status=status, text="ok" if healthy else f"unhealthy: {details['reason']}"
-        )
+        if verbose:
+            return status, json.dumps(details).encode(), "application/json"
+        text = "ok" if healthy else f"unhealthy: {details['reason']}"
+        return status, text.encode(), "text/plain; charset=utf-8"
+
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        """GET /healthz on an aiohttp server (the metrics server's)."""
+        status, body, content_type = self.answer("verbose" in request.query)
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
 
 def _rounded(value: float | None) -> float | None:

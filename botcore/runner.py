@@ -13,7 +13,6 @@ import logging
 import signal
 from typing import Any
 
-from aiohttp import web
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
@@ -23,13 +22,11 @@ from botcore.config import StartupError
 from botcore.logs import redact
 from botcore.metrics import MetricsServer
 from botcore.transport import AiohttpRequest
+from botcore.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
-ALLOW_POST = {"Allow": "POST"}
-ALLOW_GET = {"Allow": "GET, HEAD"}
 
 
 def settle_heap() -> None:
@@ -72,8 +69,7 @@ class Runner:
         # and bounds how many run (bot.concurrency), and Application.stop() awaits them all.
         self.application.add_handler(TypeHandler(Update, app.pipeline.handle, block=False))
         self.application.add_error_handler(self._on_error)
-        self._webhook: web.ServerRunner | None = None
-        self._webhook_path = ""
+        self._webhook: WebhookServer | None = None
         metrics = settings.metrics
         self.metrics_server = (
             MetricsServer(app.metrics, app.health, metrics.listen, metrics.port)
@@ -173,15 +169,13 @@ class Runner:
         token = self.app.config.bot.token.get_secret_value().encode()
         derived = hmac.new(token, b"botcore webhook secret", hashlib.sha256).hexdigest()
         self._secret = given.get_secret_value() if given else derived
-        self._webhook_path = settings.path
-        # aiohttp's low-level server: one handler, no router, middlewares or Application; the
-        # per-request work of the full stack made a webhook drain 1.2x a polling one (bench/).
-        self._webhook = web.ServerRunner(web.Server(self._on_request, access_log=None))
-        await self._webhook.setup()
-        site = web.TCPSite(self._webhook, settings.listen, settings.port)
+        self._webhook = WebhookServer(
+            settings.path, self._secret, self._on_update, self.app.health.answer
+        )
         try:
-            await site.start()
+            await self._webhook.start(settings.listen, settings.port)
         except OSError as exc:
+            self._webhook = None
             raise StartupError(
                 f"bot.webhook: cannot listen on {settings.listen}:{settings.port}: {exc.strerror}"
             ) from None
@@ -189,36 +183,16 @@ class Runner:
             settings.url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES
         )
 
-    async def _on_request(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Route by hand: POST <path> (the updates), GET /healthz; 404 and 405 otherwise."""
-        path, method = request.path, request.method
-        if path == self._webhook_path:
-            if method == "POST":
-                return await self._on_webhook(request)
-            return web.Response(status=405, text="method not allowed", headers=ALLOW_POST)
-        if path == "/healthz":
-            if method in ("GET", "HEAD"):
-                return await self.app.health.handle(request)
-            return web.Response(status=405, text="method not allowed", headers=ALLOW_GET)
-        return web.Response(status=404, text="not found")
-
-    async def _on_webhook(self, request: web.BaseRequest) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self._secret.encode()):
-            return web.Response(status=403, text="forbidden")
-        try:
-            data = json.loads(await request.read())
-            update = Update.de_json(data, self.app.telegram)
-        except (ValueError, TypeError, KeyError):
-            return web.Response(status=400, text="bad update")
-        await self.application.update_queue.put(update)
-        return web.Response()  # Telegram reads only the status
+    def _on_update(self, body: bytes) -> None:
+        """One update POSTed by Telegram, queued for the Application (raises if it is none)."""
+        update = Update.de_json(json.loads(body), self.app.telegram)
+        self.application.update_queue.put_nowait(update)
 
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
         application = self.application
         if self._webhook is not None:
-            await self._webhook.cleanup()
+            await self._webhook.stop()
             self._webhook = None
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
