@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 ChatMessage: TypeAlias = dict[str, Any]
 """One message in OpenAI's chat format: {"role": "user" | "assistant" | "tool", "content": ...}."""
+Change: TypeAlias = tuple[str, float, "float | None"]
+"""A counter change for `Store.add_many`: (key, amount, ttl), as `add`'s arguments."""
 
 
 class Store(Protocol):
@@ -93,6 +95,11 @@ class Store(Protocol):
         """Atomically add `amount` and return the new total; with `limit`, a total that would
         exceed it changes nothing and returns None (a budget reservation). A counter created
         with `ttl` disappears `ttl` seconds after its creation (a daily or monthly window)."""
+        ...
+
+    async def add_many(self, namespace: str, changes: Sequence[Change]) -> None:
+        """`add` without a limit for several counters, all or none, in one round trip: a turn's
+        usage settles with one write instead of a dozen."""
         ...
 
     async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:

@@ -112,6 +112,21 @@ async def test_counters_expire_with_their_window(store: Store) -> None:
     assert await store.add("usage", "short", 1, ttl=0.05) == 1.0  # a new window starts at zero
 
 
+async def test_add_many_adds_to_several_counters_like_add(store: Store) -> None:
+    await store.add("usage", "a", 1)
+    await store.add_many("usage", [("a", 2.5, None), ("b", 4, 3600), ("gone", 1, 0.05)])
+    await store.add_many("usage", [])
+    assert await store.totals("usage") == {"a": 3.5, "b": 4.0, "gone": 1.0}
+    await asyncio.sleep(0.1)
+    await store.add_many("usage", [("b", -1, 3600), ("gone", 2, 3600)])  # a new window for gone
+    assert await store.totals("usage") == {"a": 3.5, "b": 3.0, "gone": 2.0}
+    assert await store.add("usage", "b", 0) == 3.0
+    await asyncio.gather(
+        *(store.add_many("c", [("x", 1, None), ("y", 2, None)]) for _ in range(20))
+    )
+    assert await store.totals("c") == {"x": 20.0, "y": 40.0}
+
+
 async def test_concurrent_reservations_never_overrun_the_limit(store: Store) -> None:
     results = await asyncio.gather(*(store.add("b", "k", 1, limit=10) for _ in range(30)))
     assert sum(r is not None for r in results) == 10

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from botcore.store import ChatMessage, LocalLocks
+from botcore.store import Change, ChatMessage, LocalLocks
 
 
 class MemoryStore:
@@ -89,6 +89,11 @@ class MemoryStore:
         ttl: float | None = None,
     ) -> float | None:
         """Add to a counter unless it would pass `limit`."""
+        return self._add(namespace, key, amount, limit, ttl)
+
+    def _add(
+        self, namespace: str, key: str, amount: float, limit: float | None, ttl: float | None
+    ) -> float | None:
         counters = self._counters.setdefault(namespace, {})
         now = time.time()
         entry = counters.get(key)
@@ -101,6 +106,11 @@ class MemoryStore:
             return None
         counters[key] = (total, expires)
         return total
+
+    async def add_many(self, namespace: str, changes: Sequence[Change]) -> None:
+        """Add to several counters (no await between them: all or none)."""
+        for key, amount, ttl in changes:
+            self._add(namespace, key, amount, None, ttl)
 
     async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
         """Live counters whose keys start with `prefix`."""

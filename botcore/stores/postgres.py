@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import ChatMessage
+from botcore.store import Change, ChatMessage
 from botcore.stores.server import WAITER_TTL, hold, unavailable
 
 if TYPE_CHECKING:
@@ -251,6 +251,17 @@ class PostgresStore:
         expires = now + ttl if ttl is not None else None
         total = await self.pool.fetchval(ADD, namespace, key, float(amount), limit, expires, now)
         return None if total is None else float(total)
+
+    async def add_many(self, namespace: str, changes: Sequence[Change]) -> None:
+        """Add to several counters: one prepared statement for all, in one transaction."""
+        if not changes:
+            return
+        now = time.time()
+        rows = [
+            (namespace, key, float(amount), None, now + ttl if ttl is not None else None, now)
+            for key, amount, ttl in changes
+        ]
+        await self.pool.executemany(ADD, rows)  # asyncpg runs executemany atomically
 
     async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
         """Live counters whose keys start with `prefix`."""

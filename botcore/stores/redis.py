@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import ChatMessage
+from botcore.store import Change, ChatMessage
 from botcore.stores.server import WAITER_TTL, hold, unavailable
 
 if TYPE_CHECKING:
@@ -86,6 +86,18 @@ def _conversation(name: str) -> str:
 
 def _counter(namespace: str, key: str) -> str:
     return f"{P}c:{len(namespace)}:{namespace}:{key}"
+
+
+def _add_args(
+    namespace: str, key: str, amount: float, limit: float | None, ttl: float | None
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of the ADD script."""
+    return [_counter(namespace, key), f"{P}ci:{namespace}"], [
+        repr(float(amount)),
+        "" if limit is None else repr(float(limit)),
+        "" if ttl is None else max(int(ttl * 1000), 1),
+        key,
+    ]
 
 
 def _lock_keys(name: str) -> list[str]:
@@ -220,16 +232,20 @@ class RedisStore:
         ttl: float | None = None,
     ) -> float | None:
         """Add to a counter unless it would pass `limit`: one Lua script."""
-        total = await self._scripts["add"](
-            keys=[_counter(namespace, key), f"{P}ci:{namespace}"],
-            args=[
-                repr(float(amount)),
-                "" if limit is None else repr(float(limit)),
-                "" if ttl is None else max(int(ttl * 1000), 1),
-                key,
-            ],
-        )
+        keys, args = _add_args(namespace, key, amount, limit, ttl)
+        total = await self._scripts["add"](keys=keys, args=args)
         return None if total is None else float(total)
+
+    async def add_many(self, namespace: str, changes: Sequence[Change]) -> None:
+        """Add to several counters: the add script once per counter in one MULTI/EXEC."""
+        if not changes:
+            return
+        script = self._scripts["add"]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for key, amount, ttl in changes:
+                keys, args = _add_args(namespace, key, amount, None, ttl)
+                await script(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
         """Live counters whose keys start with `prefix`; expired ones leave the index."""

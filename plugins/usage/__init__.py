@@ -226,7 +226,8 @@ async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
 
 @hookimpl
 async def turn_end(turn: Turn) -> None:
-    """Record what the turn metered and give back what it reserved: one signed add per counter."""
+    """Record what the turn metered and give back what it reserved: one signed add per counter,
+    all in one write."""
     reserved: dict[str, float] = turn.extra.pop(RESERVED, {})
     if not turn.usage and not reserved:
         return
@@ -242,10 +243,9 @@ async def turn_end(turn: Turn) -> None:
                 key = f"{window.key}:{who}:{measure}"
                 change, _ = changes.get(key, (0.0, None))
                 changes[key] = (change + amount, window.ttl)
-    store = turn.app.store
-    for key, (change, ttl) in changes.items():
-        if change:
-            await store.add(COUNTERS, key, change, ttl=ttl)
+    await turn.app.store.add_many(
+        COUNTERS, [(key, change, ttl) for key, (change, ttl) in changes.items() if change]
+    )
     if turn.usage:
         log.debug(
             "usage: user %s (update %s): %s, cost %s",
