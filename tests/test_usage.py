@@ -231,3 +231,26 @@ async def test_money_that_exactly_fits_a_budget_is_not_refused(
     assert "limit cost: $0.30 of $0.30" in (
         (await telegram.reply_to("/usage", user_id=7)).text or ""
     )
+
+
+def test_windows_are_the_current_ones_and_roll_over_when_the_day_ends(monkeypatch) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    import botcore_usage
+
+    zone = "Asia/Kathmandu"  # UTC+05:45: no day starts at a whole UTC hour
+    settings = Settings(timezone=zone)
+    today = dt.datetime.now(ZoneInfo(zone))
+    current = windows(settings)
+    assert windows(settings) is current  # worked out once a day, not once a turn
+    assert [w.key for w in current] == [f"d:{today:%Y-%m-%d}", f"m:{today:%Y-%m}"]
+    assert windows(Settings())[0].key == f"d:{dt.datetime.now(dt.UTC):%Y-%m-%d}"
+    ends = current[0].resets
+    assert (ends.hour, ends.minute, ends.utcoffset()) == (0, 0, dt.timedelta(hours=5, minutes=45))
+    tomorrow = windows(settings, ends + dt.timedelta(seconds=1))
+    assert tomorrow[0].key == f"d:{ends:%Y-%m-%d}" != current[0].key
+    assert tomorrow[0].resets == ends + dt.timedelta(days=1)
+    # Once the day's end has passed, the windows are worked out again.
+    monkeypatch.setattr(botcore_usage.time, "time", lambda: ends.timestamp() + 1)
+    assert windows(settings) is not current

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,17 +89,32 @@ class Window:
         return KEEP_DAYS[self.name] * 86400.0
 
 
-def windows(settings: Settings, now: dt.datetime | None = None) -> list[Window]:
-    """The current day and month in the configured time zone."""
-    now = now or dt.datetime.now(ZoneInfo(settings.timezone))
+def windows(settings: Settings, now: dt.datetime | None = None) -> tuple[Window, ...]:
+    """The current day and month in the configured time zone (or those of `now`)."""
+    if now is not None:
+        return _windows(now)
+    # Worked out again only when the day ends: every turn asks, twice, and the time zone
+    # arithmetic cost as much as all of the ledger's SQL (bench/).
+    cached = _current.get(settings.timezone)
+    if cached is None or time.time() >= cached[0]:
+        found = _windows(dt.datetime.now(ZoneInfo(settings.timezone)))
+        cached = _current[settings.timezone] = (found[0].resets.timestamp(), found)
+    return cached[1]
+
+
+_current: dict[str, tuple[float, tuple[Window, ...]]] = {}
+"""Time zone -> (when its day ends, as a unix time; its current windows)."""
+
+
+def _windows(now: dt.datetime) -> tuple[Window, ...]:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     day_end = (midnight + dt.timedelta(days=1, hours=1)).replace(hour=0)  # DST-proof
     month_start = midnight.replace(day=1)
     month_end = (month_start + dt.timedelta(days=32)).replace(day=1)
-    return [
+    return (
         Window("daily", f"d:{now:%Y-%m-%d}", day_end),
         Window("monthly", f"m:{now:%Y-%m}", month_end),
-    ]
+    )
 
 
 def cost(settings: Settings, items: Mapping[str, float]) -> float:
