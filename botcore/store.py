@@ -122,8 +122,9 @@ class HistoryStore(Protocol):
     """Where a conversation's messages live. The store decides what "conversation" means for a turn
     (per user in private chats, per chat or per user in groups), so its users never compute keys."""
 
-    async def load(self, turn: Turn) -> list[ChatMessage]:
-        """The conversation's messages, oldest first."""
+    async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
+        """The conversation's messages, oldest first: the newest `limit` of them if given (the
+        chat plugin sends only that many, and reading the rest would be wasted)."""
         ...
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
@@ -202,3 +203,20 @@ async def test_a_bot_that_stores_nothing_creates_no_file(start_bot, telegram: Fa
     await start_bot([])
     assert (await telegram.reply_to("/start")).text.startswith("Hi!")
     assert not await asyncio.to_thread(Path("botcore.sqlite3").exists)
+
+
+async def test_load_reads_only_the_newest_messages_asked_for() -> None:
+    from types import SimpleNamespace
+
+    from botcore_history import History, Settings
+
+    from botcore.stores.memory import MemoryStore
+
+    history = History(MemoryStore(), Settings(max_messages=5))
+    turn: Any = SimpleNamespace(is_private=True, chat_id=7)
+    await history.append(turn, *({"role": "user", "content": str(n)} for n in range(8)))
+    contents = [m["content"] for m in await history.load(turn)]
+    assert contents == ["3", "4", "5", "6", "7"]  # retention kept 5
+    assert [m["content"] for m in await history.load(turn, limit=2)] == ["6", "7"]
+    assert len(await history.load(turn, limit=50)) == 5  # never more than retention keeps
+    assert await history.load(turn, limit=0) == []

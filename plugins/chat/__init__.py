@@ -231,7 +231,7 @@ async def respond(
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
-    past = await store.load(turn) if store else []
+    past = await store.load(turn, limit=settings.context_messages) if store else []
     if store:
         await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)

@@ -51,16 +51,18 @@ class History:
         days = self.settings.max_age_days
         return time.time() - days * 86400 if days else 0.0
 
-    async def load(self, turn: Turn) -> list[ChatMessage]:
-        """The conversation, oldest first, within the retention limits; [] once it went idle."""
+    async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
+        """The conversation (its newest `limit` messages), oldest first, within the retention
+        limits; [] once it went idle."""
         key = self.conversation(turn)
         if self.settings.idle_minutes:
             recent = time.time() - self.settings.idle_minutes * 60
             if not await self.store.messages(key, limit=1, since=recent):
                 await self.store.clear(key)
                 return []
+        kept = self.settings.max_messages
         return await self.store.messages(
-            key, limit=self.settings.max_messages, since=self._oldest_kept()
+            key, limit=kept if limit is None else min(limit, kept), since=self._oldest_kept()
         )
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:

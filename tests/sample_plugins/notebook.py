@@ -20,8 +20,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.chats: dict[int, list[ChatMessage]] = {}
 
-    async def load(self, turn: Turn) -> list[ChatMessage]:
-        return list(self.chats.get(turn.chat_id, []))
+    async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
+        found = self.chats.get(turn.chat_id, [])
+        return list(found if limit is None else found[len(found) - limit :] if limit else [])
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
         self.chats.setdefault(turn.chat_id, []).extend(messages)
