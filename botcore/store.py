@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -17,8 +18,12 @@ if TYPE_CHECKING:
     from botcore.config import StoreSettings
     from botcore.turn import Turn
 
+log = logging.getLogger(__name__)
+
 ChatMessage: TypeAlias = dict[str, Any]
 """One message in OpenAI's chat format: {"role": "user" | "assistant" | "tool", "content": ...}."""
+Signal: TypeAlias = dict[str, Any]
+"""A message for `Store.broadcast`: a JSON object of a few hundred bytes at most."""
 Change: TypeAlias = tuple[str, float, "float | None"]
 """A counter change for `Store.add_many`: (key, amount, ttl), as `add`'s arguments."""
 
@@ -106,6 +111,18 @@ class Store(Protocol):
         """The live counters of a namespace whose keys start with `prefix`."""
         ...
 
+    # Signals: small messages to every process that shares the store (a /cancel that reaches one
+    # instance stops the turn another is running).
+
+    async def broadcast(self, message: Signal) -> None:
+        """Send a small JSON object to every `listen` callback of every process on this store,
+        this one's included. Best effort: a process not listening at that moment misses it."""
+        ...
+
+    async def listen(self, callback: Callable[[Signal], None]) -> None:
+        """Call `callback` with every message broadcast from now on, until `close`."""
+        ...
+
     # Locks: one holder at a time per name, across every process that shares the store.
 
     def lock(
@@ -162,6 +179,31 @@ class LocalLocks:
             users[0] -= 1
             if users[0] == 0:
                 del self._locks[name]
+
+
+class LocalSignals:
+    """`broadcast` and `listen` of a store that one process uses (a base class of the SQLite and
+    memory stores): every message goes straight to this process's callbacks."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[Signal], None]] = []
+
+    async def broadcast(self, message: Signal) -> None:
+        """Call every listener with `message`."""
+        deliver(self._listeners, message)
+
+    async def listen(self, callback: Callable[[Signal], None]) -> None:
+        """Add a listener."""
+        self._listeners.append(callback)
+
+
+def deliver(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> None:
+    """Hand a received message to each callback; one that raises is logged, the rest still run."""
+    for callback in callbacks:
+        try:
+            callback(message)
+        except Exception:
+            log.exception("store: a signal listener failed")
 
 
 def make_store(settings: StoreSettings) -> Store:

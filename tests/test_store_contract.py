@@ -127,6 +127,28 @@ async def test_add_many_adds_to_several_counters_like_add(store: Store) -> None:
     assert await store.totals("c") == {"x": 20.0, "y": 40.0}
 
 
+async def test_broadcast_reaches_every_listener_of_this_process(store: Store) -> None:
+    heard: list[tuple[str, object]] = []
+    got = asyncio.Event()
+
+    def first(message: dict[str, object]) -> None:
+        heard.append(("first", message))
+
+    def broken(message: dict[str, object]) -> None:
+        raise RuntimeError("a listener that fails does not stop the others")
+
+    def last(message: dict[str, object]) -> None:
+        heard.append(("last", message))
+        got.set()
+
+    for callback in (first, broken, last):
+        await store.listen(callback)
+    await store.broadcast({"kind": "cancel", "chat": -100, "text": "Привет"})
+    await asyncio.wait_for(got.wait(), 5)
+    message = {"kind": "cancel", "chat": -100, "text": "Привет"}
+    assert heard == [("first", message), ("last", message)]
+
+
 async def test_concurrent_reservations_never_overrun_the_limit(store: Store) -> None:
     results = await asyncio.gather(*(store.add("b", "k", 1, limit=10) for _ in range(30)))
     assert sum(r is not None for r in results) == 10

@@ -201,3 +201,19 @@ def test_a_sqlite_bot_never_imports_the_server_drivers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert found.strip() == "[]"
+
+
+async def test_a_broadcast_reaches_the_other_clients_listeners(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    heard_a: list[object] = []
+    heard_b: list[object] = []
+    await a.listen(heard_a.append)
+    await b.listen(heard_b.append)
+    await a.broadcast({"kind": "cancel", "chat": 7})
+    await b.broadcast({"kind": "stopped", "id": "x"})
+
+    async def both_heard() -> bool:
+        return len(heard_a) == len(heard_b) == 2
+
+    await until(both_heard, "both clients heard both messages")
+    assert heard_a == heard_b == [{"kind": "cancel", "chat": 7}, {"kind": "stopped", "id": "x"}]

@@ -9,15 +9,16 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from botcore.store import Change, ChatMessage, LocalLocks
+from botcore.store import Change, ChatMessage, LocalLocks, LocalSignals
 
 
-class MemoryStore:
+class MemoryStore(LocalSignals):
     """Dicts and lists; values are copied in and out, as a real backend would serialize them."""
 
     shared = False
 
     def __init__(self) -> None:
+        super().__init__()
         self._conversations: dict[str, list[tuple[float, ChatMessage]]] = {}
         self._records: dict[str, dict[str, str]] = {}
         self._counters: dict[str, dict[str, tuple[float, float | None]]] = {}

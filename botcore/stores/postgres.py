@@ -8,19 +8,27 @@ leases in a table (see botcore.stores.server), taken by one server-side function
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage
+from botcore.store import Change, ChatMessage, Signal, deliver
 from botcore.stores.server import WAITER_TTL, hold, unavailable
 
 if TYPE_CHECKING:
     import asyncpg
 
+log = logging.getLogger("botcore.store")
 PRUNE_EVERY = 3600.0
+SIGNALS = "botcore_signals"
+"""The LISTEN/NOTIFY channel of Store.broadcast."""
+RELISTEN_DELAY = 30.0
+"""Seconds at most between attempts to listen again after the listening connection was lost."""
 SCHEMA_LOCK = 0x626F74636F7265  # "botcore": serializes schema creation across instances
 
 SCHEMA = """
@@ -113,6 +121,8 @@ class PostgresStore:
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._last_prune = 0.0
+        self._listeners: list[Callable[[Signal], None]] = []
+        self._listening: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -141,6 +151,11 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Close every connection."""
+        task, self._listening = self._listening, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -274,6 +289,47 @@ class PostgresStore:
         )
         return {row[0]: float(row[1]) for row in rows}
 
+    async def broadcast(self, message: Signal) -> None:
+        """NOTIFY every process LISTENing on this database."""
+        await self.pool.execute("SELECT pg_notify($1, $2)", SIGNALS, json.dumps(message))
+
+    async def listen(self, callback: Callable[[Signal], None]) -> None:
+        """LISTEN on a connection of its own (outside the pool), kept open and reopened if lost."""
+        self._listeners.append(callback)
+        if self._listening is None:
+            connection = await self._listen()
+            self._listening = asyncio.create_task(self._keep_listening(connection))
+
+    async def _listen(self) -> asyncpg.Connection:
+        import asyncpg
+
+        connection = await asyncpg.connect(self.url, timeout=10)
+        await connection.add_listener(SIGNALS, self._notified)
+        return connection
+
+    async def _keep_listening(self, connection: asyncpg.Connection) -> None:
+        delay = 1.0
+        while True:
+            await _until_lost(connection)
+            log.warning("store: the PostgreSQL connection for signals was lost; listening again")
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    connection = await self._listen()
+                    break
+                except Exception as exc:
+                    log.warning("store: cannot listen for signals: %s", type(exc).__name__)
+                    delay = min(delay * 2, RELISTEN_DELAY)
+            delay = 1.0
+
+    def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(message, dict):
+            deliver(self._listeners, message)
+
     def lock(
         self, name: str, *, timeout: float = 120.0, order: int | None = None
     ) -> AbstractAsyncContextManager[None]:
@@ -309,3 +365,14 @@ class PostgresStore:
             await db.execute(
                 "DELETE FROM botcore_lock_waiters WHERE name = $1 AND token = $2", name, token
             )
+
+
+async def _until_lost(connection: asyncpg.Connection) -> None:
+    """Wait until the connection is closed or lost, then make sure it is closed."""
+    lost = asyncio.Event()
+    connection.add_termination_listener(lambda _: lost.set())
+    try:
+        await lost.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close(timeout=2)

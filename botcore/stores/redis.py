@@ -9,21 +9,30 @@ botcore.stores.server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage
+from botcore.store import Change, ChatMessage, Signal, deliver
 from botcore.stores.server import WAITER_TTL, hold, unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
     from redis.commands.core import AsyncScript
 
+log = logging.getLogger("botcore.store")
 P = "botcore:"
 CONVERSATIONS = P + "conversations"
+SIGNALS = P + "signals"
+"""The pub/sub channel of Store.broadcast."""
+RELISTEN_DELAY = 30.0
+"""Seconds at most between attempts to read signals again after the connection failed."""
 
 ADD = """
 local current = redis.call('GET', KEYS[1])
@@ -113,6 +122,9 @@ class RedisStore:
         self.url = url
         self._redis: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._listeners: list[Callable[[Signal], None]] = []
+        self._pubsub: PubSub | None = None
+        self._listening: asyncio.Task[None] | None = None
 
     @property
     def redis(self) -> Redis:
@@ -142,6 +154,15 @@ class RedisStore:
 
     async def close(self) -> None:
         """Close the connections."""
+        task, self._listening = self._listening, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
@@ -258,6 +279,42 @@ class RedisStore:
         if gone:
             await self.redis.srem(index, *gone)
         return {k: float(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    async def broadcast(self, message: Signal) -> None:
+        """PUBLISH to every process subscribed on this server."""
+        await self.redis.publish(SIGNALS, json.dumps(message))
+
+    async def listen(self, callback: Callable[[Signal], None]) -> None:
+        """SUBSCRIBE (on a connection of its own, re-subscribed by redis-py if it is lost)."""
+        self._listeners.append(callback)
+        if self._pubsub is None:
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            await self._pubsub.subscribe(SIGNALS)
+            self._listening = asyncio.create_task(self._read_signals(self._pubsub))
+
+    async def _read_signals(self, pubsub: PubSub) -> None:
+        delay = 1.0
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    delay = 1.0
+                    self._received(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("store: reading signals from Redis failed: %s", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RELISTEN_DELAY)
+
+    def _received(self, message: Any) -> None:
+        if not isinstance(message, dict) or message.get("type") != "message":
+            return
+        try:
+            signal = json.loads(message["data"])
+        except (ValueError, TypeError):
+            return
+        if isinstance(signal, dict):
+            deliver(self._listeners, signal)
 
     def lock(
         self, name: str, *, timeout: float = 120.0, order: int | None = None

@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from botcore.store import Change, ChatMessage, LocalLocks
+from botcore.store import Change, ChatMessage, LocalLocks, LocalSignals
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,12 +55,13 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
-class SQLiteStore:
+class SQLiteStore(LocalSignals):
     """The Store protocol on SQLite; several bot processes need PostgreSQL or Redis instead."""
 
     shared = False
 
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         self.path = Path(path).expanduser()
         self._db: sqlite3.Connection | None = None
         self._worker: sqlite3.Connection | None = None
