@@ -6,6 +6,7 @@ import asyncio
 import copy
 import logging
 import re
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
@@ -82,7 +83,7 @@ class App:
             limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
         )
         """Per-plugin circuit breaker; `disable(name)` / `enable(name)` / `states()` for admins."""
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
 
@@ -244,7 +245,11 @@ class App:
             cooldown=f"{limits.cooldown:g}",
             error=error,
         )
-        task = asyncio.get_running_loop().create_task(self.tell_admins(text))
+        self.in_background(self.tell_admins(text))
+
+    def in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run `work` as a task of its own, awaited at shutdown (before the store closes)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -332,6 +337,7 @@ class App:
             reason = redact(f"{type(exc).__name__}: {exc}", self.config.secrets())
             raise StartupError(f"store: cannot open: {reason}") from None
         await self.load_overrides()
+        await self.pipeline.start()
         for impl in self.plugins.impls("startup", disabled=True):
             try:
                 await maybe_await(impl(app=self))

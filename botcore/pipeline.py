@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 CHAT_LEASE = 30.0
 """Seconds a chat stays locked in a shared store after its instance died mid-turn (a live one
 renews the lease for as long as the turn takes)."""
+REMOTE_CANCEL_WAIT = 1.0
+"""Seconds a /cancel waits to hear that another instance (sharing the store) stopped the chat's
+turn, before it takes the usual way ("nothing to cancel")."""
 
 _MEDIA_KINDS: tuple[MessageKind, ...] = (
     "voice",
@@ -49,6 +53,14 @@ class Pipeline:
         self.app = app
         self._slots = asyncio.Semaphore(app.config.bot.concurrency)
         self._chats: dict[int, _ChatLock] = {}
+        self._asked: dict[str, asyncio.Future[None]] = {}
+        """Cancel requests sent to other instances, by id, until one answers that it stopped."""
+
+    async def start(self) -> None:
+        """With a store that several bot processes share, hear their cancel requests: a /cancel
+        reaches whichever instance the balancer picked, the turn runs on another."""
+        if self.app.store.shared:
+            await self.app.store.listen(self._on_signal)
 
     async def handle(self, update: object, _context: object = None) -> None:
         """The python-telegram-bot callback for every update (registered non-blocking).
@@ -68,20 +80,28 @@ class Pipeline:
                 await self._edited(update.update_id, edited)
             return  # channel posts and anything else are not for the pipeline
         message = update.message
+        update_id = update.update_id
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
-        if entry is not None and self._is_cancel(message):
-            await self.cancel(entry, update.update_id, message)
-            return  # with nothing under way, /cancel goes the usual way (access control first)
+        if self._is_cancel(message):
+            stopped = entry is not None and entry.stop()
+            if not stopped and self.app.store.shared:
+                stopped = await self._stop_elsewhere(chat_id, update_id, answer=True)
+            if stopped or entry is not None:
+                await self.cancel(update_id, message, stopped=stopped)
+                return
+            # with nothing under way, /cancel goes the usual way (access control first)
+        if self.app.config.bot.new_message_cancels:
+            stopped = entry is not None and entry.stop()
+            if not stopped and self.app.store.shared:
+                self.app.in_background(self._stop_elsewhere(chat_id, update_id))
         if entry is None:
             entry = self._chats[chat_id] = _ChatLock()
-        if self.app.config.bot.new_message_cancels and entry.current is not None:
-            entry.stop()
         entry.users += 1
         try:
-            async with entry.lock, self._shared_lock(chat_id, update.update_id), self._slots:
-                task = asyncio.create_task(self.process(update.update_id, message))
-                entry.current = task
+            async with entry.lock, self._shared_lock(chat_id, update_id), self._slots:
+                task = asyncio.create_task(self.process(update_id, message))
+                entry.current, entry.update_id = task, update_id
                 try:
                     await task
                 except asyncio.CancelledError:
@@ -89,7 +109,7 @@ class Pipeline:
                     if not task.cancelled() or (current is not None and current.cancelling()):
                         raise  # the bot is shutting down, not a user's /cancel
                 finally:
-                    entry.current = None
+                    entry.current = entry.update_id = None
         finally:
             entry.users -= 1
             if entry.users == 0:
@@ -138,15 +158,60 @@ class Pipeline:
             not target or not username or target.lower() == username.lower()
         )
 
-    async def cancel(self, entry: _ChatLock | None, update_id: int, message: Message) -> None:
-        """Stop the turn in progress in this chat; what was already shown stays, nothing is lost."""
+    async def cancel(self, update_id: int, message: Message, *, stopped: bool) -> None:
+        """Answer a /cancel: the turn in progress was stopped (what it showed stays, nothing is
+        lost), or there was none."""
         turn = self.make_turn(update_id, message)
-        if turn is None:
+        if turn is not None:
+            text = turn.t("cancelled" if stopped else "nothing_to_cancel")
+            await self.app.delivery.deliver(turn, Text(text))
+
+    async def _stop_elsewhere(self, chat_id: int, update_id: int, *, answer: bool = False) -> bool:
+        """Ask every instance on the shared store to stop this chat's turn if it runs an earlier
+        update; with `answer`, wait a moment to hear whether one did. False if the store failed."""
+        request: dict[str, Any] = {"kind": "cancel", "chat": chat_id, "before": update_id}
+        heard: asyncio.Future[None] | None = None
+        if answer:
+            request["id"] = secrets.token_hex(8)
+            heard = self._asked[request["id"]] = asyncio.get_running_loop().create_future()
+        try:
+            await self.app.store.broadcast(request)
+            if heard is None:
+                return False
+            await asyncio.wait_for(heard, REMOTE_CANCEL_WAIT)
+            return True
+        except TimeoutError:
+            return False
+        except Exception as exc:  # the store is down: the turn goes on where it runs
+            log.warning("store: cannot ask other instances to cancel: %s", type(exc).__name__)
+            return False
+        finally:
+            if answer:
+                del self._asked[request["id"]]
+
+    def _on_signal(self, message: dict[str, Any]) -> None:
+        """Another instance's request to stop a chat's turn, or its answer that it did."""
+        if message.get("kind") == "stopped":
+            heard = self._asked.get(str(message.get("id")))
+            if heard is not None and not heard.done():
+                heard.set_result(None)
             return
-        stopped = entry is not None and entry.stop()
-        await self.app.delivery.deliver(
-            turn, Text(turn.t("cancelled" if stopped else "nothing_to_cancel"))
-        )
+        if message.get("kind") != "cancel":
+            return
+        entry = self._chats.get(message.get("chat", 0))
+        before = message.get("before")
+        running = entry.update_id if entry is not None else None
+        if not isinstance(before, int) or running is None or running >= before:
+            return  # nothing here, or the turn of that very message (or a later one)
+        if entry is not None and entry.stop() and message.get("id"):
+            stopped = {"kind": "stopped", "id": message["id"]}
+            self.app.in_background(self._tell(stopped))
+
+    async def _tell(self, message: dict[str, Any]) -> None:
+        try:
+            await self.app.store.broadcast(message)
+        except Exception as exc:
+            log.warning("store: cannot answer a cancel request: %s", type(exc).__name__)
 
     async def process(self, update_id: int, message: Message) -> None:
         """One message, start to finish: the turn, the plugins, the delivery, the log line."""
@@ -309,12 +374,14 @@ class _ChatLock:
     """A chat's lock, the turn it is running, and how many of its updates hold or wait for it
     (dropped at zero)."""
 
-    __slots__ = ("current", "lock", "users")
+    __slots__ = ("current", "lock", "update_id", "users")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
         self.current: asyncio.Task[None] | None = None
+        self.update_id: int | None = None
+        """The update whose turn is running."""
 
     def stop(self) -> bool:
         """Cancel the running turn; False if there was none."""

@@ -208,3 +208,27 @@ async def test_a_turn_goes_on_when_the_shared_store_cannot_lock_the_chat(
     running.app.store = LockDown()
     assert (await telegram.reply_to("/start", user_id=5)).text.startswith("Hi!")
     assert "store: no lock for chat 5: ConnectionRefusedError" in caplog.text
+
+
+async def test_cancel_stops_a_turn_that_another_instance_is_running(
+    cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    openai_server.latency = 60  # the model's answer to the first question never comes in time
+    await telegram.send_message("a long question", user_id=7)
+    await telegram.wait_for(lambda: len(openai_server.chat_requests) == 1, timeout=20)
+    openai_server.latency = 0
+    # The balancer sends /cancel to the next instance; the turn runs on the one before.
+    assert (await telegram.reply_to("/cancel", user_id=7, timeout=10)).text == "Stopped."
+    running, cancelled = (cluster.proxy.routed[u] for u in sorted(cluster.proxy.routed)[-2:])
+    assert running != cancelled
+    # The stopped turn sends nothing; the chat goes on, its question kept in the history.
+    answer = await telegram.reply_to("and now?", user_id=7, timeout=20, settle=0.5)
+    assert answer.text == "echo: and now?"
+    assert conversation(openai_server.chat_requests[-1]) == [
+        ("user", "a long question"),
+        ("user", "and now?"),
+    ]
+    # With nothing running anywhere, /cancel says so (after asking the other instances).
+    assert (await telegram.reply_to("/cancel", user_id=7, timeout=10)).text.startswith(
+        "Nothing to stop"
+    )
