@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from botcore.store import Change, ChatMessage, Signal, deliver
-from botcore.stores.server import WAITER_TTL, hold, unavailable
+from botcore.stores.server import WAITER_TTL, hold, stop_task, unavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -152,10 +152,7 @@ class PostgresStore:
     async def close(self) -> None:
         """Close every connection."""
         task, self._listening = self._listening, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()

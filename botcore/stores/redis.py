@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from botcore.store import Change, ChatMessage, Signal, deliver
-from botcore.stores.server import WAITER_TTL, hold, unavailable
+from botcore.stores.server import WAITER_TTL, hold, stop_task, unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -155,10 +155,7 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connections."""
         task, self._listening = self._listening, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):

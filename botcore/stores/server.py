@@ -106,3 +106,11 @@ async def _renew(leases: Leases, name: str, token: str, lease: float) -> None:
                 return
         except Exception as exc:
             log.warning("store: renewing lock %r failed: %s", name, type(exc).__name__)
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task (a signal listener) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
