@@ -52,6 +52,20 @@ class WebhookSettings(StrictModel):
     path: str = "/telegram"
     secret_token: SecretStr | None = None
     """Telegram sends it back in X-Telegram-Bot-Api-Secret-Token; requests without it are refused."""
+    cert: Path | None = None
+    """A PEM certificate (chain) to serve HTTPS with; unset, plain HTTP behind a TLS proxy."""
+    key: Path | None = None
+    """The certificate's private key (PEM); unset, it is read from the `cert` file."""
+    upload_cert: bool = False
+    """Send `cert` to Telegram with setWebhook: needed for a self-signed certificate."""
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> WebhookSettings:
+        if self.key is not None and self.cert is None:
+            raise ValueError("key is set without cert (the certificate to serve HTTPS with)")
+        if self.upload_cert and self.cert is None:
+            raise ValueError("upload_cert needs cert (the certificate to upload)")
+        return self
 
 
 class MetricsSettings(StrictModel):

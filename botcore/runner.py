@@ -10,7 +10,10 @@ import hmac
 import importlib
 import json
 import logging
+import re
 import signal
+import ssl
+from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Update
@@ -169,18 +172,25 @@ class Runner:
         token = self.app.config.bot.token.get_secret_value().encode()
         derived = hmac.new(token, b"botcore webhook secret", hashlib.sha256).hexdigest()
         self._secret = given.get_secret_value() if given else derived
+        tls = tls_context(settings.cert, settings.key) if settings.cert else None
         self._webhook = WebhookServer(
             settings.path, self._secret, self._on_update, self.app.health.answer
         )
         try:
-            await self._webhook.start(settings.listen, settings.port)
+            await self._webhook.start(settings.listen, settings.port, tls)
         except OSError as exc:
             self._webhook = None
             raise StartupError(
                 f"bot.webhook: cannot listen on {settings.listen}:{settings.port}: {exc.strerror}"
             ) from None
+        certificate = None
+        if settings.upload_cert and settings.cert:
+            certificate = certificates_only(settings.cert.read_bytes())
         await self.app.telegram.set_webhook(
-            settings.url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES
+            settings.url,
+            secret_token=self._secret,
+            allowed_updates=ALLOWED_UPDATES,
+            certificate=certificate,
         )
 
     def _on_update(self, body: bytes) -> None:
@@ -216,3 +226,33 @@ class Runner:
         finally:
             log.info("shutting down")
             await self.stop()
+
+
+def tls_context(cert: Path, key: Path | None) -> ssl.SSLContext:
+    """The server side of HTTPS for the webhook; a StartupError naming the setting if the files
+    cannot be read or do not match."""
+    for setting, path in (("cert", cert), ("key", key)):
+        if path is not None and not path.is_file():
+            raise StartupError(f"bot.webhook.{setting}: no such file: {path}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        what = "cert" if key is None else "cert/key"
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise StartupError(f"bot.webhook.{what}: cannot load {cert}: {reason}") from None
+    return context
+
+
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----\r?\n?", re.S
+)
+
+
+def certificates_only(pem: bytes) -> bytes:
+    """The certificates of a PEM file, for upload: a file that also holds the private key must
+    not send it to Telegram."""
+    found = b"".join(_PEM_CERTIFICATE.findall(pem))
+    if not found:
+        raise StartupError("bot.webhook.cert: no PEM certificate in the file to upload")
+    return found

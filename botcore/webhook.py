@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import cast
@@ -29,6 +30,8 @@ REQUEST_TIMEOUT = 30.0
 """Seconds one request may take to arrive whole (a client that trickles it in is cut off)."""
 SWEEP_EVERY = 5.0
 """How often idle and slow connections are looked for (one timer, not one per request)."""
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a client may take over the TLS handshake (with bot.webhook.cert)."""
 SECRET_HEADER = b"x-telegram-bot-api-secret-token"
 
 HealthAnswer = tuple[int, bytes, str]
@@ -95,10 +98,16 @@ class WebhookServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on host:port (OSError if that is not possible)."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on host:port, over TLS with `tls` (OSError if that is not possible)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            host,
+            port,
+            ssl=tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
+        )
         self._sweeper = loop.call_later(SWEEP_EVERY, self._sweep)
 
     async def stop(self) -> None:

@@ -39,6 +39,7 @@ import json
 import logging
 import mimetypes
 import re
+import ssl
 import struct
 import time
 from collections import deque
@@ -642,6 +643,10 @@ class FakeTelegram:
         self.webhook_deliveries: list[int] = []  # HTTP status per attempt, 0 = connection error
         self.webhook_retries = 3  # extra attempts per update before it is dropped
         self.webhook_retry_delay = 0.05
+        self.webhook_cafile: str | None = None
+        """CA certificates (a PEM file) that https webhooks may be signed by, standing in for the
+        public CAs Telegram trusts (the system's are trusted too); a certificate uploaded with
+        setWebhook is trusted for that webhook, as Telegram does for self-signed ones."""
         self.descriptions: dict[tuple[str, str | None], str] = {}  # (kind, lang) -> text
         self.unhandled_methods: set[str] = set()
         # internal state
@@ -1410,6 +1415,7 @@ class FakeTelegram:
             "allowed_updates": p.get("allowed_updates"),
             "ip_address": p.get("ip_address"),
             "drop_pending_updates": bool(p.get("drop_pending_updates")),
+            "certificate": call.files.get("certificate"),
         }
         self._webhook_error = None
         self._wake_pollers()
@@ -1432,6 +1438,7 @@ class FakeTelegram:
         }
         if self.webhook is not None:
             info["url"] = self.webhook["url"]
+            info["has_custom_certificate"] = self.webhook["certificate"] is not None
             info["max_connections"] = self.webhook["max_connections"]
             if self.webhook["allowed_updates"]:
                 info["allowed_updates"] = self.webhook["allowed_updates"]
@@ -1464,7 +1471,7 @@ class FakeTelegram:
             self._webhook_wakeup.set()
             self._notify()
 
-        connector = aiohttp.TCPConnector(limit=0)
+        connector = aiohttp.TCPConnector(limit=0, ssl=self._webhook_tls())
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             try:
@@ -1492,6 +1499,17 @@ class FakeTelegram:
                     task.cancel()
                 await asyncio.gather(*inflight.values(), return_exceptions=True)
 
+    def _webhook_tls(self) -> ssl.SSLContext:
+        """How https webhooks are checked: the system's CAs, `webhook_cafile`, and the certificate
+        uploaded with setWebhook. The host name must match, as with Telegram."""
+        context = ssl.create_default_context()
+        if self.webhook_cafile:
+            context.load_verify_locations(cafile=self.webhook_cafile)
+        uploaded = self.webhook["certificate"] if self.webhook else None
+        if uploaded:
+            context.load_verify_locations(cadata=uploaded.decode("ascii", "replace"))
+        return context
+
     async def _deliver_webhook(self, session: aiohttp.ClientSession, update: JSONDict) -> None:
         """POST one update, retrying failures; it is dropped after the last attempt."""
         webhook = self.webhook
@@ -1507,17 +1525,15 @@ class FakeTelegram:
                 async with session.post(webhook["url"], json=update, headers=headers) as response:
                     await response.read()
                     status, reason = response.status, response.reason or ""
+            except aiohttp.ClientSSLError as exc:  # Telegram's wording for a bad certificate
+                status, reason = 0, f"SSL error {{{getattr(exc, 'certificate_error', exc)}}}"
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                status, reason = 0, type(exc).__name__
+                status, reason = 0, f"Connection failed: {type(exc).__name__}"
             self.webhook_deliveries.append(status)
             self._notify()
             if 200 <= status < 300:
                 return
-            message = (
-                f"Wrong response from the webhook: {status} {reason}"
-                if status
-                else f"Connection failed: {reason}"
-            )
+            message = f"Wrong response from the webhook: {status} {reason}" if status else reason
             self._webhook_error = (int(time.time()), message)
 
     # ------------------------------------------------------------------ message helpers
