@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -181,12 +182,12 @@ async def test_kill_9_mid_reply_loses_no_answered_turn(
     assert telegram.token.split(":")[1] not in stderr  # and the token never reached the log
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = [r[0] for r in db.execute("SELECT message FROM messages ORDER BY id")]
+        rows = [json.loads(r[0]) for r in db.execute("SELECT message FROM messages ORDER BY id")]
     for i in range(5):
-        assert f'{{"role": "user", "content": "question {i}"}}' in rows
-        assert f'{{"role": "assistant", "content": "echo: question {i}"}}' in rows
+        assert {"role": "user", "content": f"question {i}"} in rows
+        assert {"role": "assistant", "content": f"echo: question {i}"} in rows
     # The question in flight was stored before the model was asked, so even it is not lost.
-    assert '{"role": "user", "content": "the one in flight"}' in rows
+    assert {"role": "user", "content": "the one in flight"} in rows
 
 
 async def test_memory_store_keeps_the_conversation_and_writes_no_file(

@@ -22,6 +22,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from botcore.store import Change, ChatMessage, LocalLocks, LocalSignals
 
 log = logging.getLogger(__name__)
@@ -152,13 +154,13 @@ class SQLiteStore(LocalSignals):
         self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
     ) -> None:
         """Add messages in one transaction, keep the newest `keep`."""
-        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        rows = [_dumps(m) for m in messages]
         await self._run(_append, conversation, rows, keep)
         self._wrote()
 
     async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
         """Make the conversation exactly `messages`, in one transaction."""
-        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        rows = [_dumps(m) for m in messages]
         await self._run(_replace, conversation, rows)
         self._wrote()
 
@@ -240,7 +242,7 @@ def _messages(db: sqlite3.Connection, conversation: str, limit: int, since: floa
         (conversation, since, limit),
     ).fetchall()
     # One parse of the joined rows: a third of the CPU of parsing each row on its own.
-    found: list[ChatMessage] = json.loads("[" + ",".join([r[0] for r in reversed(rows)]) + "]")
+    found: list[ChatMessage] = orjson.loads("[" + ",".join([r[0] for r in reversed(rows)]) + "]")
     return found
 
 
@@ -268,6 +270,11 @@ def _replace(db: sqlite3.Connection, conversation: str, rows: list[str]) -> None
             "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
             [(conversation, now, row) for row in rows],
         )
+
+
+def _dumps(message: ChatMessage) -> str:
+    """A message as a JSON row: orjson, ~30x json.dumps for a conversation's worth (bench/)."""
+    return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _execute(db: sqlite3.Connection, sql: str, *args: Any) -> None:
