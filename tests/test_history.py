@@ -221,3 +221,30 @@ async def test_load_reads_only_the_newest_messages_asked_for() -> None:
     assert [m["content"] for m in await history.load(turn, limit=2)] == ["6", "7"]
     assert len(await history.load(turn, limit=50)) == 5  # never more than retention keeps
     assert await history.load(turn, limit=0) == []
+
+
+async def test_an_older_file_loses_its_index_on_message_age(tmp_path: Path) -> None:
+    from botcore.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # as earlier versions of botcore made it
+        db.execute(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, "
+            "created REAL NOT NULL, message TEXT NOT NULL)"
+        )
+        db.execute("CREATE INDEX messages_by_age ON messages (created)")
+        db.execute(
+            "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
+            ("chat:1", 1.0, '{"role": "user", "content": "kept as it was"}'),
+        )
+    store = SQLiteStore(path)
+    await store.open()
+    assert await store.messages("chat:1", limit=5) == [
+        {"role": "user", "content": "kept as it was"}
+    ]
+    await store.close()
+    with sqlite3.connect(path) as db:
+        indexes = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+    assert "messages_by_age" not in indexes and "messages_by_conversation" in indexes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -66,6 +67,23 @@ async def test_clear_and_expire(store: Store) -> None:
     assert await store.messages("b", limit=10, since=2**40) == []
     await store.expire(2**40)  # everything is older than the far future
     assert await store.messages("b", limit=10) == []
+
+
+async def test_expire_forgets_exactly_what_is_older(store: Store) -> None:
+    for n in range(20):
+        await store.append(f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
+    await asyncio.sleep(0.02)
+    middle = time.time()
+    await asyncio.sleep(0.02)
+    for n in range(20, 25):
+        await store.append(f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
+    await store.clear("c1")  # a gap among the ids
+    await store.expire(middle)
+    kept = [m["content"] for c in ("c0", "c1", "c2") for m in await store.messages(c, limit=100)]
+    assert sorted(kept, key=int) == ["20", "21", "23", "24"]
+    await store.expire(middle)  # nothing more to do
+    await store.expire(0)
+    assert len(await store.messages("c0", limit=100)) == 2
 
 
 async def test_replace_is_the_whole_conversation(store: Store) -> None:

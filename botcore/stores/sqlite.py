@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS messages (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, id);
-CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created);
+DROP INDEX IF EXISTS messages_by_age;
 CREATE TABLE IF NOT EXISTS records (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -172,7 +172,7 @@ class SQLiteStore(LocalSignals):
     async def expire(self, before: float) -> None:
         """Forget messages older than `before` (on the thread: it may delete many rows)."""
         await self._ready()
-        await self._on_thread(_execute, "DELETE FROM messages WHERE created < ?", before)
+        await self._on_thread(_expire, before)
 
     async def get(self, namespace: str, key: str) -> Any:
         """The value, or None."""
@@ -275,6 +275,25 @@ def _replace(db: sqlite3.Connection, conversation: str, rows: list[str]) -> None
 def _dumps(message: ChatMessage) -> str:
     """A message as a JSON row: orjson, ~30x json.dumps for a conversation's worth (bench/)."""
     return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _expire(db: sqlite3.Connection, before: float) -> None:
+    """Delete every message up to the newest one created before `before`, found by a binary
+    search over ids: messages are numbered as they are appended, so `created` grows with `id`.
+    No index on `created` to keep up: it made every append write a third more (bench/)."""
+    low, high = db.execute("SELECT MIN(id), MAX(id) FROM messages").fetchone()
+    cutoff = None
+    while low is not None and low <= high:
+        middle = (low + high) // 2
+        found, created = db.execute(
+            "SELECT id, created FROM messages WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        ).fetchone()
+        if created < before:
+            cutoff, low = found, found + 1
+        else:
+            high = middle - 1
+    if cutoff is not None:
+        db.execute("DELETE FROM messages WHERE id <= ?", (cutoff,))
 
 
 def _execute(db: sqlite3.Connection, sql: str, *args: Any) -> None:
