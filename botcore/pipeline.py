@@ -168,22 +168,18 @@ class Pipeline:
 
     async def _stop_elsewhere(self, chat_id: int, update_id: int, *, answer: bool = False) -> bool:
         """Ask every instance on the shared store to stop this chat's turn if it runs an earlier
-        update; with `answer`, wait a moment to hear whether one did. False if the store failed."""
+        update; with `answer`, wait a moment to hear whether one did."""
         request: dict[str, Any] = {"kind": "cancel", "chat": chat_id, "before": update_id}
         heard: asyncio.Future[None] | None = None
         if answer:
             request["id"] = secrets.token_hex(8)
             heard = self._asked[request["id"]] = asyncio.get_running_loop().create_future()
         try:
-            await self.app.store.broadcast(request)
-            if heard is None:
+            if not await self._broadcast(request) or heard is None:
                 return False
             await asyncio.wait_for(heard, REMOTE_CANCEL_WAIT)
             return True
         except TimeoutError:
-            return False
-        except Exception as exc:  # the store is down: the turn goes on where it runs
-            log.warning("store: cannot ask other instances to cancel: %s", type(exc).__name__)
             return False
         finally:
             if answer:
@@ -204,14 +200,17 @@ class Pipeline:
         if not isinstance(before, int) or running is None or running >= before:
             return  # nothing here, or the turn of that very message (or a later one)
         if entry is not None and entry.stop() and message.get("id"):
-            stopped = {"kind": "stopped", "id": message["id"]}
-            self.app.in_background(self._tell(stopped))
+            self.app.in_background(self._broadcast({"kind": "stopped", "id": message["id"]}))
 
-    async def _tell(self, message: dict[str, Any]) -> None:
+    async def _broadcast(self, message: dict[str, Any]) -> bool:
+        """Send a signal to the other instances; False (logged) when the store is down, and
+        then a turn simply goes on where it runs."""
         try:
             await self.app.store.broadcast(message)
         except Exception as exc:
-            log.warning("store: cannot answer a cancel request: %s", type(exc).__name__)
+            log.warning("store: cannot signal the other instances: %s", type(exc).__name__)
+            return False
+        return True
 
     async def process(self, update_id: int, message: Message) -> None:
         """One message, start to finish: the turn, the plugins, the delivery, the log line."""

@@ -232,3 +232,21 @@ async def test_cancel_stops_a_turn_that_another_instance_is_running(
     assert (await telegram.reply_to("/cancel", user_id=7, timeout=10)).text.startswith(
         "Nothing to stop"
     )
+
+
+class SignalsDown(MemoryStore):
+    """A shared store whose server refuses to pass signals on."""
+
+    shared = True
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        raise ConnectionRefusedError("the store is down")
+
+
+async def test_cancel_answers_when_the_store_cannot_reach_other_instances(
+    start_bot: Any, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_bot([])
+    running.app.store = SignalsDown()
+    assert (await telegram.reply_to("/cancel", user_id=5)).text.startswith("Nothing to stop")
+    assert "cannot signal the other instances: ConnectionRefusedError" in caplog.text
