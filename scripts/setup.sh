@@ -11,6 +11,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 apt_packages=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_packages+=(ffmpeg)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+# The tests make throwaway TLS certificates with openssl (the cryptography package would do, but
+# python-telegram-bot imports it whenever it is installed: 8 MB more in every bot process).
+[ "$want" != test ] || command -v openssl >/dev/null || apt_packages+=(openssl)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${apt_packages[*]}"
   as_root apt-get update -qq
