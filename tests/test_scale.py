@@ -87,6 +87,8 @@ async def cluster(
     proxy_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
     env = bot_harness.env(BOTCORE_STORE_URL=server_url(backend))
+    marker = request.node.get_closest_marker("cluster_bot")
+    extra = marker.kwargs if marker else {}
     bots = []
     try:
         for i, port in enumerate(proxy.ports):
@@ -98,7 +100,7 @@ async def cluster(
             config = bot_harness.write_config(
                 f"bot{i}.toml",
                 ["history", "chat"],
-                bot={"mode": "webhook", "webhook": webhook},
+                bot={"mode": "webhook", "webhook": webhook, **extra},
                 store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
                 settings={"chat": {"stream": False}},
             )
@@ -232,6 +234,25 @@ async def test_cancel_stops_a_turn_that_another_instance_is_running(
     assert (await telegram.reply_to("/cancel", user_id=7, timeout=10)).text.startswith(
         "Nothing to stop"
     )
+
+
+@pytest.mark.cluster_bot(new_message_cancels=True)
+async def test_a_new_message_stops_the_turn_another_instance_is_running(
+    cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    openai_server.latency = 60  # without a cancel, this turn would hold the chat for a minute
+    await telegram.send_message("a long question", user_id=7)
+    await telegram.wait_for(lambda: len(openai_server.chat_requests) == 1, timeout=20)
+    openai_server.latency = 0
+    answer = await telegram.reply_to("never mind, just say hi", user_id=7, timeout=20, settle=0.5)
+    assert answer.text == "echo: never mind, just say hi"
+    first, second = (cluster.proxy.routed[u] for u in sorted(cluster.proxy.routed))
+    assert first != second
+    assert [m.text for m in telegram.bot_messages(7)] == ["echo: never mind, just say hi"]
+    assert conversation(openai_server.chat_requests[-1]) == [
+        ("user", "a long question"),
+        ("user", "never mind, just say hi"),
+    ]
 
 
 class SignalsDown(MemoryStore):
