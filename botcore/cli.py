@@ -140,6 +140,11 @@ async def _check(config: Config) -> int:
     from botcore.app import App
 
     logging.basicConfig(level=logging.WARNING)
+    webhook = config.bot.webhook
+    if config.bot.mode == "webhook" and webhook.cert:  # a file that cannot serve HTTPS
+        from botcore.runner import tls_context
+
+        tls_context(webhook.cert, webhook.key)
     app = App(config)
     try:
         await app.startup()

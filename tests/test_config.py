@@ -156,6 +156,19 @@ def test_bad_config_exits_2_with_one_line(
     assert TOKEN.split(":")[1] not in output
 
 
+def test_check_tries_the_webhook_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    webhook = (
+        'mode = "webhook"\n[bot.webhook]\nurl = "https://bot.example.com/tg"\n'
+        'cert = "missing.pem"\n'
+    )
+    text = GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\n' + webhook)
+    code, output = run_cli(tmp_path, text, monkeypatch, capsys)
+    assert code == 2, output
+    assert output.strip() == "botcore: error: bot.webhook.cert: no such file: missing.pem"
+
+
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: no such file" in capsys.readouterr().err
