@@ -46,6 +46,7 @@ _REASONS = {
     405: "Method Not Allowed",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -78,9 +79,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class WebhookServer:
     """Takes Telegram's POSTs to `path` (and GET /healthz) on one listening socket.
 
-    `on_update` gets each update's parsed JSON, synchronously (it queues the update and returns;
-    anything it raises answers 400, so Telegram retries and then drops that update). `health`
-    answers /healthz, verbose (JSON) or not.
+    `on_update` gets each update's body (JSON bytes), synchronously: it queues the update and
+    returns; anything it raises answers 400, so Telegram retries and then drops that update.
+    `health` answers /healthz, verbose (JSON) or not.
     """
 
     def __init__(
@@ -197,8 +198,12 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.close()  # answered as plain HTTP (with Connection: close); no protocol switch
+        except httptools.HttpParserCallbackError:
+            if self.transport is not None:  # not one of our limits (they refuse first): a bug
+                log.exception("webhook: answering a request failed")
+                self._refuse(500)
         except httptools.HttpParserError:
-            self._refuse(400)  # a no-op when a callback already refused the request
+            self._refuse(400)
 
     def _refuse(self, status: int) -> None:
         """Answer and close: the rest of the stream cannot be trusted to frame requests."""

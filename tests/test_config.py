@@ -163,7 +163,7 @@ def test_check_tries_the_webhook_certificate(
         'mode = "webhook"\n[bot.webhook]\nurl = "https://bot.example.com/tg"\n'
         'cert = "missing.pem"\n'
     )
-    text = GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\n' + webhook)
+    text = GOOD.replace('plugins = ["history", "chat"]', "plugins = []\n" + webhook)
     code, output = run_cli(tmp_path, text, monkeypatch, capsys)
     assert code == 2, output
     assert output.strip() == "botcore: error: bot.webhook.cert: no such file: missing.pem"

@@ -260,3 +260,17 @@ async def test_stop_closes_open_connections() -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_failure_while_answering_is_a_logged_500(
+    hook: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(verbose: bool) -> tuple[int, bytes, str]:
+        raise RuntimeError("a bug in the health check")
+
+    hook.server.health = broken
+    [(status, head, _)] = await exchange(hook.port, b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert status == 500 and b"Connection: close" in head
+    assert "webhook: answering a request failed" in caplog.text
+    assert "a bug in the health check" in caplog.text
+    assert (await exchange(hook.port, post()))[0][0] == 200  # the server goes on
