@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage, Signal, deliver
-from botcore.stores.server import WAITER_TTL, hold, stop_task, unavailable
+from botcore.store import Change, ChatMessage, Signal
+from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -320,12 +320,7 @@ class PostgresStore:
             delay = 1.0
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            return
-        if isinstance(message, dict):
-            deliver(self._listeners, message)
+        received(self._listeners, payload)
 
     def lock(
         self, name: str, *, timeout: float = 120.0, order: int | None = None

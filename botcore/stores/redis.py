@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage, Signal, deliver
-from botcore.stores.server import WAITER_TTL, hold, stop_task, unavailable
+from botcore.store import Change, ChatMessage, Signal
+from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -295,23 +295,14 @@ class RedisStore:
             try:
                 async for message in pubsub.listen():
                     delay = 1.0
-                    self._received(message)
+                    if isinstance(message, dict) and message.get("type") == "message":
+                        received(self._listeners, message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("store: reading signals from Redis failed: %s", type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RELISTEN_DELAY)
-
-    def _received(self, message: Any) -> None:
-        if not isinstance(message, dict) or message.get("type") != "message":
-            return
-        try:
-            signal = json.loads(message["data"])
-        except (ValueError, TypeError):
-            return
-        if isinstance(signal, dict):
-            deliver(self._listeners, signal)
 
     def lock(
         self, name: str, *, timeout: float = 120.0, order: int | None = None

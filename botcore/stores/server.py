@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from botcore.config import url_secrets
 from botcore.logs import redact
+from botcore.store import Signal, deliver
 
 log = logging.getLogger("botcore.store")
 
@@ -114,3 +116,14 @@ async def stop_task(task: asyncio.Task[None] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def received(listeners: Sequence[Callable[[Signal], None]], payload: str | bytes) -> None:
+    """A signal as it came from the server: JSON, handed on when it is an object (anything else
+    is not ours and is dropped)."""
+    try:
+        message = json.loads(payload)
+    except (ValueError, TypeError):
+        return
+    if isinstance(message, dict):
+        deliver(listeners, message)
