@@ -364,9 +364,10 @@ class FakeOpenAI:
     """The fake server: start it, point ``openai.AsyncOpenAI`` at ``base_url``, script, assert.
 
     Attributes: ``api_key`` (requests without ``Authorization: Bearer <api_key>`` get 401),
-    ``latency`` (seconds before every /v1 answer after the auth check; for a stream, before the
-    headers), ``default_chat`` (template for unscripted chat answers: its stream timing, and its
-    text if non-empty instead of the echo), ``record`` (keep ``requests``; off for benchmarks).
+    ``latency`` (seconds before every /v1 answer after the auth check, as set when the
+    request arrived; for a stream, before the headers), ``default_chat`` (template for
+    unscripted chat answers: its stream timing, and its text if non-empty instead of the echo),
+    ``record`` (keep ``requests``; off for benchmarks).
     Unscripted defaults: chat echoes the last user message, images are ``TINY_PNG`` (b64_json or
     a URL served at ``/files/``), transcription is "transcript of N bytes", speech is
     ``sample_audio(response_format)``.
@@ -561,14 +562,16 @@ class FakeOpenAI:
             method=request.method,
             authorized=authorized,
         )
+        latency = self.latency  # as it was when the request arrived: changing it later (once a
+        # test saw this request in `requests`) must not shorten a wait already decided
         if self.record:
             self.requests.append(rec)
-        resp = await self._answer(request, rec, auth)
+        resp = await self._answer(request, rec, auth, latency)
         rec.status = resp.status
         return resp
 
     async def _answer(
-        self, request: web.Request, rec: Recorded, auth: str | None
+        self, request: web.Request, rec: Recorded, auth: str | None, latency: float
     ) -> web.StreamResponse:
         path = rec.path
         handler = self._routes.get((request.method, path))
@@ -601,17 +604,17 @@ class FakeOpenAI:
                 f.remaining -= 1
                 if f.remaining <= 0:
                     self._fails.remove(f)
-                if self.latency > 0:
-                    await asyncio.sleep(self.latency)
+                if latency > 0:
+                    await asyncio.sleep(latency)
                 return await self._error(f.error)
         for r in self._random_fails:
             if path.endswith(r.suffix) and r.rng.random() < r.rate:
                 error = r.rng.choice(r.errors)
-                if self.latency > 0:
-                    await asyncio.sleep(self.latency)
+                if latency > 0:
+                    await asyncio.sleep(latency)
                 return await self._error(error)
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
+        if latency > 0:
+            await asyncio.sleep(latency)
         return await handler(request, rec)
 
     async def _read_body(self, request: web.Request, rec: Recorded) -> ErrorReply | None:
