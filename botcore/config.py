@@ -42,6 +42,29 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def loose_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """`model` and the models its fields hold (lists, dicts, unions of them) that accept unknown
+    keys, in the order found: each lets a misspelt key in bot.toml pass unnoticed."""
+    seen: set[type[BaseModel]] = set()
+    loose: list[type[BaseModel]] = []
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return
+            seen.add(annotation)
+            if annotation.model_config.get("extra") != "forbid":
+                loose.append(annotation)
+            for field in annotation.model_fields.values():
+                visit(field.annotation)
+            return
+        for argument in typing.get_args(annotation):
+            visit(argument)
+
+    visit(model)
+    return loose
+
+
 class WebhookSettings(StrictModel):
     """[bot.webhook]: where Telegram posts updates in webhook mode."""
 
