@@ -182,7 +182,7 @@ class StoreSettings(StrictModel):
     """[store]: where conversations, per-user settings and usage are kept."""
 
     backend: Literal["sqlite", "memory", "postgres", "redis"] = "sqlite"
-    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console).
+    """sqlite: one file, one bot process. memory: nothing survives a restart (a test may ask).
     postgres, redis: a server that several bot processes share (see "Scaling out")."""
     path: str = "botcore.sqlite3"
     """The SQLite file (relative to the working directory)."""
