@@ -9,7 +9,7 @@ hookimpl = pluggy.HookimplMarker("botcore")
 
 from botcore.app import App  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
-from botcore.store import ChatMessage, HistoryStore  # noqa: E402
+from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
 from botcore.types import (  # noqa: E402
     Command,
@@ -34,6 +34,7 @@ __all__ = [
     "Photo",
     "Reply",
     "StartupError",
+    "Store",
     "StrictModel",
     "Text",
     "TextStream",

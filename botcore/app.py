@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from botcore.breaker import Breaker, State
-from botcore.config import Config, ConfigError, StartupError, did_you_mean, validate
+from botcore.config import Config, ConfigError, StartupError, did_you_mean, loose_models, validate
 from botcore.delivery import Delivery
 from botcore.i18n import Texts, plugin_locales, read_locales
 from botcore.logs import redact
@@ -51,6 +51,7 @@ class App:
         self._settings: dict[type[BaseModel], BaseModel] = self._validate_plugin_tables(
             config.plugins
         )
+        self._warn_loose_settings()
         self.overrides: dict[str, Any] = {}
         """Settings changed at run time (admin commands), by dotted path; see `override()`."""
         self.commands: dict[str, tuple[str, Command]] = {}
@@ -139,6 +140,18 @@ class App:
                 raise ConfigError(f"plugins.{name}: must be a table")
             validated[model] = validate(model, table, prefix=("plugins", name))
         return validated
+
+    def _warn_loose_settings(self) -> None:
+        """Name each plugin whose settings model ignores unknown keys: a typo in its table would
+        pass `botcore check` and the bot would run without the setting the operator meant."""
+        for name, model in self._models.items():
+            loose = ", ".join(m.__qualname__ for m in loose_models(model))
+            if loose:
+                log.warning(
+                    "plugin %r: its settings accept unknown keys, so a misspelt key in "
+                    "[plugins.%s] is silently ignored; derive %s from botcore.StrictModel",
+                    name, name, loose,
+                )  # fmt: skip
 
     def _apply_overrides(self, overrides: dict[str, Any]) -> None:
         """Validate bot.toml's plugin tables with `overrides` laid over them, then use them."""

@@ -42,6 +42,29 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def loose_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """`model` and the models its fields hold (lists, dicts, unions of them) that accept unknown
+    keys, in the order found: each lets a misspelt key in bot.toml pass unnoticed."""
+    seen: set[type[BaseModel]] = set()
+    loose: list[type[BaseModel]] = []
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return
+            seen.add(annotation)
+            if annotation.model_config.get("extra") != "forbid":
+                loose.append(annotation)
+            for field in annotation.model_fields.values():
+                visit(field.annotation)
+            return
+        for argument in typing.get_args(annotation):
+            visit(argument)
+
+    visit(model)
+    return loose
+
+
 class WebhookSettings(StrictModel):
     """[bot.webhook]: where Telegram posts updates in webhook mode."""
 
@@ -159,7 +182,7 @@ class StoreSettings(StrictModel):
     """[store]: where conversations, per-user settings and usage are kept."""
 
     backend: Literal["sqlite", "memory", "postgres", "redis"] = "sqlite"
-    """sqlite: one file, one bot process. memory: nothing survives a restart (tests, console).
+    """sqlite: one file, one bot process. memory: nothing survives a restart (a test may ask).
     postgres, redis: a server that several bot processes share (see "Scaling out")."""
     path: str = "botcore.sqlite3"
     """The SQLite file (relative to the working directory)."""

@@ -1,8 +1,10 @@
 """Where botcore keeps state: conversations, small JSON records, counters, and cross-process locks.
 
-One `Store` per bot, chosen by `[store] backend` in bot.toml (SQLite by default; an in-memory one for
-tests and the console). Plugins reach it as `app.store`; the chat plugin sees conversations through
-the narrower, turn-based `HistoryStore` that the history plugin builds on top of it.
+One `Store` per bot, chosen by `[store] backend` in bot.toml: SQLite by default, in the testing kit
+too (a file in each test's own working directory, unless the test passes `store=`) and in the
+console (which uses bot.toml's `[store]`); `memory` only when asked for. Plugins reach it as
+`app.store` (docs/plugin-guide.md shows how); the chat plugin sees conversations through the
+narrower, turn-based `HistoryStore` that the history plugin builds on top of it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ Change: TypeAlias = tuple[str, float, "float | None"]
 class Store(Protocol):
     """The state of one bot (or of several instances of it, with a shared backend).
 
-    Keys are plain strings the caller chooses; values are JSON-serializable. Every method is safe to
-    call from many tasks at once, and every write is durable when it returns.
+    Keys are plain strings the caller chooses; values are JSON-serializable and come back as JSON
+    gives them (a tuple as a list, dict keys as strings). Every method is safe to call from many
+    tasks at once, and every write is durable when it returns.
     """
 
     shared: bool

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
+from sample_plugins import loose
 
+from botcore.app import App
 from botcore.cli import main
-from botcore.config import ConfigError, load_config
+from botcore.config import Config, ConfigError, StrictModel, load_config, loose_models, validate
 
 TOKEN = "123456:SECRET-token-value"
 KEY = "sk-very-secret-key"
@@ -253,3 +258,66 @@ def test_shipped_bot_toml_without_token_exits_2(tmp_path: Path) -> None:
         result.stderr.strip()
         == "botcore: error: bot.token: environment variable TELEGRAM_BOT_TOKEN is not set"
     )
+
+
+LOOSE = "sample_plugins.loose"
+LOOSE_WARNING = (
+    f"plugin '{LOOSE}': its settings accept unknown keys, so a misspelt key in "
+    f"[plugins.{LOOSE}] is silently ignored; derive Settings, Limits from botcore.StrictModel"
+)
+
+
+def test_settings_that_accept_unknown_keys_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = validate(
+        Config,
+        {
+            "bot": {"token": TOKEN, "plugins": [LOOSE, "history", "chat", "usage"]},
+            "plugins": {LOOSE: {"max_dise": 5}},
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="botcore.app"):
+        app = App(config)
+    assert app.settings(loose.Settings).max_dice == 20  # the typo was ignored: hence the warning
+    found = [r for r in caplog.records if "accept unknown keys" in r.getMessage()]
+    assert [r.getMessage() for r in found] == [LOOSE_WARNING]  # first-party plugins are strict
+    assert found[0].levelno == logging.WARNING
+
+
+def test_check_prints_the_warning(tmp_path: Path) -> None:
+    (tmp_path / "bot.toml").write_text(
+        f'[bot]\ntoken = "{TOKEN}"\nplugins = ["{LOOSE}"]\n[plugins."{LOOSE}"]\nmax_dise = 5\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "botcore", "check", "--config", "bot.toml"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "tests")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert LOOSE_WARNING in result.stderr
+    assert result.stdout.startswith(f"ok: 2 plugins (welcome, {LOOSE})")
+
+
+def test_loose_models_are_found_inside_strict_ones() -> None:
+    class Free(BaseModel):
+        x: int = 0
+
+    class Ignoring(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+
+    class Inner(StrictModel):
+        free: Free | None = None
+
+    class Outer(StrictModel):
+        inners: list[Inner] = Field(default_factory=list)
+        by_name: dict[str, Ignoring] = Field(default_factory=dict)
+        again: Annotated[Inner | None, "meta"] = None
+
+    assert loose_models(Outer) == [Free, Ignoring]
+    assert loose_models(Inner) == [Free]
+    assert loose_models(StrictModel) == []
+    assert loose_models(Config) == []  # bot.toml's own tables are strict throughout

@@ -22,12 +22,15 @@ API_KEY_VAR = "OPENAI_API_KEY"
 
 
 class RunningBot:
-    """A started bot: its App (plugins, settings, history store) and the Runner that drives it."""
+    """A started bot: its App (plugins, settings, store) and the Runner that drives it."""
 
     def __init__(self, app: App, runner: Runner) -> None:
         self.app = app
+        """The bot as plugins see it: `app.settings(Model)`, `app.store`, `app.plugins`..."""
         self.runner = runner
+        """What polls the fake Telegram and feeds the updates to the pipeline."""
         self.stopped = False
+        """True once `stop()` was called (by the test, or by the harness at the end)."""
 
     async def stop(self) -> None:
         """Stop polling, finish the updates in flight, shut the plugins down."""
@@ -55,7 +58,11 @@ class BotHarness:
         store: Mapping[str, Any] | None = None,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The dict form of a bot.toml for these fakes; `bot`, `openai`, `store` override keys."""
+        """The dict form of a bot.toml for these fakes, not yet validated: `plugins` is
+        `[bot] plugins`; `bot` and `openai` add to or override keys of `[bot]` and `[openai]`
+        (token, base URLs, fast polling and streaming are preset); `store` is the `[store]` table
+        (empty: SQLite, `botcore.sqlite3` in the working directory); `settings` maps a plugin's
+        name to its `[plugins.<name>]` table."""
         return {
             "bot": {
                 "token": self.telegram.token,
@@ -87,15 +94,17 @@ class BotHarness:
         store: Mapping[str, Any] | None = None,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> RunningBot:
-        """Start a bot with these plugins and `[plugins.<name>]` settings; it polls the fake."""
-        config = validate(
-            Config,
-            self.config_dict(plugins, bot=bot, openai=openai, store=store, settings=settings),
+        """Start the real bot from `config_dict(...)` (same parameters) and return it once it
+        polls the fake Telegram; a bad setting raises ConfigError naming its dotted path."""
+        return await self.start_config(
+            self.config_dict(plugins, bot=bot, openai=openai, store=store, settings=settings)
         )
-        return await self.start_config(config)
 
-    async def start_config(self, config: Config) -> RunningBot:
-        """Start a bot from a ready Config."""
+    async def start_config(self, config: Config | Mapping[str, Any]) -> RunningBot:
+        """Start the real bot from a Config, or from the dict form of a bot.toml (such as
+        `config_dict(...)` returns, changed as the test needs), validated as bot.toml is."""
+        if not isinstance(config, Config):
+            config = validate(Config, dict(config))
         app = App(config)
         runner = Runner(app)
         running = RunningBot(app, runner)

@@ -8,9 +8,9 @@ async def test_weather(start_bot, telegram):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -89,11 +89,22 @@ async def bot_harness(
         await harness.stop_all()
 
 
+class StartBot(Protocol):
+    """The type of the `start_bot` fixture, for test authors who annotate their parameters."""
+
+    async def __call__(
+        self,
+        plugins: Iterable[str] = (),
+        *,
+        bot: Mapping[str, Any] | None = None,
+        openai: Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> RunningBot: ...
+
+
 @pytest.fixture
-def start_bot(bot_harness: BotHarness) -> Any:
-    """`await start_bot(["chat", ...], settings={"chat": {...}})` starts the real bot, polling."""
-
-    async def start(plugins: Any = (), **kwargs: Any) -> RunningBot:
-        return await bot_harness.start(plugins, **kwargs)
-
-    return start
+def start_bot(bot_harness: BotHarness) -> StartBot:
+    """`await start_bot(["chat", ...], settings={"chat": {...}})` starts the real bot, polling
+    the fakes: `bot_harness.start`, with the same parameters. It is stopped after the test."""
+    return bot_harness.start

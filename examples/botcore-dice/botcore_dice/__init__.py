@@ -2,17 +2,15 @@
 
 import random
 
-from pydantic import BaseModel
-
 import botcore
 
 
-class Settings(BaseModel):
+class Settings(botcore.StrictModel):
     max_dice: int = 20
 
 
 @botcore.hookimpl
-def settings_model() -> type[BaseModel]:
+def settings_model() -> type[Settings]:
     return Settings
 
 

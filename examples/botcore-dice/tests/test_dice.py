@@ -2,6 +2,9 @@
 
 import re
 
+import pytest
+
+from botcore import ConfigError
 from botcore.testing.fake_telegram import FakeTelegram
 
 
@@ -26,3 +29,9 @@ async def test_listed_in_help_and_menu(start_bot, telegram: FakeTelegram) -> Non
     assert "/roll — Roll dice: /roll 2d6" in (reply.text or "")
     menu = telegram.commands[("default", None)]
     assert {"command": "roll", "description": "Roll dice: /roll 2d6"} in menu
+
+
+async def test_a_misspelt_setting_stops_start_up(start_bot) -> None:
+    with pytest.raises(ConfigError) as info:
+        await start_bot(["dice"], settings={"dice": {"max_dise": 5}})
+    assert str(info.value) == "plugins.dice.max_dise: unknown key (did you mean 'max_dice'?)"
