@@ -13,6 +13,7 @@ import logging
 import re
 import signal
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ def settle_heap() -> None:
 
 GC_THRESHOLD = 7000
 """Allocations between young-generation collections (CPython's default: 700)."""
+SDK_IDLE_WAIT = 1.0
+"""Seconds after start-up before the OpenAI SDK is imported (then once no turn runs)."""
 
 
 class Runner:
@@ -81,12 +84,14 @@ class Runner:
         )
         self._secret = ""
         self._stop = asyncio.Event()
+        self._sdk: asyncio.Task[None] | None = None
 
     async def _on_error(self, update: object, context: Any) -> None:
         log.error("unhandled error in update processing", exc_info=context.error)
 
     async def start(self) -> None:
-        """Connect to Telegram, start the plugins, then begin taking updates."""
+        """Connect to Telegram, start the plugins and make ready what an answer needs, then
+        begin taking updates: an update waiting at start-up is answered at once."""
         application = self.application
         try:
             await application.initialize()
@@ -102,34 +107,43 @@ class Runner:
         self.app.bot_id = bot.id
         self.app.bot_username = bot.username
         await self.app.startup()
-        if self.app.uses_openai:  # build the client (a heavy import) while Telegram answers
-            warm_up = asyncio.get_running_loop().run_in_executor(
-                None, importlib.import_module, "openai"
-            )
-        await self.register_commands()
+        settings = self.app.config.bot
+        if self.app.uses_openai and settings.http_client == "httpx":  # answers go through the SDK
+            await asyncio.to_thread(importlib.import_module, "openai")
         if self.metrics_server is not None:
             await self.metrics_server.start()
-        await application.start()
-        settings = self.app.config.bot
-        if settings.mode == "webhook":
-            await self._start_webhook()
-        else:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0.0,
-                timeout=settings.poll_timeout,
-                allowed_updates=ALLOWED_UPDATES,
-                error_callback=self._on_polling_error,
-            )
-        if self.app.uses_openai:
-            await warm_up
         settle_heap()
+        await application.start()
+        menu = asyncio.ensure_future(self.register_commands())  # its round trips overlap polling's
+        try:
+            if settings.mode == "webhook":
+                await self._start_webhook()
+            else:
+                assert application.updater is not None
+                await application.updater.start_polling(
+                    poll_interval=0.0,
+                    timeout=settings.poll_timeout,
+                    allowed_updates=ALLOWED_UPDATES,
+                    error_callback=self._on_polling_error,
+                )
+        finally:
+            await menu
+        if self.app.uses_openai and "openai" not in sys.modules:
+            self._sdk = asyncio.create_task(self._load_sdk())
         log.info(
             "@%s is up (%s) with plugins: %s",
             bot.username,
             settings.mode,
             ", ".join(self.app.plugins.names),
         )
+
+    async def _load_sdk(self) -> None:
+        """Import the OpenAI SDK (images, voice and API errors use it; a text answer does not)
+        on a thread once the bot is idle, so that the updates waiting at start-up go first."""
+        await asyncio.sleep(SDK_IDLE_WAIT)
+        await self.app.pipeline.wait_idle()
+        await asyncio.to_thread(importlib.import_module, "openai")
+        gc.freeze()  # the SDK's modules too, like the rest of start-up (settle_heap)
 
     def _on_polling_error(self, exc: TelegramError) -> None:
         reason = redact(str(exc), self.app.config.secrets())
@@ -201,6 +215,9 @@ class Runner:
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
         application = self.application
+        if self._sdk is not None:
+            self._sdk.cancel()
+            self._sdk = None
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
