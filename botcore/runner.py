@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
 from botcore.metrics import MetricsServer
-from botcore.transport import AiohttpRequest
+from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
 from botcore.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,22 @@ def settle_heap() -> None:
 
 GC_THRESHOLD = 7000
 """Allocations between young-generation collections (CPython's default: 700)."""
+MAX_RETRY_DELAY = 60.0
+"""The longest wait between two tries to reach Telegram at start-up."""
 SDK_IDLE_WAIT = 1.0
 """Seconds after start-up before the OpenAI SDK is imported (then once no turn runs)."""
+
+
+class TokenRejected(StartupError):
+    """Telegram refused the bot token: `botcore run` exits 3, without retrying."""
+
+    exit_code = 3
+
+
+class TelegramUnreachable(StartupError):
+    """The network stayed down for bot.startup_timeout seconds: `botcore run` exits 4."""
+
+    exit_code = 4
 
 
 class Runner:
@@ -66,6 +80,9 @@ class Runner:
             builder = builder.request(api).get_updates_request(polls)
             app.health.telegram_ok = lambda: api.last_ok
             app.health.poll_ok = lambda: polls.last_ok
+        else:  # python-telegram-bot's defaults (256 and 1 connections)
+            builder = builder.request(CheckedHTTPXRequest(connection_pool_size=256))
+            builder = builder.get_updates_request(CheckedHTTPXRequest(connection_pool_size=1))
         if settings.local_mode:
             builder = builder.local_mode(True)
         if settings.mode == "webhook":
@@ -93,15 +110,8 @@ class Runner:
         """Connect to Telegram, start the plugins and make ready what an answer needs, then
         begin taking updates: an update waiting at start-up is answered at once."""
         application = self.application
-        try:
-            await application.initialize()
-        except InvalidToken:
-            raise StartupError(
-                "bot.token: Telegram rejected the token (check it with @BotFather)"
-            ) from None
-        except TelegramError as exc:
-            reason = redact(str(exc), self.app.config.secrets())
-            raise StartupError(f"cannot reach the Telegram Bot API: {reason}") from None
+        if not await self._connect():
+            return  # stopped (SIGTERM) while waiting for the network
         bot = application.bot
         self.app.telegram = bot
         self.app.bot_id = bot.id
@@ -136,6 +146,47 @@ class Runner:
             settings.mode,
             ", ".join(self.app.plugins.names),
         )
+
+    async def _connect(self) -> bool:
+        """Ask Telegram who the bot is (getMe); while the network is down, try again after 1, 2,
+        4... 60 s, for bot.startup_timeout seconds (0: for ever). False if stopped meanwhile.
+        A server that is not a Bot API, or a rejected token, stops start-up at once."""
+        settings = self.app.config.bot
+        where = settings.base_url or "https://api.telegram.org/bot"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.startup_timeout if settings.startup_timeout else None
+        delay = 1.0
+        while True:
+            try:
+                await self.application.initialize()
+                return True
+            except NotBotApi as exc:
+                raise StartupError(
+                    f"bot.base_url: {where} does not answer like a Telegram Bot API server "
+                    f"(HTTP {exc.status})"
+                ) from None
+            except InvalidToken:
+                raise TokenRejected(
+                    "bot.token: Telegram rejected the token (check it with @BotFather)"
+                ) from None
+            except (NetworkError, RetryAfter) as exc:  # TimedOut is a NetworkError
+                reason = redact(str(exc), self.app.config.secrets())
+            except TelegramError as exc:
+                reason = redact(str(exc), self.app.config.secrets())
+                raise StartupError(f"cannot reach the Telegram Bot API: {reason}") from None
+            wait = delay if deadline is None else min(delay, deadline - loop.time())
+            if wait <= 0:
+                raise TelegramUnreachable(
+                    f"cannot reach the Telegram Bot API at {where} for "
+                    f"{settings.startup_timeout:g} s, giving up: {reason}"
+                )
+            log.warning(
+                "cannot reach the Telegram Bot API (%s); trying again in %.2g s", reason, wait
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+                return False
+            delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _load_sdk(self) -> None:
         """Import the OpenAI SDK (images, voice and API errors use it; a text answer does not)
@@ -230,6 +281,7 @@ class Runner:
         await self.app.shutdown()
         with contextlib.suppress(TelegramError):
             await application.shutdown()
+            await application.bot.shutdown()  # after a failed start: the HTTP sessions it opened
 
     async def run(self) -> None:
         """Run until SIGINT or SIGTERM."""
