@@ -1,14 +1,16 @@
 """Run the presets against the baseline PTB bot and botcore, each a separate pinned process.
 
 For every run of every preset, both fakes and the bot under test are started afresh: the bot on
-one core, the fakes (and this driver) on the other. The burst is pushed once the bot polls; the
-times come from the fake Telegram's records (``time.monotonic()``, the same clock in every
-process), the CPU and peak RSS from /proc/<pid>.
+one core, the fakes (and this driver) on the other. The burst is pushed once the bot polls (in
+"cold", before the bot is spawned, so that its first getUpdates returns it); the times come from
+the fake Telegram's records (``time.monotonic()``, the same clock in every process), the CPU
+and peak RSS from /proc/<pid>.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import ctypes
 import json
@@ -227,8 +229,10 @@ def wait_answers(telegram: str, preset: Preset, count: int, stall: float = STALL
 
 
 def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | None]) -> Metrics:
-    """One run: fresh fakes and bot, the burst, every answer; the metrics of every preset."""
+    """One run: fresh fakes and bot, the messages (waiting before the spawn in "cold", a burst
+    once the bot polls otherwise), every answer; the metrics of every preset."""
     bot_cpus, fake_cpus = cores
+    cold, warm = preset.start == "cold", preset.start == "warm"
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         log = workdir / "bot.log"
@@ -241,7 +245,14 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
             "botcore.testing.fake_openai", openai_args, fake_cpus, workdir / "oa.log"
         )
         stack.callback(stop, oa)
+
+        def fakes_cpu() -> float:
+            return cpu_seconds(tg.pid) + cpu_seconds(oa.pid)
+
+        if cold:  # the backlog a restarted bot finds: its first getUpdates returns it
+            control(telegram, "send_messages", {"messages": burst(preset)})
         command = bot_command(bot, preset, workdir, telegram, openai)
+        fakes0 = fakes_cpu()
         spawned = time.monotonic()
         proc = spawn(command, bot_cpus, log, env=bot_env(telegram, openai))
         stack.callback(stop, proc)
@@ -251,23 +262,26 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
                 raise RuntimeError(f"{bot} exited with {proc.returncode}:\n{tail(log)}")
             return ready_time(control(telegram, "chats", {"detail": False})) is not None
 
-        def fakes_cpu() -> float:
-            return cpu_seconds(tg.pid) + cpu_seconds(oa.pid)
-
         if not wait_until(ready, 60):
             raise RuntimeError(f"{bot} did not take updates within 60 s:\n{tail(log)}")
-        control(telegram, "send_messages", {"messages": [WARMUP]})
-        if not wait_answers(telegram, preset, 1, stall=WARMUP_WAIT):  # lazy imports: slow when busy
-            raise RuntimeError(f"{bot} did not answer the warm-up message:\n{tail(log)}")
-        time.sleep(SETTLE)
-        cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
-        pushed = control(telegram, "send_messages", {"messages": burst(preset)})["time"]
-        wait_answers(telegram, preset, 1 + preset.messages)
+        if warm:
+            control(telegram, "send_messages", {"messages": [WARMUP]})
+            if not wait_answers(telegram, preset, 1, stall=WARMUP_WAIT):  # lazy imports: slow
+                raise RuntimeError(f"{bot} did not answer the warm-up message:\n{tail(log)}")
+            time.sleep(SETTLE)
+        elif not cold:  # steady: idle, then the first messages it ever gets
+            time.sleep(preset.idle)
+        if cold:
+            origin, cpu0 = spawned, 0.0
+        else:
+            cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
+            origin = control(telegram, "send_messages", {"messages": burst(preset)})["time"]
+        wait_answers(telegram, preset, (1 if warm else 0) + preset.messages)
         time.sleep(SETTLE)
         cpu, fakes = cpu_seconds(proc.pid) - cpu0, fakes_cpu() - fakes0
         rss = peak_rss_mb(proc.pid)
         summary = control(telegram, "chats", {"text": preset.answer})
-        result = metrics(preset, summary, pushed, spawned, cpu, fakes, rss)
+        result = metrics(preset, summary, origin, spawned, cpu, fakes, rss)
         if result["answered"] < preset.messages:
             report_missing(preset, bot, summary, log)
     return result
@@ -304,21 +318,22 @@ def percentile(values: list[float], q: float) -> float:
 def metrics(
     preset: Preset,
     summary: dict[str, Any],
-    pushed: float,
+    origin: float,
     spawned: float,
     cpu: float,
     fakes_cpu: float,
     rss: float,
 ) -> Metrics:
-    """Turn the fake's per-chat records into the table's figures (times from the burst).
+    """Turn the fake's per-chat records into the table's figures, times from ``origin``: the
+    burst, or in "cold" the spawn (the messages were waiting before it).
 
     A run that missed answers keeps its counts, CPU, RSS and start-up, but no other figures.
     """
     warmup = summary["chats"].pop(str(WARMUP["user_id"]), {"answers": 0})
     count = summary["answers"] - warmup["answers"]
     chats = list(summary["chats"].values()) if count >= preset.messages else []
-    answered = [c["last_write"] - pushed for c in chats]
-    first = [c["first_send"] - pushed for c in chats if c["first_send"] is not None]
+    answered = [c["last_write"] - origin for c in chats]
+    first = [c["first_send"] - origin for c in chats if c["first_send"] is not None]
     window = max(answered, default=math.nan)
     return {
         "expected": preset.messages,
@@ -330,6 +345,7 @@ def metrics(
         "answer_p99_s": percentile(answered, 99),
         "first_text_p50_s": percentile(first, 50),
         "first_text_p99_s": percentile(first, 99),
+        "first_answer_s": min(first, default=math.nan),
         "edits_per_answer": sum(c["edits"] for c in chats) / count if chats else math.nan,
         "cpu_s": cpu,
         "fakes_cpu_s": fakes_cpu,
@@ -446,6 +462,13 @@ def run_all(
                 yield preset.name, bot, run, measure(preset, bot, cores)
 
 
+def byte_compile() -> None:
+    """Byte-compile botcore and its plugins, as installing a package does: no start in the
+    figures compiles them (with PYTHONDONTWRITEBYTECODE set, every start would)."""
+    for folder in ("botcore", "plugins"):
+        compileall.compile_dir(REPO / folder, quiet=1)
+
+
 def _json_safe(value: Any) -> Any:
     """NaN (a figure that could not be measured) becomes null."""
     if isinstance(value, float) and math.isnan(value):
@@ -470,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         p for p in (QUICK if args.quick else PRESETS) if p.name in (args.preset or [p.name])
     )
     cores = pinning()
+    byte_compile()
     results: dict[str, dict[str, list[Metrics]]] = {bot: {} for bot in BOTS}
     try:
         bots = tuple(args.bot or BOTS)

@@ -1,8 +1,9 @@
 """The benchmark as data: the presets (load and fake model timings) and the rows of the table.
 
-Every preset pushes its messages to the fake Telegram in one burst once the bot is polling, and
-gives botcore the default bot.toml (chat streams: ``plugins.chat.stream = true``). The baseline
-asks for a plain completion, except in ``stream`` where it runs with ``--stream``.
+Every preset pushes its messages to the fake Telegram in one burst (before the bot is spawned in
+"cold", once it polls in the others), and gives botcore the default bot.toml (chat streams:
+``plugins.chat.stream = true``). The baseline asks for a plain completion, except in ``stream``
+where it runs with ``--stream``.
 """
 
 from __future__ import annotations
@@ -36,9 +37,17 @@ class Preset:
     """How botcore takes updates; in webhook mode the fake Telegram POSTs them to the bot."""
     bots: tuple[str, ...] = ("baseline", "botcore")
     """The bots measured (the baseline has no webhook server of its own)."""
+    start: Literal["warm", "cold", "steady"] = "warm"
+    """When the messages arrive: "warm" after one warm-up answer; "cold" already waiting when the
+    bot is spawned (times from the spawn); "steady" once the bot has idled ``idle`` seconds
+    without any message before (first-use costs included)."""
+    idle: float = 2.0
+    """Seconds a "steady" bot idles after its first getUpdates before the burst."""
 
 
 PRESETS: tuple[Preset, ...] = (
+    Preset("cold", users=50, messages=50, answer=SHORT_ANSWER, start="cold", timeout=60),
+    Preset("steady", users=50, messages=50, answer=SHORT_ANSWER, start="steady", timeout=60),
     Preset("overhead", users=50, messages=2000, answer=SHORT_ANSWER),
     Preset(
         "webhook", users=50, messages=2000, answer=SHORT_ANSWER, mode="webhook", bots=("botcore",)
@@ -57,6 +66,10 @@ PRESETS: tuple[Preset, ...] = (
 )
 
 QUICK: tuple[Preset, ...] = (
+    Preset("cold", users=20, messages=20, answer=SHORT_ANSWER, start="cold", timeout=30),
+    Preset(
+        "steady", users=20, messages=20, answer=SHORT_ANSWER, start="steady", idle=1.0, timeout=30
+    ),
     Preset("overhead", users=10, messages=50, answer=SHORT_ANSWER, timeout=30),
     Preset(
         "webhook",
@@ -108,6 +121,11 @@ class Row:
 
 
 ROWS: tuple[Row, ...] = (
+    Row("cold", "first_answer_s", "cold: spawn → first answer, s", "lower", "≤ 0.8x"),
+    Row("cold", "startup_s", "cold: spawn → first getUpdates, s", "lower"),
+    Row("cold", "last_answer_s", "cold: spawn → all answered, s", "lower"),
+    Row("steady", "first_answer_s", "steady: burst → first answer, s", "lower"),
+    Row("steady", "last_answer_s", "steady: burst → all answered, s", "lower"),
     Row("overhead", "updates_per_s", "overhead: updates/s", "higher", "≥ 3x"),
     Row("overhead", "cpu_ms_per_message", "overhead: CPU ms/update", "lower", "≤ 0.4x"),
     Row("latency", "last_answer_s", "latency: last answer, s", "lower", "≤ 1.3"),

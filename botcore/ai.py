@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from botcore.types import UserError
@@ -11,6 +12,13 @@ if TYPE_CHECKING:
     from botcore.turn import Turn
 
 log = logging.getLogger(__name__)
+
+
+def is_api_error(exc: BaseException) -> bool:
+    """Whether `exc` is one of the OpenAI SDK's errors, without importing the SDK (a turn that
+    succeeds never loads it): such an error exists only once the SDK is loaded."""
+    openai = sys.modules.get("openai")
+    return openai is not None and isinstance(exc, openai.OpenAIError)
 
 
 def explain(exc: BaseException, turn: Turn, *, plugin: str) -> UserError:

@@ -116,14 +116,15 @@ class App:
     ) -> dict[type[BaseModel], BaseModel]:
         """Each loaded plugin's table validated by its settings model: {model: settings}."""
         loaded = set(self.plugins.names)
-        known = loaded | set(available_plugins())
         for name in tables:
+            if name in loaded:
+                continue
+            known = loaded | set(available_plugins())  # scans every installed package
             if name not in known:
                 raise ConfigError(
                     f"plugins.{name}: no such plugin{did_you_mean(name, sorted(known))}"
                 )
-            if name not in loaded:
-                log.debug("[plugins.%s] is configured but the plugin is not enabled", name)
+            log.debug("[plugins.%s] is configured but the plugin is not enabled", name)
         if not self._models:
             self._models = dict(self.plugins.collect("settings_model"))
         validated: dict[type[BaseModel], BaseModel] = {}
@@ -301,8 +302,9 @@ class App:
         return None if self.config.bot.local_mode else TELEGRAM_DOWNLOAD_LIMIT
 
     def require_openai(self) -> None:
-        """Call from `startup` if the plugin uses `app.openai`: checks [openai] without building
-        the client, whose import (~0.5 s) the runner overlaps with connecting to Telegram."""
+        """Call from `startup` if the plugin uses `app.openai` or `app.completions`: checks
+        [openai] without building the SDK client, whose import (~0.5 s) the runner does once
+        the bot is idle after start-up (see Runner.start)."""
         self.uses_openai = True
         if self.config.openai.api_key is None:
             raise ConfigError(
@@ -336,10 +338,12 @@ class App:
         """Chat completions on the [openai] endpoint, cheaper per chunk than the SDK's
         `chat.completions.create` and raising the same errors (see botcore.completions)."""
         if self._completions is None:
-            from botcore.completions import Completions
+            from botcore.completions import Completions, Endpoint
 
+            self.require_openai()
             aiohttp = self.config.bot.http_client == "aiohttp"
-            self._completions = Completions(self.openai, use_aiohttp=aiohttp)
+            endpoint = Endpoint.from_settings(self.config.openai)
+            self._completions = Completions(endpoint, lambda: self.openai, use_aiohttp=aiohttp)
         return self._completions
 
     async def startup(self) -> None:

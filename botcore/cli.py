@@ -13,10 +13,14 @@ from typing import Any
 from botcore.config import Config, StartupError, load_config
 
 DEFAULT_CONFIG = "bot.toml"
+EXIT_CODES = """exit codes: 0 stopped (SIGINT/SIGTERM); 2 the config is wrong (bot.toml, a plugin's
+settings, bot.base_url not a Bot API server...); 3 Telegram rejected the token; 4 Telegram
+stayed unreachable for bot.startup_timeout seconds (by default start-up retries network errors
+for ever, waiting 1, 2, 4... up to 60 s)"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `botcore` command; returns the exit code (2 for a bad config)."""
+    """Entry point of the `botcore` command; returns the exit code (see EXIT_CODES)."""
     parser = argparse.ArgumentParser(prog="botcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {}
@@ -27,7 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("console", "chat with the bot in the terminal, through the real plugins, no Telegram"),
         ("config", "show the effective config: bot.toml, defaults, settings changed in chat"),
     ):
-        cmd = commands[name] = sub.add_parser(name, help=text, description=text)
+        cmd = commands[name] = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EXIT_CODES if name == "run" else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="path to bot.toml")
     commands["run"].add_argument(
         "--reload",
@@ -78,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _plugins(config)
     except StartupError as exc:
         print(f"botcore: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

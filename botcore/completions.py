@@ -5,6 +5,10 @@ which cost more CPU per answer than everything else a turn does (bench/).
 `Completions.create` returns what `client.chat.completions.create` would, read the same way
 (`chunk.choices[0].delta.content`, `response.choices[0].message.content`; a field the server
 left out reads None). With `bot.http_client = "httpx"` it goes through the SDK itself.
+
+An answer never imports the SDK (~0.5 s of CPU, the largest part of a start-up): the endpoint
+and headers come from [openai] as the SDK would read them, and the SDK client is built only to
+turn a failure into its exception, or for `http_client = "httpx"`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import platform
 import random
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -24,6 +33,8 @@ from botcore.transport import EnvProxies, Proxy
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
+    from botcore.config import OpenAISettings
+
 log = logging.getLogger(__name__)
 
 INITIAL_RETRY_DELAY = 0.5
@@ -31,6 +42,68 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 120.0
 """The SDK honours a server's Retry-After up to two minutes, and gives up beyond it."""
 _MERGEABLE = frozenset({"content", "role"})
+SDK_BASE_URL = "https://api.openai.com/v1"
+"""Where the SDK sends requests when neither [openai] base_url nor OPENAI_BASE_URL says."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where chat completions go and what the SDK client would send with them."""
+
+    url: str
+    """The full URL of POST /chat/completions."""
+    headers: dict[str, str] = field(repr=False)
+    """Auth and the SDK's identification headers (they hold the API key: never logged)."""
+    timeout: float
+    """Seconds to connect, and between reads (the SDK's `timeout` as a number)."""
+    max_retries: int
+
+    @classmethod
+    def from_settings(cls, settings: OpenAISettings) -> Endpoint:
+        """[openai], read as `AsyncOpenAI(api_key=..., base_url=...)` reads it, environment
+        fallbacks included, without importing the SDK."""
+        assert settings.api_key is not None
+        base = settings.base_url or os.environ.get("OPENAI_BASE_URL") or SDK_BASE_URL
+        try:
+            version = metadata.version("openai")
+        except metadata.PackageNotFoundError:  # pragma: no cover - a dependency of botcore
+            version = "unknown"
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"AsyncOpenAI/Python {version}",
+            "X-Stainless-Lang": "python",
+            "X-Stainless-Package-Version": version,
+            "X-Stainless-Runtime": platform.python_implementation(),
+            "X-Stainless-Runtime-Version": platform.python_version(),
+            "X-Stainless-Async": "async:asyncio",
+            "Authorization": f"Bearer {settings.api_key.get_secret_value()}",
+        }
+        for header, variable in (
+            ("OpenAI-Organization", "OPENAI_ORG_ID"),
+            ("OpenAI-Project", "OPENAI_PROJECT_ID"),
+        ):
+            if value := os.environ.get(variable):
+                headers[header] = value
+        return cls(
+            f"{base.rstrip('/')}/chat/completions",
+            headers,
+            settings.timeout,
+            settings.max_retries,
+        )
+
+    @classmethod
+    def of(cls, client: AsyncOpenAI) -> Endpoint:
+        """The endpoint of an SDK client that already exists (its headers may read files:
+        call it off the event loop)."""
+        headers = {**client.default_headers, **client.auth_headers}
+        timeout: Any = client.timeout  # a number, or an httpx Timeout
+        return cls(
+            f"{client.base_url}chat/completions",
+            {k: v for k, v in headers.items() if isinstance(v, str)},
+            float(getattr(timeout, "read", timeout)),
+            client.max_retries,
+        )
 
 
 class Data(dict[str, Any]):
@@ -64,15 +137,35 @@ def loads(data: bytes | str) -> Any:
 
 
 class Completions:
-    """Chat completions for one bot; the aiohttp session opens on first use, `close` ends it."""
+    """Chat completions for one bot on `endpoint`; `sdk` builds (or returns) the SDK client,
+    which only failures and `use_aiohttp=False` need. `open` starts the aiohttp session (else
+    the first request does), `close` ends it."""
 
-    def __init__(self, client: AsyncOpenAI, *, use_aiohttp: bool = True) -> None:
-        self.client = client
+    def __init__(
+        self, endpoint: Endpoint, sdk: Callable[[], AsyncOpenAI], *, use_aiohttp: bool = True
+    ) -> None:
+        self.endpoint = endpoint
+        self._sdk = sdk
         self.use_aiohttp = use_aiohttp
         self._session: aiohttp.ClientSession | None = None
-        self._headers: dict[str, str] = {}
-        self._url = ""
+        self._headers = endpoint.headers
+        self._url = endpoint.url
         self._proxy: Proxy = (None, None)
+
+    @classmethod
+    def for_client(cls, client: AsyncOpenAI, *, use_aiohttp: bool = True) -> Completions:
+        """Chat completions on an SDK client's endpoint and settings."""
+        return cls(Endpoint.of(client), lambda: client, use_aiohttp=use_aiohttp)
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        """The SDK client (built on first use: importing the SDK takes ~0.5 s)."""
+        return self._sdk()
+
+    async def open(self) -> None:
+        """Start the session before the first request, so that no answer waits for it."""
+        if self.use_aiohttp and self._session is None:
+            await self._open()
 
     async def create(self, body: dict[str, Any], *, stream: bool) -> Any:
         """The completion (`stream=False`) or an async iterator of chunks (`stream=True`); raises
@@ -114,18 +207,10 @@ class Completions:
         )
 
     async def _open(self) -> aiohttp.ClientSession:
-        client = self.client
-        # The SDK's own headers (auth, user agent, platform); reading the platform may touch files.
-        defaults = await asyncio.to_thread(lambda: client.default_headers)
-        headers = {**defaults, **client.auth_headers}
-        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
-        self._url = f"{client.base_url}chat/completions"
-        timeout: Any = client.timeout  # a number, or an httpx Timeout
-        connect = getattr(timeout, "connect", timeout)
-        read = getattr(timeout, "read", timeout)
+        timeout = self.endpoint.timeout
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
         )
         self._proxy = await EnvProxies().get(self._url)
         return self._session
@@ -134,7 +219,7 @@ class Completions:
         """Send with the SDK's retry policy; a 2xx response is returned unread."""
         session = self._session or await self._open()
         data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)  # ~30x json.dumps
-        max_retries = self.client.max_retries
+        max_retries = self.endpoint.max_retries
         for retries_taken in range(max_retries + 1):
             remaining = max_retries - retries_taken
             headers = {**self._headers, "x-stainless-retry-count": str(retries_taken)}

@@ -31,6 +31,9 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class StartupError(Exception):
     """The bot cannot start: one line for the operator, never a traceback or a secret value."""
 
+    exit_code = 2
+    """The exit code of `botcore run` (2: the config; botcore.runner's subclasses differ)."""
+
 
 class ConfigError(StartupError):
     """A problem with bot.toml or a plugin: one line naming the dotted path, never a secret value."""
@@ -134,6 +137,9 @@ class BotSettings(StrictModel):
     new_message_cancels: bool = False
     """A new message in a chat stops the answer in progress there (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
+    startup_timeout: float = Field(0, ge=0)
+    """Seconds start-up keeps retrying while Telegram cannot be reached (network down, DNS,
+    timeouts), waiting 1, 2, 4... up to 60 s between tries; 0 retries for ever."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
     """plain: one human-readable line per event (key=value); json: one JSON object per line."""

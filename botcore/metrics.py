@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from botcore.config import BotSettings, StartupError
 
 if TYPE_CHECKING:
+    from aiohttp import web
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
@@ -251,6 +250,8 @@ class Health:
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
         """GET /healthz on an aiohttp server (the metrics server's)."""
+        from aiohttp import web
+
         status, body, content_type = self.answer("verbose" in request.query)
         return web.Response(status=status, body=body, headers={"Content-Type": content_type})
 
@@ -271,6 +272,8 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Listen; a busy port stops start-up naming the setting."""
+        from aiohttp import web  # here: a bot without [bot.metrics] never loads the server side
+
         server = web.Application()
         server.router.add_get("/metrics", self._on_metrics)
         server.router.add_get("/healthz", self.health.handle)
@@ -297,6 +300,7 @@ class MetricsServer:
             self._runner = None
 
     async def _on_metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return web.Response(

@@ -55,6 +55,13 @@ class Pipeline:
         self._chats: dict[int, _ChatLock] = {}
         self._asked: dict[str, asyncio.Future[None]] = {}
         """Cancel requests sent to other instances, by id, until one answers that it stopped."""
+        self._idle = asyncio.Event()
+        """Set while no chat has an update under way (``_chats`` is empty)."""
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no update is being handled or waits for its chat."""
+        await self._idle.wait()
 
     async def start(self) -> None:
         """With a store that several bot processes share, hear their cancel requests: a /cancel
@@ -97,6 +104,7 @@ class Pipeline:
                 self.app.in_background(self._stop_elsewhere(chat_id, update_id))
         if entry is None:
             entry = self._chats[chat_id] = _ChatLock()
+            self._idle.clear()
         entry.users += 1
         try:
             async with entry.lock, self._shared_lock(chat_id, update_id), self._slots:
@@ -114,6 +122,8 @@ class Pipeline:
             entry.users -= 1
             if entry.users == 0:
                 del self._chats[chat_id]
+                if not self._chats:
+                    self._idle.set()
 
     async def _button(self, query: CallbackQuery) -> None:
         """No plugin offers inline buttons, so no press is valid: answer it (the client stops

@@ -7,6 +7,7 @@ Only the plugins asked for are imported, so one broken installed package cannot 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -32,19 +33,29 @@ BUILTIN_PLUGINS = {"welcome": "botcore.welcome"}
 def available_plugins() -> dict[str, metadata.EntryPoint]:
     """Every name in the `botcore` entry point group; botcore's own win a name clash."""
     found: dict[str, metadata.EntryPoint] = {}
+    names: dict[int, str] = {}  # a distribution's name parses its METADATA: once per package
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        first_party = ep.dist is not None and ep.dist.name == "botcore"
+        dist = ep.dist
+        if dist is not None and id(dist) not in names:
+            names[id(dist)] = dist.name
+        first_party = dist is not None and names[id(dist)] == "botcore"
         if ep.name not in found or first_party:
             found[ep.name] = ep
     return found
 
 
-def resolve(name: str, index: int | None = None) -> tuple[ModuleType, str, str]:
-    """Import the plugin called `name`: (module, version, where it came from)."""
+def resolve(
+    name: str,
+    index: int | None = None,
+    entry_points: dict[str, metadata.EntryPoint] | None = None,
+) -> tuple[ModuleType, str, str]:
+    """Import the plugin called `name`: (module, version, where it came from). `entry_points`:
+    `available_plugins()`, when the caller has it already (the scan takes milliseconds)."""
     where = f"bot.plugins[{index}]" if index is not None else "plugin"
     if name in BUILTIN_PLUGINS:
         return importlib.import_module(BUILTIN_PLUGINS[name]), _botcore_version(), "built-in"
-    entry_points = available_plugins()
+    if entry_points is None:
+        entry_points = available_plugins()
     ep = entry_points.get(name)
     if ep is not None:
         dist = ep.dist
@@ -59,7 +70,7 @@ def resolve(name: str, index: int | None = None) -> tuple[ModuleType, str, str]:
             source = "first-party"
         else:
             source = f"entry point from {dist.name if dist else 'unknown'}"
-        return module, dist.version if dist else "?", source
+        return module, _version(dist) if dist else "?", source
     choices = [*BUILTIN_PLUGINS, *entry_points]
     unknown = f"{where}: unknown plugin {name!r}{did_you_mean(name, choices)}"
     if _looks_like_module_path(name):
@@ -82,6 +93,12 @@ def _looks_like_module_path(name: str) -> bool:
 
 def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+@functools.lru_cache(maxsize=16)
+def _version(dist: metadata.Distribution) -> str:
+    """A distribution's version (reading it parses its METADATA: once for all its plugins)."""
+    return dist.version
 
 
 def _botcore_version() -> str:
@@ -113,9 +130,10 @@ class Plugins:
         self._disabled: set[str] = set()
         loaded: list[tuple[str, ModuleType]] = []
         wanted = [*BUILTIN_PLUGINS, *(n for n in names if n not in BUILTIN_PLUGINS)]
+        entry_points = available_plugins()
         for name in wanted:
             index = names.index(name) if name in names else None
-            module, version, source = resolve(name, index)
+            module, version, source = resolve(name, index, entry_points)
             if any(module is other for _, other in loaded):
                 raise ConfigError(f"bot.plugins[{index}]: plugin {name!r} is already loaded")
             loaded.append((name, module))

@@ -13,18 +13,19 @@ import logging
 import re
 import signal
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
 from botcore.metrics import MetricsServer
-from botcore.transport import AiohttpRequest
+from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
 from botcore.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,22 @@ def settle_heap() -> None:
 
 GC_THRESHOLD = 7000
 """Allocations between young-generation collections (CPython's default: 700)."""
+MAX_RETRY_DELAY = 60.0
+"""The longest wait between two tries to reach Telegram at start-up."""
+SDK_IDLE_WAIT = 1.0
+"""Seconds after start-up before the OpenAI SDK is imported (then once no turn runs)."""
+
+
+class TokenRejected(StartupError):
+    """Telegram refused the bot token: `botcore run` exits 3, without retrying."""
+
+    exit_code = 3
+
+
+class TelegramUnreachable(StartupError):
+    """The network stayed down for bot.startup_timeout seconds: `botcore run` exits 4."""
+
+    exit_code = 4
 
 
 class Runner:
@@ -63,6 +80,9 @@ class Runner:
             builder = builder.request(api).get_updates_request(polls)
             app.health.telegram_ok = lambda: api.last_ok
             app.health.poll_ok = lambda: polls.last_ok
+        else:  # python-telegram-bot's defaults (256 and 1 connections)
+            builder = builder.request(CheckedHTTPXRequest(connection_pool_size=256))
+            builder = builder.get_updates_request(CheckedHTTPXRequest(connection_pool_size=1))
         if settings.local_mode:
             builder = builder.local_mode(True)
         if settings.mode == "webhook":
@@ -81,55 +101,100 @@ class Runner:
         )
         self._secret = ""
         self._stop = asyncio.Event()
+        self._sdk: asyncio.Task[None] | None = None
 
     async def _on_error(self, update: object, context: Any) -> None:
         log.error("unhandled error in update processing", exc_info=context.error)
 
     async def start(self) -> None:
-        """Connect to Telegram, start the plugins, then begin taking updates."""
+        """Connect to Telegram, start the plugins and make ready what an answer needs, then
+        begin taking updates: an update waiting at start-up is answered at once."""
         application = self.application
-        try:
-            await application.initialize()
-        except InvalidToken:
-            raise StartupError(
-                "bot.token: Telegram rejected the token (check it with @BotFather)"
-            ) from None
-        except TelegramError as exc:
-            reason = redact(str(exc), self.app.config.secrets())
-            raise StartupError(f"cannot reach the Telegram Bot API: {reason}") from None
+        if not await self._connect():
+            return  # stopped (SIGTERM) while waiting for the network
         bot = application.bot
         self.app.telegram = bot
         self.app.bot_id = bot.id
         self.app.bot_username = bot.username
         await self.app.startup()
-        if self.app.uses_openai:  # build the client (a heavy import) while Telegram answers
-            warm_up = asyncio.get_running_loop().run_in_executor(
-                None, importlib.import_module, "openai"
-            )
-        await self.register_commands()
+        settings = self.app.config.bot
+        if self.app.uses_openai and settings.http_client == "httpx":  # answers go through the SDK
+            await asyncio.to_thread(importlib.import_module, "openai")
         if self.metrics_server is not None:
             await self.metrics_server.start()
-        await application.start()
-        settings = self.app.config.bot
-        if settings.mode == "webhook":
-            await self._start_webhook()
-        else:
-            assert application.updater is not None
-            await application.updater.start_polling(
-                poll_interval=0.0,
-                timeout=settings.poll_timeout,
-                allowed_updates=ALLOWED_UPDATES,
-                error_callback=self._on_polling_error,
-            )
-        if self.app.uses_openai:
-            await warm_up
         settle_heap()
+        await application.start()
+        menu = asyncio.ensure_future(self.register_commands())  # its round trips overlap polling's
+        try:
+            if settings.mode == "webhook":
+                await self._start_webhook()
+            else:
+                assert application.updater is not None
+                await application.updater.start_polling(
+                    poll_interval=0.0,
+                    timeout=settings.poll_timeout,
+                    allowed_updates=ALLOWED_UPDATES,
+                    error_callback=self._on_polling_error,
+                )
+        finally:
+            await menu
+        if self.app.uses_openai and "openai" not in sys.modules:
+            self._sdk = asyncio.create_task(self._load_sdk())
         log.info(
             "@%s is up (%s) with plugins: %s",
             bot.username,
             settings.mode,
             ", ".join(self.app.plugins.names),
         )
+
+    async def _connect(self) -> bool:
+        """Ask Telegram who the bot is (getMe); while the network is down, try again after 1, 2,
+        4... 60 s, for bot.startup_timeout seconds (0: for ever). False if stopped meanwhile.
+        A server that is not a Bot API, or a rejected token, stops start-up at once."""
+        settings = self.app.config.bot
+        where = settings.base_url or "https://api.telegram.org/bot"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.startup_timeout if settings.startup_timeout else None
+        delay = 1.0
+        while True:
+            try:
+                await self.application.initialize()
+                return True
+            except NotBotApi as exc:
+                raise StartupError(
+                    f"bot.base_url: {where} does not answer like a Telegram Bot API server "
+                    f"(HTTP {exc.status})"
+                ) from None
+            except InvalidToken:
+                raise TokenRejected(
+                    "bot.token: Telegram rejected the token (check it with @BotFather)"
+                ) from None
+            except (NetworkError, RetryAfter) as exc:  # TimedOut is a NetworkError
+                reason = redact(str(exc), self.app.config.secrets())
+            except TelegramError as exc:
+                reason = redact(str(exc), self.app.config.secrets())
+                raise StartupError(f"cannot reach the Telegram Bot API: {reason}") from None
+            wait = delay if deadline is None else min(delay, deadline - loop.time())
+            if wait <= 0:
+                raise TelegramUnreachable(
+                    f"cannot reach the Telegram Bot API at {where} for "
+                    f"{settings.startup_timeout:g} s, giving up: {reason}"
+                )
+            log.warning(
+                "cannot reach the Telegram Bot API (%s); trying again in %.2g s", reason, wait
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+                return False
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    async def _load_sdk(self) -> None:
+        """Import the OpenAI SDK (images, voice and API errors use it; a text answer does not)
+        on a thread once the bot is idle, so that the updates waiting at start-up go first."""
+        await asyncio.sleep(SDK_IDLE_WAIT)
+        await self.app.pipeline.wait_idle()
+        await asyncio.to_thread(importlib.import_module, "openai")
+        gc.freeze()  # the SDK's modules too, like the rest of start-up (settle_heap)
 
     def _on_polling_error(self, exc: TelegramError) -> None:
         reason = redact(str(exc), self.app.config.secrets())
@@ -201,6 +266,9 @@ class Runner:
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
         application = self.application
+        if self._sdk is not None:
+            self._sdk.cancel()
+            self._sdk = None
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
@@ -213,6 +281,7 @@ class Runner:
         await self.app.shutdown()
         with contextlib.suppress(TelegramError):
             await application.shutdown()
+            await application.bot.shutdown()  # after a failed start: the HTTP sessions it opened
 
     async def run(self) -> None:
         """Run until SIGINT or SIGTERM."""

@@ -11,11 +11,65 @@ from typing import Any
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
+from telegram._utils.types import JSONDict
 from telegram.error import NetworkError, TimedOut
-from telegram.request import BaseRequest, RequestData
+from telegram.request import BaseRequest, HTTPXRequest, RequestData
 from yarl import URL
 
 Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
+
+
+class NotBotApi(NetworkError):
+    """The server answered, but not as a Telegram Bot API server does (an HTML page, an empty
+    body): bot.base_url points elsewhere, or a proxy answered for it. At start-up it stops the
+    bot; later it is a network error like any other (retried)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}, and not a Telegram Bot API answer")
+        self.status = status
+
+
+def check_answer(status: int, body: bytes) -> None:
+    """Raise NotBotApi for an error status without a Bot API error object (`{"ok": false, ...}`):
+    python-telegram-bot would log the body with a JSON traceback and, for 401 or 404, call the
+    token invalid."""
+    if status < 300:
+        return
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not (isinstance(data, dict) and "ok" in data):
+        raise NotBotApi(status)
+
+
+def parse_answer(payload: bytes) -> JSONDict:
+    """A Bot API answer as JSON; NotBotApi (not a logged traceback) if it is none."""
+    try:
+        data = json.loads(payload.decode("utf-8", "replace"))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise NotBotApi(200)
+    return data
+
+
+class CheckedHTTPXRequest(HTTPXRequest):
+    """python-telegram-bot's own httpx transport (bot.http_client = "httpx"), with answers that
+    are not the Bot API's reported as NotBotApi, as the aiohttp transport does."""
+
+    __slots__ = ()
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        """Send one request (see HTTPXRequest.do_request)."""
+        status, body = await super().do_request(*args, **kwargs)
+        check_answer(status, body)
+        return status, body
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> JSONDict:
+        """See `parse_answer`."""
+        return parse_answer(payload)
 
 
 class EnvProxies:
@@ -147,4 +201,11 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"{type(exc).__name__}: {reason}") from None
         if status == 200:
             self.last_ok = time.monotonic()
+        else:
+            check_answer(status, answer)
         return status, answer
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> JSONDict:
+        """See `parse_answer`."""
+        return parse_answer(payload)

@@ -17,6 +17,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = {
+    "cold.first_answer_s",
+    "cold.startup_s",
+    "cold.last_answer_s",
+    "steady.first_answer_s",
+    "steady.last_answer_s",
     "overhead.updates_per_s",
     "overhead.cpu_ms_per_message",
     "latency.last_answer_s",
@@ -58,7 +63,7 @@ def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> Non
     for row in data["rows"]:
         assert row["label"] in out
     for bot in ("baseline", "botcore"):
-        for preset in ("overhead", "latency", "stream"):
+        for preset in ("cold", "steady", "overhead", "latency", "stream"):
             runs = data["runs"][bot][preset]
             assert len(runs) == 1
             assert runs[0]["answered"] == runs[0]["expected"] > 0, (bot, preset)

@@ -19,7 +19,7 @@ async def completions(openai_server: FakeOpenAI) -> AsyncIterator[Completions]:
     client = AsyncOpenAI(
         api_key=openai_server.api_key, base_url=openai_server.base_url, max_retries=1
     )
-    found = Completions(client)
+    found = Completions.for_client(client)
     try:
         yield found
     finally:

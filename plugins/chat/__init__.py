@@ -34,7 +34,7 @@ from botcore import (
     UserError,
     hookimpl,
 )
-from botcore.ai import explain
+from botcore.ai import explain, is_api_error
 
 from . import personas, vision
 from .personas import Persona, check_names
@@ -90,8 +90,9 @@ def settings_model() -> type[Settings]:
 
 
 @hookimpl
-def startup(app: App) -> None:
+async def startup(app: App) -> None:
     app.require_openai()  # a missing [openai] key fails start-up, not the first message
+    await app.completions.open()  # before the first update: no answer waits for it
 
 
 @hookimpl
@@ -272,8 +273,6 @@ async def _remember(turn: Turn, text: str) -> None:
 
 
 async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> str:
-    import openai
-
     rounds = 0
     said: list[str] = []  # what the model said along with its tool calls, shown as when streamed
     async with turn.chat_action("typing"):
@@ -281,7 +280,9 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
             try:
                 with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=settings.model):
                     response = await _create(turn, _request(turn, settings, messages), stream=False)
-            except openai.OpenAIError as exc:
+            except Exception as exc:
+                if not is_api_error(exc):
+                    raise
                 raise explain(exc, turn, plugin=PLUGIN) from None
             _meter(turn, response.usage)
             message = response.choices[0].message if response.choices else None
@@ -304,8 +305,6 @@ async def _stream(
     turn: Turn, settings: Settings, messages: list[ChatMessage]
 ) -> AsyncIterator[str]:
     """Yield the answer as it arrives; store it once complete."""
-    import openai
-
     parts: list[str] = []  # everything shown, over all rounds
     rounds = 0
     started = time.perf_counter()
@@ -336,7 +335,7 @@ async def _stream(
         if parts:  # the stream broke after the answer began: say so, keep what was shown
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
             raise UserError(turn.t("chat.interrupted")) from exc
-        if isinstance(exc, openai.OpenAIError):
+        if is_api_error(exc):
             raise explain(exc, turn, plugin=PLUGIN) from None
         raise
     finally:  # the model's time: from the request to the last chunk (or the failure)
