@@ -19,7 +19,7 @@ from botcore.logs import redact
 from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
-from botcore.store import HistoryStore, Store, make_store
+from botcore.store import HistoryStore, NewerSchema, Store, make_store
 from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
@@ -333,6 +333,8 @@ class App:
         """Open the store, run every plugin's startup hook, then find the history store."""
         try:
             await self.store.open()
+        except NewerSchema as exc:
+            raise StartupError(f"store: {exc}") from None
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}", self.config.secrets())
             raise StartupError(f"store: cannot open: {reason}") from None
