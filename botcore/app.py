@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
@@ -16,10 +17,11 @@ from botcore.config import Config, ConfigError, StartupError, did_you_mean, loos
 from botcore.delivery import Delivery
 from botcore.i18n import Texts, plugin_locales, read_locales
 from botcore.logs import redact
+from botcore.menu import publish_menu
 from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
-from botcore.store import HistoryStore, Store, make_store
+from botcore.store import HistoryStore, NewerSchema, Signal, Store, make_store
 from botcore.tools import Tools
 from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
 from botcore.types import Command, Handler
@@ -34,7 +36,13 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 OVERRIDES = "config"
-"""The store namespace of settings changed at run time: dotted path -> value."""
+"""The store namespace of settings changed at run time: dotted path -> value (also the name of
+the store lock that every change is made under)."""
+SETTINGS_CHANGED = "settings"
+"""The kind of the signal (Store.broadcast) that tells every instance to re-read the overrides."""
+REFRESH_EVERY = 30.0
+"""Seconds between re-reads of the overrides on a shared store: a signal is best effort, and an
+instance that missed one is stale for this long at most."""
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 """Telegram's rule for command names."""
 
@@ -54,6 +62,11 @@ class App:
         self._warn_loose_settings()
         self.overrides: dict[str, Any] = {}
         """Settings changed at run time (admin commands), by dotted path; see `override()`."""
+        self._ignored: set[str] = set()
+        """Stored overrides that no longer validate (logged once each, then skipped)."""
+        self._applying = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._stopping = False
         self.commands: dict[str, tuple[str, Command]] = {}
         self._collect_commands()
         self.tools = Tools.collect(self.plugins, app=self)
@@ -154,10 +167,10 @@ class App:
                     name, name, loose,
                 )  # fmt: skip
 
-    def _apply_overrides(self, overrides: dict[str, Any]) -> None:
-        """Validate bot.toml's plugin tables with `overrides` laid over them, then use them."""
+    def _lay_over(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """bot.toml's plugin tables with `overrides` laid over them (raw, not validated)."""
         tables = copy.deepcopy(self._base_tables)
-        for path, value in sorted(overrides.items()):
+        for path, value in sorted(overrides.items()):  # a table before the keys beneath it
             *parents, last = path.split(".")[1:]
             node: dict[str, Any] = tables
             for part in parents:
@@ -166,49 +179,141 @@ class App:
                     child = node[part] = {}
                 node = child
             node[last] = copy.deepcopy(value)
+        return tables
+
+    def _apply_overrides(self, overrides: dict[str, Any]) -> None:
+        """Validate bot.toml's plugin tables with `overrides` laid over them, then use them."""
+        tables = self._lay_over(overrides)
         self._settings = self._validate_plugin_tables(tables)
         self.config = self.config.model_copy(update={"plugins": tables})
         self.overrides = dict(overrides)
 
-    async def load_overrides(self) -> None:
-        """Apply the overrides kept in the store (start-up); one that no longer validates is
-        logged and skipped, so a stale override cannot keep the bot from starting."""
-        if not self._models:
-            return  # no plugin has settings to override
+    def _valid(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored overrides that validate together; each one that does not is logged (once)
+        and skipped, so a stale override can neither keep the bot from starting nor block
+        the changes made after it."""
         good: dict[str, Any] = {}
-        for path, value in sorted((await self.store.scan(OVERRIDES)).items()):
+        for path, value in sorted(stored.items()):
             try:
-                self._apply_overrides({**good, path: value})
+                self._validate_plugin_tables(self._lay_over({**good, path: value}))
             except ConfigError as exc:
-                log.warning("ignoring the stored setting %s: %s", path, exc)
+                if path not in self._ignored:
+                    log.warning("ignoring the stored setting %s: %s", path, exc)
+                    self._ignored.add(path)
                 continue
             good[path] = value
-        self._apply_overrides(good)
+        return good
+
+    async def load_overrides(self) -> None:
+        """Apply the overrides kept in the store (start-up, `botcore config`)."""
+        if not self._models:
+            return  # no plugin has settings to override
+        async with self._applying:
+            self._apply_overrides(self._valid(await self.store.scan(OVERRIDES)))
+
+    async def refresh_overrides(self) -> bool:
+        """Read the overrides from the store again and, if they changed, apply them and call
+        every plugin's `settings_changed`: after a change made here, on a signal that another
+        instance made one, and every REFRESH_EVERY seconds on a shared store. True if they
+        changed."""
+        if not self._models:
+            return False
+        async with self._applying:  # reads and applies in order: an older read never wins
+            good = self._valid(await self.store.scan(OVERRIDES))
+            if good == self.overrides:
+                return False
+            self._apply_overrides(good)
+            for impl in self.plugins.impls("settings_changed", disabled=True):
+                try:
+                    await maybe_await(impl(app=self))
+                except Exception:
+                    log.exception("plugin %s: settings_changed failed", impl.plugin)
+        return True
 
     async def override(self, path: str, value: Any) -> None:
         """Change a plugin setting at run time, e.g. ("plugins.access.users", [42]): validated
-        (ConfigError if bad), in effect at once, stored, and applied again at every start.
+        (ConfigError if bad), stored, in effect at once here and within a second on every
+        instance sharing the store, and applied again at every start.
 
-        `value` may be a function of the current value (None if unset) for read-modify-write
-        under the store's lock; None removes the override (and those beneath it): bot.toml's
-        value is back. `botcore config` shows the result.
+        `value` may be a function of the current value (the stored override, else bot.toml's;
+        None if unset), called under the store's lock: a read-modify-write that no other
+        change can come between. A function that returns the current value unchanged stores
+        nothing (bot.toml's value stays in charge). None removes the override (and those
+        beneath it): bot.toml's value is back. `botcore config` shows the result.
         """
-        parts = path.split(".")
-        if len(parts) < 3 or parts[0] != "plugins" or not all(parts):
-            raise ValueError(f"not a plugin setting: {path!r} (plugins.<name>.<key>...)")
-        async with self.store.lock(f"{OVERRIDES}:{parts[1]}"):
+        await self.override_many({path: value})
+
+    async def override_many(self, changes: Mapping[str, Any]) -> None:
+        """Several `override`s as one change: computed in order from what is stored, validated
+        together and written under one lock (/allow unblocks and allows a user at once)."""
+        for path in changes:
+            parts = path.split(".")
+            if len(parts) < 3 or parts[0] != "plugins" or not all(parts):
+                raise ValueError(f"not a plugin setting: {path!r} (plugins.<name>.<key>...)")
+        menu = self._menu()
+        async with self.store.lock(OVERRIDES):
             stored = await self.store.scan(OVERRIDES)
-            if callable(value):
-                value = value(_lookup(self.config.plugins, parts[1:]))
-            beneath = [key for key in stored if key == path or key.startswith(path + ".")]
-            wanted = {k: v for k, v in stored.items() if k not in beneath}
-            if value is not None:
-                wanted[path] = value
-            self._apply_overrides(wanted)
-            for key in beneath:
-                await self.store.put(OVERRIDES, key, None)
-            if value is not None:
-                await self.store.put(OVERRIDES, path, value)
+            wanted = self._valid(stored)
+            written: dict[str, Any] = {}
+            for path, value in changes.items():
+                current = _lookup(self._lay_over(wanted), path.split(".")[1:])
+                new = value(copy.deepcopy(current)) if callable(value) else value
+                if callable(value) and new == current:
+                    continue
+                for key in [*stored, *wanted, *written]:
+                    if key == path or key.startswith(path + "."):
+                        wanted.pop(key, None)
+                        written[key] = None
+                if new is not None:
+                    wanted[path] = written[path] = new
+            if not written:
+                return
+            self._validate_plugin_tables(self._lay_over(wanted))  # ConfigError: nothing stored
+            for key, new in written.items():
+                await self.store.put(OVERRIDES, key, new)
+        await self.refresh_overrides()
+        if self.store.shared:
+            await self._signal({"kind": SETTINGS_CHANGED})
+        if self._menu() != menu and self.telegram is not None:
+            self.in_background(self._republish_menu())
+
+    def _menu(self) -> list[tuple[str, bool]]:
+        """What Telegram's command menu shows (command names, admin or not)."""
+        return [(c.name, c.admin) for c in self.visible_commands(admin=True)]
+
+    async def _republish_menu(self) -> None:
+        """Set Telegram's menu again after a change switched commands on or off. Once, by the
+        instance that made the change (the menu is the bot's, not an instance's), and under a
+        lock with the newest settings: of two changes in a row, the last one's menu stays."""
+        try:
+            async with self.store.lock(f"{OVERRIDES}:menu"):
+                await self.refresh_overrides()
+                await publish_menu(self)
+        except Exception as exc:
+            log.warning("could not update the command menu: %s", type(exc).__name__)
+
+    async def _signal(self, message: Signal) -> None:
+        """Tell the other instances; if the store cannot, they catch up within REFRESH_EVERY."""
+        try:
+            await self.store.broadcast(message)
+        except Exception as exc:
+            log.warning("store: cannot signal the other instances: %s", type(exc).__name__)
+
+    def _on_signal(self, message: Signal) -> None:
+        if message.get("kind") == SETTINGS_CHANGED and not self._stopping:
+            self.in_background(self._refresh("signal"))
+
+    async def _refresh(self, why: str) -> None:
+        try:
+            if await self.refresh_overrides():
+                log.info("settings changed in chat applied (%s)", why)
+        except Exception as exc:  # the store is down: the next signal or period tries again
+            log.warning("store: cannot read the settings changed in chat: %s", type(exc).__name__)
+
+    async def _refresh_now_and_then(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY)
+            await self._refresh("periodic re-read")
 
     def effective_config(self) -> dict[str, Any]:
         """bot.toml with the stored overrides and every default filled in, secrets masked
@@ -350,6 +455,8 @@ class App:
         """Open the store, run every plugin's startup hook, then find the history store."""
         try:
             await self.store.open()
+        except NewerSchema as exc:
+            raise StartupError(f"store: {exc}") from None
         except Exception as exc:
             reason = redact(f"{type(exc).__name__}: {exc}", self.config.secrets())
             raise StartupError(f"store: cannot open: {reason}") from None
@@ -370,9 +477,21 @@ class App:
             if store is not None:
                 self.history = store
                 break
+        if self.store.shared and self._models:
+            # Another instance's change reaches this one by a signal, and by a re-read now and
+            # then if the signal was lost; one made between load_overrides and now, by this one.
+            await self.store.listen(self._on_signal)
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_now_and_then())
+            await self._refresh("start-up")
 
     async def shutdown(self) -> None:
         """Run every plugin's shutdown hook; one failing does not stop the others."""
+        self._stopping = True  # a signal heard from now on starts no work
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         for impl in self.plugins.impls("shutdown", disabled=True):

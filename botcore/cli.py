@@ -173,12 +173,15 @@ async def _config(config: Config) -> int:
     import json
 
     from botcore.app import App
+    from botcore.store import NewerSchema
 
     logging.basicConfig(level=logging.WARNING)
     app = App(config)
     try:
         await app.store.open()
         await app.load_overrides()
+    except NewerSchema as exc:
+        raise StartupError(f"store: {exc}") from None
     except Exception as exc:
         raise StartupError(f"store: cannot read: {type(exc).__name__}: {exc}") from None
     finally:

@@ -144,6 +144,17 @@ async def turn_end(turn: Turn) -> None:
     """
 
 
+@hookspec
+async def settings_changed(app: App) -> None:
+    """Called when settings changed in chat (`app.override`) were applied while the bot runs:
+    made on this instance, or on another one sharing the store (within a second).
+
+    `app.settings(...)` already returns the new values; bring in line whatever you derived from
+    them (the admin plugin switches plugins on and off). Not called at start-up: read the
+    settings in `startup` then. Errors are logged and the other plugins still run.
+    """
+
+
 @hookspec(firstresult=True)
 def history_store(app: App) -> HistoryStore | None:
     """Provide the conversation store other plugins use as `app.history` (the history plugin).

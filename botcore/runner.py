@@ -17,13 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
+from botcore.menu import publish_menu
 from botcore.metrics import MetricsServer
 from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
 from botcore.webhook import WebhookServer
@@ -202,31 +203,8 @@ class Runner:
         log.warning("getUpdates failed, retrying: %s", reason)
 
     async def register_commands(self) -> None:
-        """Fill Telegram's command menu, once per language the bot speaks."""
-        bot = self.app.telegram
-        commands = self.app.visible_commands()[:100]
-        default = self.app.config.bot.language
-
-        async def register(language: str | None) -> None:
-            menu = [
-                BotCommand(c.name, (c.help_for(language or default, default) or c.name)[:256])
-                for c in commands
-            ]
-            try:
-                await bot.set_my_commands(menu, language_code=language)
-            except TelegramError as exc:
-                log.warning("setMyCommands failed (%s): %s", language or "default", exc)
-
-        await asyncio.gather(*(register(lang) for lang in [None, *self.app.texts.languages]))
-        admin_commands = self.app.visible_commands(admin=True)[:100]
-        if len(admin_commands) == len(commands):
-            return
-        menu = [BotCommand(c.name, (c.help_for(default) or c.name)[:256]) for c in admin_commands]
-        for admin in self.app.config.bot.admins:  # each admin's private chat shows theirs too
-            try:
-                await bot.set_my_commands(menu, scope=BotCommandScopeChat(admin))
-            except TelegramError as exc:  # "chat not found" until the admin writes to the bot
-                log.info("setMyCommands for admin %s failed: %s", admin, exc)
+        """Fill Telegram's command menu (botcore.menu; set again when a plugin is switched)."""
+        await publish_menu(self.app)
 
     async def _start_webhook(self) -> None:
         settings = self.app.config.bot.webhook

@@ -28,6 +28,22 @@ Signal: TypeAlias = dict[str, Any]
 """A message for `Store.broadcast`: a JSON object of a few hundred bytes at most."""
 Change: TypeAlias = tuple[str, float, "float | None"]
 """A counter change for `Store.add_many`: (key, amount, ttl), as `add`'s arguments."""
+SCHEMA_VERSION = 1
+"""The layout of what this botcore keeps in a store. Each backend records it at `open` (a store
+from before versions were kept is taken to be 1), so a later release knows what to migrate from."""
+
+
+class NewerSchema(Exception):
+    """The store was written by a newer botcore, whose layout this one cannot read safely."""
+
+
+def check_schema(found: int) -> None:
+    """Refuse a store whose recorded schema version is newer than this botcore's."""
+    if found > SCHEMA_VERSION:
+        raise NewerSchema(
+            f"written by a newer botcore (schema {found}; this one reads {SCHEMA_VERSION}): "
+            "upgrade botcore"
+        )
 
 
 class Store(Protocol):
@@ -42,7 +58,8 @@ class Store(Protocol):
     """True when several bot processes may use the store at once (PostgreSQL, Redis)."""
 
     async def open(self) -> None:
-        """Connect (or prepare to); called once at start-up, before any plugin's `startup`."""
+        """Connect (or prepare to); called once at start-up, before any plugin's `startup`.
+        Records SCHEMA_VERSION, or raises NewerSchema for a store a newer botcore wrote."""
         ...
 
     async def close(self) -> None:

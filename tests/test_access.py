@@ -216,3 +216,30 @@ async def test_enable_brings_back_a_plugin_the_breaker_switched_off(
     reply = await telegram.reply_to(f"/enable {boom}", user_id=ADMIN)
     assert reply.text == f"{boom} is on."
     assert (await telegram.reply_to("/oops", user_id=5)).text.startswith("Sorry")
+
+
+async def test_the_command_menu_follows_disable_and_enable_once_each(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    await start_bot(["admin", "history"], bot={"admins": [ADMIN]})
+
+    def menus(scope: dict[str, object] | None = None) -> list[str]:
+        return [
+            " ".join(c["command"] for c in call.params["commands"])
+            for call in telegram.calls("setMyCommands")
+            if call.params.get("scope") == scope and not call.params.get("language_code")
+        ]
+
+    admin = {"type": "chat", "chat_id": ADMIN}
+    assert menus() == ["start help cancel clear"]
+    assert menus(admin) == ["start help cancel plugins enable disable clear"]
+    reply = await telegram.reply_to("/disable history", user_id=ADMIN)
+    assert reply.text == "history is off. /enable history switches it back on."
+    await telegram.wait_for(lambda: len(menus(admin)) == 2)
+    assert menus() == ["start help cancel clear", "start help cancel"]
+    assert menus(admin)[-1] == "start help cancel plugins enable disable"
+    assert (await telegram.reply_to("/enable history", user_id=ADMIN)).text == "history is on."
+    await telegram.wait_for(lambda: len(menus(admin)) == 3)
+    assert (await telegram.reply_to("/plugins", user_id=ADMIN)).text  # the menu was set once
+    assert menus() == ["start help cancel clear", "start help cancel", "start help cancel clear"]
+    assert menus(admin)[-1] == "start help cancel plugins enable disable clear"

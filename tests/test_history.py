@@ -213,7 +213,7 @@ async def test_load_reads_only_the_newest_messages_asked_for() -> None:
 
     from botcore.stores.memory import MemoryStore
 
-    history = History(MemoryStore(), Settings(max_messages=5))
+    history = History(MemoryStore(), lambda: Settings(max_messages=5))
     turn: Any = SimpleNamespace(is_private=True, chat_id=7)
     await history.append(turn, *({"role": "user", "content": str(n)} for n in range(8)))
     contents = [m["content"] for m in await history.load(turn)]
@@ -248,3 +248,19 @@ async def test_an_older_file_loses_its_index_on_message_age(tmp_path: Path) -> N
             row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
         }
     assert "messages_by_age" not in indexes and "messages_by_conversation" in indexes
+
+
+async def test_a_setting_changed_after_start_up_applies_from_the_next_turn(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    running = await start_bot(["history", "chat"], store=H, settings={"chat": NO_STREAM})
+    await telegram.reply_to("one")
+    await running.app.override("plugins.history.max_messages", 2)  # as an admin command would
+    await telegram.reply_to("two")
+    await telegram.reply_to("three")
+    messages = openai_server.last_chat_messages()
+    assert [(m["role"], m["content"]) for m in messages if m["role"] != "system"] == [
+        ("user", "two"),
+        ("assistant", "echo: two"),
+        ("user", "three"),
+    ]

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,16 +60,56 @@ class RoundRobin:
             return web.Response(status=answer.status, body=await answer.read())
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What each instance runs: its plugins and their settings."""
+
+    plugins: tuple[str, ...] = ("history", "chat")
+    settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {"chat": {"stream": False}})
+
+
 @dataclass
 class Cluster:
     store: Store
     proxy: RoundRobin
     bots: list[asyncio.subprocess.Process]
+    logs: list[Path]
+    """Each instance's log (stderr), by instance index (as `proxy.ports`)."""
+    start: Callable[[int], Awaitable[asyncio.subprocess.Process]]
+    telegram: FakeTelegram
+
+    def instance(self, update_id: int) -> int:
+        """The index of the instance the balancer sent an update to."""
+        return self.proxy.ports.index(self.proxy.routed[update_id])
+
+    def last(self) -> int:
+        """The index of the instance that got the latest update."""
+        return self.instance(max(self.proxy.routed))
+
+    async def restart(self) -> None:
+        """Stop every instance (SIGTERM, as an orchestrator would), then start them again."""
+        for bot in self.bots:
+            bot.terminate()
+        for bot in self.bots:
+            await bot.wait()
+        assert all(bot.returncode == 0 for bot in self.bots)
+        before = len(set_webhook_calls(self.telegram))
+        self.bots[:] = [await self.start(i) for i in range(INSTANCES)]
+        await self.telegram.wait_for(
+            lambda: len(set_webhook_calls(self.telegram)) == before + INSTANCES, timeout=30
+        )
+
+
+@pytest.fixture
+def cluster_setup() -> Setup:
+    """The instances' plugins; a test parametrizes `cluster_setup` to run others."""
+    return Setup()
 
 
 @pytest.fixture(params=SERVERS)
 async def cluster(
     request: pytest.FixtureRequest,
+    cluster_setup: Setup,
     telegram: FakeTelegram,
     bot_harness: BotHarness,
     tmp_path: Path,
@@ -89,31 +129,32 @@ async def cluster(
     env = bot_harness.env(BOTCORE_STORE_URL=server_url(backend))
     marker = request.node.get_closest_marker("cluster_bot")
     extra = marker.kwargs if marker else {}
-    bots = []
+    logs = [tmp_path / f"bot{i}.log" for i in range(INSTANCES)]
+
+    async def start(i: int) -> asyncio.subprocess.Process:
+        webhook = {
+            "url": f"http://127.0.0.1:{proxy_port}/telegram",
+            "listen": "127.0.0.1",
+            "port": proxy.ports[i],
+        }
+        config = bot_harness.write_config(
+            f"bot{i}.toml",
+            cluster_setup.plugins,
+            bot={"mode": "webhook", "webhook": webhook, **extra},
+            store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
+            settings=cluster_setup.settings,
+        )
+        with logs[i].open("ab") as stderr:  # the process has its own copy of the file
+            return await bot_harness.spawn(
+                config, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr
+            )
+
+    bots: list[asyncio.subprocess.Process] = []
     try:
-        for i, port in enumerate(proxy.ports):
-            webhook = {
-                "url": f"http://127.0.0.1:{proxy_port}/telegram",
-                "listen": "127.0.0.1",
-                "port": port,
-            }
-            config = bot_harness.write_config(
-                f"bot{i}.toml",
-                ["history", "chat"],
-                bot={"mode": "webhook", "webhook": webhook, **extra},
-                store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
-                settings={"chat": {"stream": False}},
-            )
-            bots.append(
-                await bot_harness.spawn(
-                    config,
-                    env=env,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=(tmp_path / f"bot{i}.log").open("wb"),
-                )
-            )
+        for i in range(INSTANCES):
+            bots.append(await start(i))
         await telegram.wait_for(lambda: len(set_webhook_calls(telegram)) == INSTANCES, timeout=30)
-        yield Cluster(store, proxy, bots)
+        yield Cluster(store, proxy, bots, logs, start, telegram)
     finally:
         for bot in bots:
             if bot.returncode is None:
@@ -122,8 +163,8 @@ async def cluster(
             await bot.wait()
         await runner.cleanup()
         await store.close()
-    for i in range(INSTANCES):
-        log = (tmp_path / f"bot{i}.log").read_text()
+    for path in logs:
+        log = path.read_text()
         assert "Traceback" not in log and " ERROR " not in log, log
         assert server_url(backend) not in log
     assert all(bot.returncode == 0 for bot in bots)
@@ -271,3 +312,152 @@ async def test_cancel_answers_when_the_store_cannot_reach_other_instances(
     running.app.store = SignalsDown()
     assert (await telegram.reply_to("/cancel", user_id=5)).text.startswith("Nothing to stop")
     assert "cannot signal the other instances: ConnectionRefusedError" in caplog.text
+
+
+# Settings changed in chat (/allow, /deny, /budget, /disable, /enable) bind every instance.
+
+ADMINS = [1, 2, 3]
+ADMIN = ADMINS[0]
+MANAGED = Setup(
+    plugins=("access", "admin", "usage", "history", "chat"),
+    # A refused user is told at every message, so each refusal shows which instance refused.
+    settings={"chat": {"stream": False}, "access": {"remind_hours": 1e-9}},
+)
+BLOCKED = "Sorry, you may not use this bot."
+APPLIED = "settings changed in chat applied"
+"""What an instance logs when it applied a change another instance made."""
+
+
+def applied(cluster: Cluster) -> list[int]:
+    """How many changes made elsewhere each instance has applied."""
+    return [path.read_text().count(APPLIED) for path in cluster.logs]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (30 s at most) for a condition to hold."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def change(cluster: Cluster, command: str, answer: str, admin: int = ADMIN) -> int:
+    """An admin's command, answered; then every other instance has applied it (they are told
+    through the store at once, which the log shows). The index of the instance that took it."""
+    before = applied(cluster)
+    assert (await cluster.telegram.reply_to(command, user_id=admin, timeout=20)).text == answer
+    handled = cluster.last()
+    for i in range(INSTANCES):
+        if i != handled:
+            await until(
+                lambda i=i: applied(cluster)[i] > before[i], f"instance {i} applied {command}"
+            )
+    return handled
+
+
+async def answers(cluster: Cluster, user_id: int, *texts: str) -> list[tuple[int, str]]:
+    """Each text sent by the user, with the instance that took it and the answer's text."""
+    found = []
+    for text in texts:
+        reply = await cluster.telegram.reply_to(text, user_id=user_id, timeout=20)
+        found.append((cluster.last(), reply.text or ""))
+    return found
+
+
+EVERY = set(range(INSTANCES))
+
+
+@pytest.mark.cluster_bot(admins=ADMINS)
+@pytest.mark.parametrize("cluster_setup", [MANAGED])
+async def test_deny_on_one_instance_then_allow_on_another_holds_everywhere_and_after_a_restart(
+    cluster: Cluster, openai_server: FakeOpenAI
+) -> None:
+    denied_on = await change(cluster, "/deny 7", "User 7 may no longer use the bot.")
+    refused = await answers(cluster, 7, "hi", "hi", "hi")
+    assert {i for i, _ in refused} == EVERY and {t for _, t in refused} == {BLOCKED}
+    assert openai_server.chat_requests == []
+
+    allowed_on = await change(cluster, "/allow 7", "User 7 may use the bot now.")
+    assert allowed_on != denied_on  # the instance that allows never saw the /deny itself
+    answered = await answers(cluster, 7, "one", "two", "three")
+    assert {i for i, _ in answered} == EVERY
+    assert [t for _, t in answered] == ["echo: one", "echo: two", "echo: three"]
+    stored = {"plugins.access.blocked": [], "plugins.access.users": [7]}
+    assert await cluster.store.scan("config") == stored
+
+    await cluster.restart()
+    answered = await answers(cluster, 7, "four", "five", "six")
+    assert {i for i, _ in answered} == EVERY
+    assert [t for _, t in answered] == ["echo: four", "echo: five", "echo: six"]
+    assert await cluster.store.scan("config") == stored
+
+
+@pytest.mark.cluster_bot(admins=ADMINS)
+@pytest.mark.parametrize("cluster_setup", [MANAGED])
+async def test_denials_made_at_once_on_three_instances_are_all_kept(cluster: Cluster) -> None:
+    telegram = cluster.telegram
+    for admin, user in zip(ADMINS, (11, 12, 13), strict=True):  # three admin chats: no chat lock
+        await telegram.send_message(f"/deny {user}", user_id=admin)
+    for admin, user in zip(ADMINS, (11, 12, 13), strict=True):
+        reply = await telegram.next_message(admin, timeout=20)
+        assert reply.text == f"User {user} may no longer use the bot."
+    assert {cluster.instance(u) for u in cluster.proxy.routed} == EVERY
+    # Each instance applies the three as it reads the store after the next change.
+    await change(cluster, "/deny 14", "User 14 may no longer use the bot.")
+    assert await cluster.store.scan("config") == {"plugins.access.blocked": [11, 12, 13, 14]}
+    refused = [(await answers(cluster, user, "hi"))[0] for user in (11, 12, 13)]
+    assert {i for i, _ in refused} == EVERY and {t for _, t in refused} == {BLOCKED}
+
+
+def menus(telegram: FakeTelegram) -> list[str]:
+    """The command names of every menu set for all users in the default language, in order."""
+    return [
+        " ".join(c["command"] for c in call.params["commands"])
+        for call in telegram.calls("setMyCommands")
+        if not call.params.get("scope") and not call.params.get("language_code")
+    ]
+
+
+@pytest.mark.cluster_bot(admins=ADMINS)
+@pytest.mark.parametrize("cluster_setup", [MANAGED])
+async def test_budget_disable_and_enable_bind_every_instance_and_the_menu_follows_once(
+    cluster: Cluster, openai_server: FakeOpenAI
+) -> None:
+    telegram = cluster.telegram
+    await change(
+        cluster,
+        "/budget 7 daily 0 chat.input_tokens",
+        "Budget of User 7, daily: chat.input_tokens 0.",
+    )
+    refused = await answers(cluster, 7, "hi", "hi", "hi")
+    assert {i for i, _ in refused} == EVERY
+    assert all(t.startswith("You have used up your daily budget.") for _, t in refused)
+    assert openai_server.chat_requests == []
+    await change(
+        cluster, "/budget 7 daily off chat.input_tokens", "Budget of User 7, daily: no limits."
+    )
+    answered = await answers(cluster, 7, "one", "two", "three")
+    assert {i for i, _ in answered} == EVERY
+    assert [t for _, t in answered] == ["echo: one", "echo: two", "echo: three"]
+
+    started = menus(telegram)
+    assert len(started) == INSTANCES and "retry" in started[-1]  # each instance set it at start
+    await change(cluster, "/disable chat", "chat is off. /enable chat switches it back on.")
+    off = await answers(cluster, 7, "hello", "hello", "hello")
+    assert {i for i, _ in off} == EVERY
+    assert {t for _, t in off} == {"I only answer commands here. /help lists them."}
+    assert len(openai_server.chat_requests) == 3
+    await telegram.wait_for(lambda: len(menus(telegram)) > len(started), timeout=20)
+    assert menus(telegram)[len(started) :] == [started[-1].replace(" retry mode", "")]  # once
+
+    await change(cluster, "/enable chat", "chat is on.")
+    answered = await answers(cluster, 7, "four", "five", "six")
+    assert {i for i, _ in answered} == EVERY
+    assert [t for _, t in answered] == ["echo: four", "echo: five", "echo: six"]
+    await telegram.wait_for(lambda: len(menus(telegram)) > len(started) + 1, timeout=20)
+    await answers(cluster, 7, "seven")  # time for a second menu, if any instance sent one
+    assert menus(telegram)[len(started) :] == [
+        started[-1].replace(" retry mode", ""),
+        started[-1],
+    ]

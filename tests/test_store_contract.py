@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from botcore.store import Store
+from botcore.app import App
+from botcore.config import Config, StartupError, validate
+from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
+from botcore.stores.postgres import PostgresStore
+from botcore.stores.redis import RedisStore
 from botcore.stores.sqlite import SQLiteStore
 from botcore.testing.stores import server_store, wipe
 
@@ -187,3 +193,95 @@ async def test_lock_serializes_holders_of_one_name(store: Store) -> None:
     events.clear()
     await asyncio.gather(hold("chat:1", "a"), hold("chat:2", "b"))
     assert events[:2] in (["a in", "b in"], ["b in", "a in"])  # other names do not wait
+
+
+async def recorded(store: Store) -> int | None:
+    """The schema version the store holds (None: none recorded)."""
+    if isinstance(store, MemoryStore):
+        return store.meta.get("schema_version")
+    if isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store.path)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(row[0])
+    if isinstance(store, PostgresStore):
+        found = await store.pool.fetchval(
+            "SELECT value FROM botcore_meta WHERE key = 'schema_version'"
+        )
+        return None if found is None else int(found)
+    assert isinstance(store, RedisStore)
+    found = await store.redis.hget("botcore:meta", "schema_version")
+    return None if found is None else int(found)
+
+
+async def stamp(store: Store, version: int | None) -> None:
+    """Record `version` as the store's schema (None: none), as another botcore would have."""
+    if isinstance(store, MemoryStore):
+        store.meta.pop("schema_version", None)
+        if version is not None:
+            store.meta["schema_version"] = version
+    elif isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store.path)) as db, db:
+            db.execute("DELETE FROM meta")
+            if version is not None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
+    elif isinstance(store, PostgresStore):
+        await store.pool.execute("DELETE FROM botcore_meta")
+        if version is not None:
+            await store.pool.execute(
+                "INSERT INTO botcore_meta VALUES ('schema_version', $1)", str(version)
+            )
+    else:
+        assert isinstance(store, RedisStore)
+        await store.redis.delete("botcore:meta")
+        if version is not None:
+            await store.redis.hset("botcore:meta", "schema_version", str(version))
+
+
+def another_client(store: Store) -> Store:
+    """A new, unopened store on the same data (a memory store is its own)."""
+    if isinstance(store, MemoryStore):
+        return store
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path)
+    return server_store("postgres" if isinstance(store, PostgresStore) else "redis")
+
+
+async def test_the_schema_version_is_recorded_and_a_newer_one_is_refused(store: Store) -> None:
+    await store.put("settings", "42", "kept")  # the SQLite file exists once something is kept
+    assert await recorded(store) == SCHEMA_VERSION
+    try:
+        await stamp(store, None)  # a store from before versions were recorded
+        again = another_client(store)
+        await again.open()
+        await again.close()
+        assert await recorded(store) == SCHEMA_VERSION
+        await stamp(store, 3)
+        again = another_client(store)
+        with pytest.raises(NewerSchema) as refused:
+            await again.open()
+        await again.close()
+        assert str(refused.value) == (
+            "written by a newer botcore (schema 3; this one reads 1): upgrade botcore"
+        )
+        assert await recorded(store) == 3  # left as the newer botcore wrote it
+        assert await store.get("settings", "42") == "kept"
+    finally:
+        await stamp(store, SCHEMA_VERSION)  # the test servers are shared by every test
+
+
+async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    store = SQLiteStore(path)
+    await store.put("settings", "42", "kept")
+    await store.close()
+    await stamp(store, 2)
+    config = validate(
+        Config, {"bot": {"token": "1:A"}, "store": {"backend": "sqlite", "path": str(path)}}
+    )
+    app = App(config)
+    with pytest.raises(StartupError) as refused:
+        await app.startup()
+    await app.shutdown()
+    assert str(refused.value) == (
+        "store: written by a newer botcore (schema 2; this one reads 1): upgrade botcore"
+    )

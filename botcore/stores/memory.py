@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from botcore.store import Change, ChatMessage, LocalLocks, LocalSignals
+from botcore.store import (
+    SCHEMA_VERSION,
+    Change,
+    ChatMessage,
+    LocalLocks,
+    LocalSignals,
+    check_schema,
+)
 
 
 class MemoryStore(LocalSignals):
@@ -23,9 +30,12 @@ class MemoryStore(LocalSignals):
         self._records: dict[str, dict[str, str]] = {}
         self._counters: dict[str, dict[str, tuple[float, float | None]]] = {}
         self._locks = LocalLocks()
+        self.meta: dict[str, int] = {}
+        """What the other backends keep in their meta table: {"schema_version": 1}."""
 
     async def open(self) -> None:
-        """Nothing to connect to."""
+        """Nothing to connect to; the schema version is recorded (and checked) as elsewhere."""
+        check_schema(self.meta.setdefault("schema_version", SCHEMA_VERSION))
 
     async def close(self) -> None:
         """Nothing to release."""

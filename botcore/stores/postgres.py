@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage, Signal
+from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
 from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
@@ -31,6 +31,10 @@ RELISTEN_DELAY = 30.0
 """Seconds at most between attempts to listen again after the listening connection was lost."""
 SCHEMA_LOCK = 0x626F74636F7265  # "botcore": serializes schema creation across instances
 
+META = """
+CREATE TABLE IF NOT EXISTS botcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+"""
+"""Facts about the database itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS botcore_messages (
     id BIGSERIAL PRIMARY KEY,
@@ -141,10 +145,23 @@ class PostgresStore:
             )
             async with self.pool.acquire() as db:
                 await db.execute("SELECT pg_advisory_lock($1)", SCHEMA_LOCK)
-                try:
+                try:  # the version first: a newer botcore's tables and functions stay as they are
+                    await db.execute(META)
+                    found = await db.fetchval(
+                        "SELECT value FROM botcore_meta WHERE key = 'schema_version'"
+                    )
+                    check_schema(int(found) if found is not None else SCHEMA_VERSION)
                     await db.execute(SCHEMA)
+                    await db.execute(
+                        "INSERT INTO botcore_meta (key, value) VALUES ('schema_version', $1) "
+                        "ON CONFLICT (key) DO NOTHING",
+                        str(SCHEMA_VERSION),
+                    )
                 finally:
                     await db.execute("SELECT pg_advisory_unlock($1)", SCHEMA_LOCK)
+        except NewerSchema:
+            await self.close()
+            raise
         except Exception as exc:
             await self.close()
             raise unavailable("postgres", self.url, exc) from None

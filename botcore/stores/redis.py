@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import Change, ChatMessage, Signal
+from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
 from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("botcore.store")
 P = "botcore:"
 CONVERSATIONS = P + "conversations"
+META = P + "meta"
+"""A hash of facts about the data itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SIGNALS = P + "signals"
 """The pub/sub channel of Store.broadcast."""
 RELISTEN_DELAY = 30.0
@@ -140,6 +142,12 @@ class RedisStore:
         try:
             self._redis = Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=10)
             await self._redis.ping()
+            await self._redis.hsetnx(META, "schema_version", SCHEMA_VERSION)
+            found = await self._redis.hget(META, "schema_version")
+            check_schema(int(found) if found is not None else SCHEMA_VERSION)
+        except NewerSchema:
+            await self.close()
+            raise
         except Exception as exc:
             await self.close()
             raise unavailable("redis", self.url, exc) from None

@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 import orjson
 
-from botcore.store import Change, ChatMessage, LocalLocks, LocalSignals
+from botcore.store import (
+    SCHEMA_VERSION,
+    Change,
+    ChatMessage,
+    LocalLocks,
+    LocalSignals,
+    check_schema,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,6 +39,8 @@ PRUNE_EVERY = 3600.0
 CHECKPOINT_EVERY = 200
 """Writes between checkpoints, run on the thread (SQLite's own is every ~1000 pages of WAL)."""
 
+META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+"""Facts about the file itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -80,7 +89,18 @@ class SQLiteStore(LocalSignals):
         worker.execute("PRAGMA journal_mode=WAL")
         worker.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses no commit
         worker.execute("PRAGMA busy_timeout=5000")
-        worker.executescript(SCHEMA)
+        try:  # the version first: a newer botcore's file is left exactly as it is
+            worker.execute(META)
+            row = worker.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            check_schema(int(row[0]) if row else SCHEMA_VERSION)
+            worker.executescript(SCHEMA)
+            worker.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except BaseException:
+            worker.close()
+            raise
         # The inline connection never waits for a lock and leaves checkpoints to the thread.
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0)
         db.execute("PRAGMA synchronous=NORMAL")

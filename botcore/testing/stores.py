@@ -43,7 +43,8 @@ def server_store(backend: Server) -> Store:
 
 
 async def wipe(store: Store) -> None:
-    """Delete everything botcore keeps on an open server store (tests only)."""
+    """Delete everything botcore keeps on an open server store (tests only), but for the
+    schema version it recorded at open."""
     from botcore.stores.postgres import PostgresStore
     from botcore.stores.redis import RedisStore
 
@@ -53,7 +54,11 @@ async def wipe(store: Store) -> None:
             "botcore_lock_waiters"
         )
     elif isinstance(store, RedisStore):
-        keys = [key async for key in store.redis.scan_iter(match="botcore:*", count=1000)]
+        keys = [
+            key
+            async for key in store.redis.scan_iter(match="botcore:*", count=1000)
+            if key != "botcore:meta"
+        ]
         if keys:
             await store.redis.delete(*keys)
 

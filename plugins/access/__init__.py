@@ -3,16 +3,16 @@
 List it first in `[bot] plugins` (its `pre_message` is `tryfirst` anyway): a refused message goes
 no further, so no other plugin, and no model, ever sees it. A refused user is told so once, then
 again at most every `remind_hours`: answering every message would let anyone make the bot spam.
-Changes made with /allow and /deny are settings overrides (`app.override`): kept in the store,
-applied at every start, shown by `botcore config`.
+Changes made with /allow and /deny are settings overrides (`app.override`): computed from what
+is stored (not from this process's copy), kept in the store, applied at once by every instance
+that shares it and at every start, shown by `botcore config`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
@@ -134,29 +134,39 @@ def _target(turn: Turn) -> int:
     raise UserError(turn.t("access.usage", command=turn.command))
 
 
+def _list(target: int) -> str:
+    """The allow-list setting an id belongs in: users (positive ids) or chats (negative)."""
+    return "plugins.access.users" if target > 0 else "plugins.access.chats"
+
+
 def _who(turn: Turn, target: int) -> str:
     return turn.t("access.user" if target > 0 else "access.chat", id=target)
 
 
-async def _change(app: App, key: str, target: int, *, present: bool) -> None:
-    """Add `target` to (or drop it from) one of the lists, touching the setting only if that
-    changes it: a setting changed in chat masks bot.toml's value from then on."""
-    if (target in getattr(app.settings(Settings), key)) == present:
-        return
+def _change(target: int, *, present: bool) -> Callable[[list[int] | None], list[int] | None]:
+    """The change that adds `target` to a list (or drops it), as `app.override` applies it to
+    the stored value (else bot.toml's): a list that already says so is left alone, so bot.toml's
+    value stays in charge of it."""
 
-    def change(ids: Any) -> list[int]:
+    def change(ids: list[int] | None) -> list[int] | None:
+        if (target in (ids or [])) == present:
+            return ids
         rest = [i for i in ids or [] if i != target]
         return sorted([*rest, target]) if present else rest
 
-    await app.override(f"plugins.access.{key}", change)
+    return change
 
 
 async def allow(turn: Turn) -> str:
     """/allow <id>: let a user (positive id) or a group (negative id) use the bot."""
     target = _target(turn)
     app = turn.app
-    await _change(app, "blocked", target, present=False)
-    await _change(app, "users" if target > 0 else "chats", target, present=True)
+    await app.override_many(  # one change: no other /deny or /allow comes between the two
+        {
+            "plugins.access.blocked": _change(target, present=False),
+            _list(target): _change(target, present=True),
+        }
+    )
     await app.store.put(TOLD, str(target), None)
     log.info("admin %s allowed %s", turn.user_id, target)
     return turn.t("access.allowed", who=_who(turn, target))
@@ -168,7 +178,11 @@ async def deny(turn: Turn) -> str:
     app = turn.app
     if target in app.config.bot.admins:
         raise UserError(turn.t("access.admin", id=target))
-    await _change(app, "users" if target > 0 else "chats", target, present=False)
-    await _change(app, "blocked", target, present=True)
+    await app.override_many(
+        {
+            _list(target): _change(target, present=False),
+            "plugins.access.blocked": _change(target, present=True),
+        }
+    )
     log.info("admin %s blocked %s", turn.user_id, target)
     return turn.t("access.denied", who=_who(turn, target))

@@ -2,8 +2,9 @@
 
 The commands are for `bot.admins` only (the core refuses everyone else). What is switched off is
 the `disabled` setting: changed in chat it is kept in the store (`app.override`), applied at every
-start and shown by `botcore config`. A plugin switched off keeps its state; its commands answer
-that they are off, its handlers and message hooks are skipped.
+start and shown by `botcore config`; every instance sharing the store follows it. A plugin
+switched off keeps its state; its commands answer that they are off, its handlers and message
+hooks are skipped.
 """
 
 from __future__ import annotations
@@ -74,14 +75,38 @@ def register_commands(app: App) -> Sequence[Command]:
 
 @hookimpl
 def startup(app: App) -> None:
-    for name in app.settings(Settings).disabled:
-        if name in app.plugins.names and name not in _KEEP:
-            app.plugins.disable(name)
-        elif "plugins.admin.disabled" in app.overrides:
+    if "plugins.admin.disabled" not in app.overrides:  # bot.toml's value: a mistake stops start-up
+        for name in app.settings(Settings).disabled:
+            if name in _KEEP:
+                raise ConfigError(f"plugins.admin.disabled: {name!r} cannot be switched off")
+            if name not in app.plugins.names:
+                hint = did_you_mean(name, app.plugins.names)
+                raise ConfigError(f"plugins.admin.disabled: no loaded plugin {name!r}{hint}")
+    _follow(app)
+
+
+@hookimpl
+def settings_changed(app: App) -> None:
+    _follow(app)
+
+
+def _follow(app: App) -> None:
+    """Switch plugins off and on as the `disabled` setting says, wherever it was changed: this
+    instance's /disable, another's, or bot.toml's value at start-up."""
+    disabled = app.settings(Settings).disabled
+    for name in disabled:
+        if name not in app.plugins.names:
             log.warning("plugin %r was switched off in chat but is no longer loaded", name)
-        else:
-            hint = did_you_mean(name, app.plugins.names)
-            raise ConfigError(f"plugins.admin.disabled: no loaded plugin {name!r}{hint}")
+    for name in app.plugins.names:
+        if name in _KEEP:
+            continue
+        if name in disabled and app.plugins.enabled(name):
+            app.plugins.disable(name)
+            log.info("plugin %s is switched off", name)
+        elif name not in disabled and not app.plugins.enabled(name):
+            app.plugins.enable(name)
+            app.breaker.enable(name)  # also back from a cool-down the circuit breaker started
+            log.info("plugin %s is switched on", name)
 
 
 _KEEP = {PLUGIN, *BUILTIN_PLUGINS}
@@ -110,8 +135,13 @@ def _name(turn: Turn) -> str:
     return name
 
 
-def _set(name: str, off: bool) -> Callable[[list[str] | None], list[str]]:
-    def change(current: list[str] | None) -> list[str]:
+def _set(name: str, off: bool) -> Callable[[list[str] | None], list[str] | None]:
+    """The change to `disabled` (stored, else bot.toml's) that switches `name` off or on;
+    nothing to store if it already is."""
+
+    def change(current: list[str] | None) -> list[str] | None:
+        if (name in (current or [])) == off:
+            return current
         rest = [n for n in current or [] if n != name]
         return [*rest, name] if off else rest
 
@@ -121,9 +151,8 @@ def _set(name: str, off: bool) -> Callable[[list[str] | None], list[str]]:
 async def enable(turn: Turn) -> str:
     """/enable <plugin>"""
     name = _name(turn)
-    await turn.app.override("plugins.admin.disabled", _set(name, off=False))
-    turn.app.plugins.enable(name)
-    turn.app.breaker.enable(name)  # also back from a cool-down the circuit breaker started
+    await turn.app.override("plugins.admin.disabled", _set(name, off=False))  # see _follow
+    turn.app.breaker.enable(name)  # even if it was on: back from the breaker's cool-down
     log.info("admin %s switched plugin %s on", turn.user_id, name)
     return turn.t("admin.enabled", name=name)
 
@@ -133,7 +162,6 @@ async def disable(turn: Turn) -> str:
     name = _name(turn)
     if name in _KEEP:
         raise UserError(turn.t("admin.keep", name=name))
-    await turn.app.override("plugins.admin.disabled", _set(name, off=True))
-    turn.app.plugins.disable(name)
+    await turn.app.override("plugins.admin.disabled", _set(name, off=True))  # see _follow
     log.info("admin %s switched plugin %s off", turn.user_id, name)
     return turn.t("admin.disabled", name=name)

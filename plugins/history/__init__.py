@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import Field
@@ -36,10 +36,16 @@ EXPIRE_EVERY = 3600.0
 class History:
     """The HistoryStore for the chat plugin: turns mapped to conversation keys, retention applied."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Callable[[], Settings]) -> None:
         self.store = store
-        self.settings = settings
+        self._settings = settings
         self._last_expire = 0.0
+
+    @property
+    def settings(self) -> Settings:
+        """[plugins.history] as it is now: asked at every use, so a setting changed in chat (on
+        any instance) applies from the next turn on."""
+        return self._settings()
 
     def conversation(self, turn: Turn) -> str:
         """The conversation key of a turn."""
@@ -99,6 +105,19 @@ class History:
 _histories: weakref.WeakKeyDictionary[App, History] = weakref.WeakKeyDictionary()
 
 
+def _settings_of(app: App) -> Callable[[], Settings]:
+    """`app.settings(Settings)` as a function that does not keep the app alive (a History is
+    kept per app in a weak dictionary, which a strong reference back would defeat)."""
+    ref = weakref.ref(app)
+
+    def current() -> Settings:
+        found = ref()
+        assert found is not None, "the bot this history belongs to is gone"
+        return found.settings(Settings)
+
+    return current
+
+
 @hookimpl
 def settings_model() -> type[Settings]:
     return Settings
@@ -125,7 +144,7 @@ def register_commands(app: App) -> Sequence[Command]:
 
 @hookimpl
 async def startup(app: App) -> None:
-    history = History(app.store, app.settings(Settings))
+    history = History(app.store, _settings_of(app))
     await history.expire()
     _histories[app] = history
 

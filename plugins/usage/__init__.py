@@ -363,7 +363,6 @@ async def _top(turn: Turn, settings: Settings, window: Window, count: int = 10) 
 
 async def budget(turn: Turn) -> str:
     """/budget <user id|global> <daily|monthly> <amount|off> [measure], or /budget <id> reset."""
-    settings = turn.app.settings(Settings)
     words = turn.args.split()
     if not words or not (words[0] == "global" or words[0].lstrip("-").isdigit()):
         raise UserError(turn.t("usage.budget_usage"))
@@ -387,12 +386,15 @@ async def budget(turn: Turn) -> str:
             raise UserError(turn.t("usage.budget_usage")) from None
         if not math.isfinite(limit) or limit < 0:
             raise UserError(turn.t("usage.budget_usage"))
-    current = (
-        settings.global_ if is_global else user_limits(settings, int(who_word))
-    ).model_dump()[window]
 
     def change(raw: Any) -> dict[str, float]:
-        limits = dict(raw if isinstance(raw, dict) else current or {})
+        """The window's limits as stored (else bot.toml's) with this measure set or dropped."""
+        if isinstance(raw, dict):
+            limits = dict(raw)
+        else:  # a user's own window starts as a copy of every user's: bot.toml's, never changed
+            # in chat (no command sets plugins.usage.user), so this process's copy is current
+            default = None if is_global else getattr(turn.app.settings(Settings).user, window)
+            limits = dict(default or {})
         limits.pop(measure, None)
         return limits if limit is None else {**limits, measure: limit}
 
@@ -408,7 +410,7 @@ async def budget(turn: Turn) -> str:
     fresh = turn.app.settings(Settings)
     limits_now = fresh.global_ if is_global else user_limits(fresh, int(who_word))
     shown = getattr(limits_now, window) or {}
-    text = ", ".join(f"{m} {_measure(settings, m, v)}" for m, v in shown.items())
+    text = ", ".join(f"{m} {_measure(fresh, m, v)}" for m, v in shown.items())
     return turn.t(
         "usage.budget_set", who=who, window=window, limits=text or turn.t("usage.no_limits")
     )
