@@ -64,12 +64,15 @@ def loads(data: bytes | str) -> Any:
 
 
 class Completions:
-    """Chat completions for one bot; the aiohttp session opens on first use, `close` ends it."""
+    """Chat completions for one bot; the aiohttp session opens on first use (once, however many
+    turns arrive together), `close` ends it."""
 
     def __init__(self, client: AsyncOpenAI, *, use_aiohttp: bool = True) -> None:
         self.client = client
         self.use_aiohttp = use_aiohttp
         self._session: aiohttp.ClientSession | None = None
+        self._opening = asyncio.Lock()
+        """Held while the session opens, so concurrent first calls share one session."""
         self._headers: dict[str, str] = {}
         self._url = ""
         self._proxy: Proxy = (None, None)
@@ -94,10 +97,12 @@ class Completions:
         return ChunkStream(self, response)
 
     async def close(self) -> None:
-        """Close the session (the SDK client is closed by its owner)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session (the SDK client is closed by its owner); an opening in progress
+        finishes first, so the session it makes is closed too."""
+        async with self._opening:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def _create_sdk(self, body: dict[str, Any], *, stream: bool) -> Any:
         """Through the SDK's own post(): the same retries, errors and stream parsing as
@@ -113,26 +118,39 @@ class Completions:
             stream_cls=AsyncStream[ChatCompletionChunk],
         )
 
+    async def _opened(self) -> aiohttp.ClientSession:
+        """The session; the first caller opens it and callers arriving meanwhile wait for that
+        one (a failed or cancelled opening leaves the next caller to try again)."""
+        session = self._session
+        if session is not None:
+            return session
+        async with self._opening:
+            if self._session is None:
+                self._session = await self._open()
+            return self._session
+
     async def _open(self) -> aiohttp.ClientSession:
         client = self.client
         # The SDK's own headers (auth, user agent, platform); reading the platform may touch files.
         defaults = await asyncio.to_thread(lambda: client.default_headers)
         headers = {**defaults, **client.auth_headers}
-        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
-        self._url = f"{client.base_url}chat/completions"
+        url = f"{client.base_url}chat/completions"
+        proxy = await EnvProxies().get(url)
         timeout: Any = client.timeout  # a number, or an httpx Timeout
         connect = getattr(timeout, "connect", timeout)
         read = getattr(timeout, "read", timeout)
-        self._session = aiohttp.ClientSession(
+        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}
+        self._url = url
+        self._proxy = proxy
+        # Made after the last await: a cancelled opening leaves no session behind.
+        return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
         )
-        self._proxy = await EnvProxies().get(self._url)
-        return self._session
 
     async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """Send with the SDK's retry policy; a 2xx response is returned unread."""
-        session = self._session or await self._open()
+        session = await self._opened()
         data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)  # ~30x json.dumps
         max_retries = self.client.max_retries
         for retries_taken in range(max_retries + 1):
