@@ -187,3 +187,25 @@ async def test_lock_serializes_holders_of_one_name(store: Store) -> None:
     events.clear()
     await asyncio.gather(hold("chat:1", "a"), hold("chat:2", "b"))
     assert events[:2] in (["a in", "b in"], ["b in", "a in"])  # other names do not wait
+
+
+async def test_sqlite_opens_once_however_many_first_uses_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[SQLiteStore] = []
+    real = SQLiteStore._open
+
+    def counted(self: SQLiteStore) -> None:
+        opened.append(self)
+        real(self)
+
+    monkeypatch.setattr(SQLiteStore, "_open", counted)
+    store = SQLiteStore(tmp_path / "new.db")
+    await store.open()  # a new file is made on first use
+    try:
+        await asyncio.gather(
+            *(store.append(f"c{i}", [{"role": "user", "content": "hi"}], keep=5) for i in range(20))
+        )
+    finally:
+        await store.close()
+    assert len(opened) == 1
