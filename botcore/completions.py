@@ -302,11 +302,16 @@ class ChunkStream:
         self._chunks.append(chunk)
 
     async def close(self) -> None:
-        """Finish reading the body (so the connection is reused) and release it."""
+        """Release the response: a finished body is read to its end, so the connection is
+        reused; an abandoned one (a cancelled answer) drops the connection at once rather than
+        wait for the rest of an answer nobody reads."""
         response = self._response
         if response.closed:
             return
-        self._done = True
+        if not self._done:
+            self._done = True
+            response.close()
+            return
         try:
             if not self._reader.at_eof():
                 await self._reader.read()
