@@ -104,14 +104,12 @@ async def cluster(
                 store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
                 settings={"chat": {"stream": False}},
             )
-            bots.append(
-                await bot_harness.spawn(
-                    config,
-                    env=env,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=(tmp_path / f"bot{i}.log").open("wb"),
+            with (tmp_path / f"bot{i}.log").open("wb") as log:  # the bot has its own copy
+                bots.append(
+                    await bot_harness.spawn(
+                        config, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log
+                    )
                 )
-            )
         await telegram.wait_for(lambda: len(set_webhook_calls(telegram)) == INSTANCES, timeout=30)
         yield Cluster(store, proxy, bots)
     finally:

@@ -48,3 +48,8 @@ class LeakRecords(logging.Handler):
             text = str(record.msg)
         if LEAK.search(text):
             self.found.append(f"{record.levelname} {record.name}: {text}")
+
+    def take(self) -> list[str]:
+        """What was found since the last call."""
+        found, self.found = self.found, []
+        return found
