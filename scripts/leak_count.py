@@ -1,12 +1,12 @@
 """Count resource-leak lines in the log of a real `botcore run` cold-started with a backlog.
 
-    .venv/bin/python scripts/leak_count.py [--updates 50]
+    .venv/bin/python scripts/leak_count.py [--updates 50] [--code OTHER_CHECKOUT]
 
 Starts the kit's fake Telegram and fake OpenAI in this process, queues N messages from N users
 (so N turns run at once), spawns `python -m botcore run` on them, waits for N answers, stops the
 bot with SIGTERM and prints the count of leak lines in its stderr (see botcore.testing.leaks).
-Exit status 1 if any. The botcore imported by the bot is whatever `python -m botcore` finds
-(PYTHONPATH=<other checkout> measures another version).
+Exit status 1 if any. `--code` runs the bot on another checkout's botcore package (put first
+on the bot's PYTHONPATH), e.g. an export of main to count before a fix.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from botcore.testing.harness import BotHarness
 from botcore.testing.leaks import leak_lines
 
 
-async def cold_start_log(updates: int, workdir: Path) -> str:
+async def cold_start_log(updates: int, workdir: Path, code: Path | None = None) -> str:
     """The bot's stderr from start to SIGTERM, `updates` messages waiting when it starts."""
     telegram, openai = FakeTelegram(), FakeOpenAI()
     await telegram.start()
@@ -36,7 +36,8 @@ async def cold_start_log(updates: int, workdir: Path) -> str:
         harness.write_config(plugins=["chat"])
         log = (workdir / "bot.log").open("wb")
         with log:
-            bot = await harness.spawn(stderr=log)
+            env = harness.env() if code is None else harness.env(PYTHONPATH=str(code))
+            bot = await harness.spawn(stderr=log, env=env)
             try:
                 await telegram.wait_for(
                     lambda: telegram.chat_summary(detail=False)["answers"] >= updates,
@@ -59,9 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=50)
     parser.add_argument("--show", action="store_true", help="print the leak lines too")
+    parser.add_argument("--code", type=Path, help="a checkout whose botcore the bot runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        text = asyncio.run(cold_start_log(args.updates, Path(tmp)))
+        text = asyncio.run(cold_start_log(args.updates, Path(tmp), args.code))
     found = leak_lines(text)
     if args.show:
         for line in found:
