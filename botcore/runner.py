@@ -51,6 +51,7 @@ class Runner:
         self.app = app
         settings = app.config.bot
         builder = ApplicationBuilder().token(settings.token.get_secret_value())
+        self._requests: tuple[AiohttpRequest, ...] = ()
         if settings.base_url:
             builder = builder.base_url(settings.base_url)
         if settings.base_file_url:
@@ -61,6 +62,7 @@ class Runner:
                 AiohttpRequest(connection_limit=1),
             )
             builder = builder.request(api).get_updates_request(polls)
+            self._requests = (api, polls)
             app.health.telegram_ok = lambda: api.last_ok
             app.health.poll_ok = lambda: polls.last_ok
         if settings.local_mode:
@@ -89,7 +91,7 @@ class Runner:
         """Connect to Telegram, start the plugins, then begin taking updates."""
         application = self.application
         try:
-            await application.initialize()
+            await self._initialize()
         except InvalidToken:
             raise StartupError(
                 "bot.token: Telegram rejected the token (check it with @BotFather)"
@@ -130,6 +132,15 @@ class Runner:
             settings.mode,
             ", ".join(self.app.plugins.names),
         )
+
+    async def _initialize(self) -> None:
+        """Application.initialize(), closing our HTTP sessions if it fails: PTB opens them before
+        getMe and closes them only once initialized, so a rejected token would leave them open."""
+        try:
+            await self.application.initialize()
+        except BaseException:
+            await asyncio.gather(*(r.shutdown() for r in self._requests), return_exceptions=True)
+            raise
 
     def _on_polling_error(self, exc: TelegramError) -> None:
         reason = redact(str(exc), self.app.config.secrets())

@@ -40,3 +40,16 @@ async def test_a_cold_start_with_a_backlog_leaks_nothing(
     assert "Unclosed" not in output
     await bot_harness.stop_all()
     assert bot_harness.leaks() == []
+
+
+async def test_a_rejected_token_stops_start_up_without_a_leak(bot_harness: BotHarness) -> None:
+    bot_harness.write_config(plugins=["chat"])
+    bot = await bot_harness.spawn(
+        env=bot_harness.env(TELEGRAM_BOT_TOKEN="1:REJECTED"), stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await bot.communicate()
+    output = stderr.decode(errors="replace")
+    assert bot.returncode == 2, output
+    assert "bot.token: Telegram rejected the token" in output
+    await bot_harness.stop_all()
+    assert bot_harness.leaks() == []  # the HTTP sessions opened for getMe were closed
