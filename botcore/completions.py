@@ -139,7 +139,7 @@ def loads(data: bytes | str) -> Any:
 class Completions:
     """Chat completions for one bot on `endpoint`; `sdk` builds (or returns) the SDK client,
     which only failures and `use_aiohttp=False` need. `open` starts the aiohttp session (else
-    the first request does), `close` ends it."""
+    the first request does, once however many turns arrive together), `close` ends it."""
 
     def __init__(
         self, endpoint: Endpoint, sdk: Callable[[], AsyncOpenAI], *, use_aiohttp: bool = True
@@ -148,6 +148,8 @@ class Completions:
         self._sdk = sdk
         self.use_aiohttp = use_aiohttp
         self._session: aiohttp.ClientSession | None = None
+        self._opening = asyncio.Lock()
+        """Held while the session opens, so concurrent first calls share one session."""
         self._headers = endpoint.headers
         self._url = endpoint.url
         self._proxy: Proxy = (None, None)
@@ -164,8 +166,8 @@ class Completions:
 
     async def open(self) -> None:
         """Start the session before the first request, so that no answer waits for it."""
-        if self.use_aiohttp and self._session is None:
-            await self._open()
+        if self.use_aiohttp:
+            await self._opened()
 
     async def create(self, body: dict[str, Any], *, stream: bool) -> Any:
         """The completion (`stream=False`) or an async iterator of chunks (`stream=True`); raises
@@ -187,10 +189,12 @@ class Completions:
         return ChunkStream(self, response)
 
     async def close(self) -> None:
-        """Close the session (the SDK client is closed by its owner)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session (the SDK client is closed by its owner); an opening in progress
+        finishes first, so the session it makes is closed too."""
+        async with self._opening:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def _create_sdk(self, body: dict[str, Any], *, stream: bool) -> Any:
         """Through the SDK's own post(): the same retries, errors and stream parsing as
@@ -206,18 +210,29 @@ class Completions:
             stream_cls=AsyncStream[ChatCompletionChunk],
         )
 
+    async def _opened(self) -> aiohttp.ClientSession:
+        """The session; the first caller opens it and callers arriving meanwhile wait for that
+        one (a failed or cancelled opening leaves the next caller to try again)."""
+        session = self._session
+        if session is not None:
+            return session
+        async with self._opening:
+            if self._session is None:
+                self._session = await self._open()
+            return self._session
+
     async def _open(self) -> aiohttp.ClientSession:
+        self._proxy = await EnvProxies().get(self._url)
         timeout = self.endpoint.timeout
-        self._session = aiohttp.ClientSession(
+        # Made after the last await: a cancelled opening leaves no session behind.
+        return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
         )
-        self._proxy = await EnvProxies().get(self._url)
-        return self._session
 
     async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """Send with the SDK's retry policy; a 2xx response is returned unread."""
-        session = self._session or await self._open()
+        session = await self._opened()
         data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)  # ~30x json.dumps
         max_retries = self.endpoint.max_retries
         for retries_taken in range(max_retries + 1):
@@ -369,11 +384,16 @@ class ChunkStream:
         self._chunks.append(chunk)
 
     async def close(self) -> None:
-        """Finish reading the body (so the connection is reused) and release it."""
+        """Release the response: a finished body is read to its end, so the connection is
+        reused; an abandoned one (a cancelled answer) drops the connection at once rather than
+        wait for the rest of an answer nobody reads."""
         response = self._response
         if response.closed:
             return
-        self._done = True
+        if not self._done:
+            self._done = True
+            response.close()
+            return
         try:
             if not self._reader.at_eof():
                 await self._reader.read()

@@ -1,5 +1,6 @@
 """Session-wide secret check: every log record of the whole run (at DEBUG and above) and the output
-of every bot subprocess are scanned at the end for the kit's fake bot token and API key."""
+of every bot subprocess are scanned at the end for the kit's fake bot token and API key. (Leaked
+resources are caught by the kit's pytest plugin, botcore.testing.pytest_plugin.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 from botcore.logs import QUIET
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.leaks import leak_lines
+
+pytest_plugins = ["pytester"]
 
 _TOKEN: str = inspect.signature(FakeTelegram).parameters["token"].default
 _KEY: str = inspect.signature(FakeOpenAI).parameters["api_key"].default
@@ -72,5 +76,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture
 def bot_output() -> Iterator[Callable[[str], None]]:
-    """Hand a bot subprocess's stdout/stderr to the session-wide secret scan."""
-    yield _outputs.append
+    """Hand a bot subprocess's stdout/stderr to the session-wide secret scan; a line in it that
+    reports a leaked resource fails the test at once."""
+
+    def scan(output: str) -> None:
+        _outputs.append(output)
+        found = leak_lines(output)
+        if found:
+            pytest.fail("a subprocess leaked resources:\n" + "\n".join(found[:20]), pytrace=False)
+
+    yield scan

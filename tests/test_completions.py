@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from openai import AsyncOpenAI
 
 from botcore.completions import ChunkStream, Completions, Data, loads
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI, ToolCall
+from botcore.testing.leaks import LEAK
+from botcore.transport import EnvProxies
 
 REQUEST = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -110,3 +117,91 @@ def test_data_reads_keys_as_attributes() -> None:
     assert isinstance(data, Data) and data.a.b[0].c == 1
     assert data.n is None and data.missing is None
     assert data.model_dump(exclude_none=True) == {"a": {"b": [{"c": 1}]}}
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientSession]:
+    """Every aiohttp session opened during the test, in order."""
+    opened: list[aiohttp.ClientSession] = []
+    real = aiohttp.ClientSession
+
+    def counted(*args: Any, **kwargs: Any) -> aiohttp.ClientSession:
+        session = real(*args, **kwargs)
+        opened.append(session)
+        return session
+
+    monkeypatch.setattr(aiohttp, "ClientSession", counted)
+    return opened
+
+
+async def test_a_burst_of_first_calls_shares_one_session(
+    completions: Completions,
+    openai_server: FakeOpenAI,
+    sessions: list[aiohttp.ClientSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    replies = await asyncio.gather(
+        *(
+            completions.create(
+                {**REQUEST, "messages": [{"role": "user", "content": f"q{i}"}]}, stream=False
+            )
+            for i in range(50)
+        )
+    )
+    assert sorted(r.choices[0].message.content for r in replies) == sorted(
+        f"echo: q{i}" for i in range(50)
+    )
+    assert len(sessions) == 1
+    await completions.close()
+    assert sessions[0].closed
+    gc.collect()
+    assert not [r for r in caplog.records if LEAK.search(r.getMessage())]
+
+
+async def test_a_failed_opening_lets_the_next_call_open(
+    completions: Completions,
+    openai_server: FakeOpenAI,
+    sessions: list[aiohttp.ClientSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = EnvProxies.get
+    failures = [OSError("proxy lookup failed")]
+
+    async def flaky(self: EnvProxies, url: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(self, url)
+
+    monkeypatch.setattr(EnvProxies, "get", flaky)
+    results = await asyncio.gather(
+        *(completions.create(REQUEST, stream=False) for _ in range(3)), return_exceptions=True
+    )
+    assert [type(r) for r in results if isinstance(r, BaseException)] == [OSError]
+    assert len(sessions) == 1  # the failed opening made none; the next caller opened it once
+    response = await completions.create(REQUEST, stream=False)
+    assert response.choices[0].message.content == "echo: hi"
+
+
+async def test_close_during_the_opening_closes_what_it_opens(
+    completions: Completions,
+    openai_server: FakeOpenAI,
+    sessions: list[aiohttp.ClientSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    reading, go_on = asyncio.Event(), threading.Event()
+    headers = AsyncOpenAI.default_headers
+
+    def slow(client: AsyncOpenAI) -> Any:  # read on a worker thread while the call opens
+        loop.call_soon_threadsafe(reading.set)
+        go_on.wait(10)
+        return headers.__get__(client)
+
+    monkeypatch.setattr(AsyncOpenAI, "default_headers", property(slow))
+    call = asyncio.create_task(completions.create(REQUEST, stream=False))
+    await reading.wait()
+    closing = asyncio.create_task(completions.close())
+    await asyncio.sleep(0)  # close() starts, and waits for the opening
+    go_on.set()
+    await asyncio.gather(call, closing, return_exceptions=True)
+    assert len(sessions) == 1 and sessions[0].closed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -230,7 +231,9 @@ def test_secret_in_wrong_type_is_not_echoed(tmp_path: Path) -> None:
     assert str(info.value).startswith("openai.api_key: ")
 
 
-def test_shipped_bot_toml_checks_with_env(tmp_path: Path) -> None:
+def test_shipped_bot_toml_checks_with_env(
+    tmp_path: Path, bot_output: Callable[[str], None]
+) -> None:
     """The README's promise: `botcore check` exits 0 on the shipped bot.toml with the two variables set."""
     result = subprocess.run(
         [sys.executable, "-m", "botcore", "check", "--config", str(REPO / "bot.toml")],
@@ -242,6 +245,7 @@ def test_shipped_bot_toml_checks_with_env(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "welcome, access, admin, usage, history, chat, image, voice" in result.stdout
+    bot_output(result.stderr)  # every plugin started and stopped without a leak
 
 
 def test_shipped_bot_toml_without_token_exits_2(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from botcore.reload import editable_plugin_roots, watched_roots
@@ -81,7 +82,7 @@ class Lines:
 
 
 async def test_reload_restarts_on_code_and_config_changes(
-    telegram: FakeTelegram, tmp_path: Path
+    telegram: FakeTelegram, tmp_path: Path, bot_output: Callable[[str], None]
 ) -> None:
     plugin = tmp_path / "greeter.py"
     plugin.write_text(PLUGIN, encoding="utf-8")
@@ -126,7 +127,9 @@ async def test_reload_restarts_on_code_and_config_changes(
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
         await process.wait()
-    assert process.returncode == 0, "".join(lines.seen)
+    output = "".join(lines.seen) + (await process.stderr.read()).decode(errors="replace")
+    assert process.returncode == 0, output
+    bot_output(output)  # every restart shut its bot down without a leak
 
 
 def test_editable_plugin_packages_are_watched(tmp_path: Path) -> None:

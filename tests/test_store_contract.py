@@ -285,3 +285,24 @@ async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path
     assert str(refused.value) == (
         "store: written by a newer botcore (schema 2; this one reads 1): upgrade botcore"
     )
+
+async def test_sqlite_opens_once_however_many_first_uses_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[SQLiteStore] = []
+    real = SQLiteStore._open
+
+    def counted(self: SQLiteStore) -> None:
+        opened.append(self)
+        real(self)
+
+    monkeypatch.setattr(SQLiteStore, "_open", counted)
+    store = SQLiteStore(tmp_path / "new.db")
+    await store.open()  # a new file is made on first use
+    try:
+        await asyncio.gather(
+            *(store.append(f"c{i}", [{"role": "user", "content": "hi"}], keep=5) for i in range(20))
+        )
+    finally:
+        await store.close()
+    assert len(opened) == 1

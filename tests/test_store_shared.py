@@ -217,3 +217,80 @@ async def test_a_broadcast_reaches_the_other_clients_listeners(pair: tuple[Store
 
     await until(both_heard, "both clients heard both messages")
     assert heard_a == heard_b == [{"kind": "cancel", "chat": 7}, {"kind": "stopped", "id": "x"}]
+
+
+async def signal_connections(store: Store) -> int:
+    """How many connections of the store's server wait for botcore's signals."""
+    if isinstance(store, RedisStore):
+        from botcore.stores.redis import SIGNALS as CHANNEL
+
+        return int(dict(await store.redis.pubsub_numsub(CHANNEL))[CHANNEL])
+    from botcore.stores.postgres import SIGNALS
+
+    assert isinstance(store, PostgresStore)
+    query = f'LISTEN "{SIGNALS}"'  # the last statement of a connection asyncpg made listen
+    return int(
+        await store.pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query = $1",
+            query,
+        )
+    )
+
+
+async def test_concurrent_first_listens_share_one_connection(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    before = await signal_connections(b)
+    heard: list[object] = []
+    await asyncio.gather(*(a.listen(heard.append) for _ in range(5)))
+    assert await signal_connections(b) == before + 1
+    await a.close()
+
+    async def gone() -> bool:
+        return await signal_connections(b) == before
+
+    await until(gone, "the signal connection closed with the store")
+
+
+async def test_close_while_listen_connects_leaves_no_connection(pair: tuple[Store, Store]) -> None:
+    a, b = pair
+    before = await signal_connections(b)
+    listening = asyncio.create_task(a.listen(lambda _: None))
+    await asyncio.sleep(0)  # listen() has begun to connect
+    await a.close()
+    await asyncio.gather(listening, return_exceptions=True)
+
+    async def gone() -> bool:
+        return await signal_connections(b) == before
+
+    await until(gone, "no signal connection outlives close()")
+
+
+async def test_a_failed_subscribe_lets_the_next_listen_subscribe(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    if not isinstance(a, RedisStore):
+        pytest.skip("Redis: the subscription is made on a PubSub of its own")
+    from redis.asyncio.client import PubSub
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    real = PubSub.subscribe
+    failures = [RedisConnectionError("lost")]
+
+    async def flaky(self: PubSub, *args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PubSub, "subscribe", flaky)
+    with pytest.raises(RedisConnectionError):
+        await a.listen(lambda _: None)
+    heard: list[object] = []
+    await a.listen(heard.append)
+    await b.broadcast({"kind": "cancel", "chat": 1})
+
+    async def arrived() -> bool:
+        return heard == [{"kind": "cancel", "chat": 1}]
+
+    await until(arrived, "the second listen() subscribed")

@@ -127,6 +127,8 @@ class PostgresStore:
         self._last_prune = 0.0
         self._listeners: list[Callable[[Signal], None]] = []
         self._listening: asyncio.Task[None] | None = None
+        self._subscribing = asyncio.Lock()
+        """Held while the signal connection opens: concurrent first listens share one."""
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -167,8 +169,9 @@ class PostgresStore:
             raise unavailable("postgres", self.url, exc) from None
 
     async def close(self) -> None:
-        """Close every connection."""
-        task, self._listening = self._listening, None
+        """Close every connection (a signal connection still opening is closed once it is)."""
+        async with self._subscribing:
+            task, self._listening = self._listening, None
         await stop_task(task)
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -308,17 +311,24 @@ class PostgresStore:
         await self.pool.execute("SELECT pg_notify($1, $2)", SIGNALS, json.dumps(message))
 
     async def listen(self, callback: Callable[[Signal], None]) -> None:
-        """LISTEN on a connection of its own (outside the pool), kept open and reopened if lost."""
+        """LISTEN on a connection of its own (outside the pool), kept open and reopened if lost;
+        the first call opens it and calls meanwhile wait for that one (a failed one for none)."""
+        async with self._subscribing:
+            if self._listening is None:
+                connection = await self._listen()
+                self._listening = asyncio.create_task(self._keep_listening(connection))
         self._listeners.append(callback)
-        if self._listening is None:
-            connection = await self._listen()
-            self._listening = asyncio.create_task(self._keep_listening(connection))
 
     async def _listen(self) -> asyncpg.Connection:
         import asyncpg
 
         connection = await asyncpg.connect(self.url, timeout=10)
-        await connection.add_listener(SIGNALS, self._notified)
+        try:
+            await connection.add_listener(SIGNALS, self._notified)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)
+            raise
         return connection
 
     async def _keep_listening(self, connection: asyncpg.Connection) -> None:

@@ -111,6 +111,12 @@ def _add_args(
     ]
 
 
+async def _close(pubsub: PubSub) -> None:
+    """Close a subscription's connection; an error closing it changes nothing for the caller."""
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
 def _lock_keys(name: str) -> list[str]:
     return [f"{P}l:{name}", f"{P}lq:{name}", f"{P}lw:{name}"]
 
@@ -127,6 +133,8 @@ class RedisStore:
         self._listeners: list[Callable[[Signal], None]] = []
         self._pubsub: PubSub | None = None
         self._listening: asyncio.Task[None] | None = None
+        self._subscribing = asyncio.Lock()
+        """Held while the signal subscription opens: concurrent first listens share one."""
 
     @property
     def redis(self) -> Redis:
@@ -161,13 +169,13 @@ class RedisStore:
             self._scripts[name] = self._redis.register_script(source)
 
     async def close(self) -> None:
-        """Close the connections."""
-        task, self._listening = self._listening, None
+        """Close the connections (a subscription still opening is closed once it is)."""
+        async with self._subscribing:
+            task, self._listening = self._listening, None
+            pubsub, self._pubsub = self._pubsub, None
         await stop_task(task)
-        pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _close(pubsub)
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
@@ -290,12 +298,19 @@ class RedisStore:
         await self.redis.publish(SIGNALS, json.dumps(message))
 
     async def listen(self, callback: Callable[[Signal], None]) -> None:
-        """SUBSCRIBE (on a connection of its own, re-subscribed by redis-py if it is lost)."""
+        """SUBSCRIBE (on a connection of its own, re-subscribed by redis-py if it is lost); the
+        first call subscribes and calls meanwhile wait for that one (a failed one for none)."""
+        async with self._subscribing:
+            if self._pubsub is None:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(SIGNALS)
+                except BaseException:
+                    await _close(pubsub)
+                    raise
+                self._pubsub = pubsub
+                self._listening = asyncio.create_task(self._read_signals(pubsub))
         self._listeners.append(callback)
-        if self._pubsub is None:
-            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(SIGNALS)
-            self._listening = asyncio.create_task(self._read_signals(self._pubsub))
 
     async def _read_signals(self, pubsub: PubSub) -> None:
         delay = 1.0

@@ -81,6 +81,9 @@ class SQLiteStore(LocalSignals):
         self._writes = 0
         self._last_prune = 0.0
         self._background: set[asyncio.Future[Any]] = set()
+        self._opening = asyncio.Lock()
+        """Held while the connections open: concurrent first uses share one opening."""
+        self._closed = False
 
     def _open(self) -> None:
         """On the thread: create the file and schema, then the two connections."""
@@ -108,10 +111,17 @@ class SQLiteStore(LocalSignals):
         self._worker, self._db = worker, db
 
     async def _ready(self) -> sqlite3.Connection:
-        if self._db is None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
+        """The inline connection; the first use opens both and uses meanwhile wait for it."""
+        db = self._db
+        if db is not None:
+            return db
+        async with self._opening:
+            if self._closed:
+                raise RuntimeError("the SQLite store is closed")
+            if self._db is None:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._open)
             assert self._db is not None
-        return self._db
+            return self._db
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         """`function(connection, *args)` inline; on the thread if another writer holds the file."""
@@ -156,12 +166,14 @@ class SQLiteStore(LocalSignals):
         """Wait for maintenance, close both connections (a last checkpoint), stop the thread."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        if self._worker is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._worker.close)
-            self._worker = None
+        async with self._opening:  # an opening in progress ends first, and none begins after
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._worker is not None:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._worker.close)
+                self._worker = None
         self._thread.shutdown(wait=False)
 
     async def messages(

@@ -1420,7 +1420,10 @@ class FakeTelegram:
         self._webhook_error = None
         self._wake_pollers()
         await self._stop_webhook_task()
-        self._webhook_task = asyncio.create_task(self._deliver_webhooks())
+        # Another setWebhook may have started a sender while this one waited (one is enough: it
+        # reads self.webhook for each delivery), or the server may be stopping.
+        if self._webhook_task is None and not self._closing:
+            self._webhook_task = asyncio.create_task(self._deliver_webhooks())
         return True
 
     async def _delete_webhook(self, call: ApiCall) -> Any:

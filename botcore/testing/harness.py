@@ -8,13 +8,14 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from botcore.app import App
 from botcore.config import Config, validate
 from botcore.runner import Runner
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.leaks import leak_lines
 from botcore.testing.toml_writer import to_toml
 
 TOKEN_VAR = "TELEGRAM_BOT_TOKEN"
@@ -48,6 +49,11 @@ class BotHarness:
         self.workdir = workdir
         self.running: list[RunningBot] = []
         self.processes: list[asyncio.subprocess.Process] = []
+        self.outputs: list[bytearray] = []
+        """What each spawned process wrote to the pipes it was given (see `spawn`), in order."""
+        self.logs: list[Path] = []
+        """The files spawned processes were given as stderr."""
+        self._copying: list[asyncio.Task[None]] = []
 
     def config_dict(
         self,
@@ -139,9 +145,12 @@ class BotHarness:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment for a bot process: os.environ, the fakes' token and API key under the
-        names `write_config` refers to, and `extra` (e.g. PYTHONPATH, BOTCORE_STORE_URL)."""
+        names `write_config` refers to, ResourceWarnings shown (PYTHONWARNINGS, so an unclosed
+        socket or file reaches stderr) and `extra` (e.g. PYTHONPATH, BOTCORE_STORE_URL)."""
+        warnings = os.environ.get("PYTHONWARNINGS", "")
         return {
             **os.environ,
+            "PYTHONWARNINGS": f"default::ResourceWarning,{warnings}".rstrip(","),
             TOKEN_VAR: self.telegram.token,
             API_KEY_VAR: self.openai.api_key,
             **extra,
@@ -158,14 +167,61 @@ class BotHarness:
         """Start `python -m botcore <command> --config <config> *args` in the working directory
         (config None: no --config, the command's default) with `env` (default `env()`); `kwargs`
         go to `asyncio.create_subprocess_exec` (stdin, stdout, stderr). A process still running
-        when the harness stops is killed."""
+        when the harness stops is killed.
+
+        Its stderr (unless redirected elsewhere) and a piped stdout are also kept in `outputs`,
+        so `leaks()` can read them: the process's `stdout`/`stderr` streams read as usual, and
+        an stderr not piped is passed on to this process's stderr. An stderr that is a named
+        file is kept in `logs`, and read by `leaks()` too."""
         options = [] if config is None else ["--config", os.fspath(config)]
+        stderr = kwargs.get("stderr")
+        forward = stderr is None
+        name = getattr(stderr, "name", None)
+        if isinstance(name, str):  # a log file: read by leaks()
+            self.logs.append(Path(name))
+        if forward:
+            kwargs["stderr"] = asyncio.subprocess.PIPE
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "botcore", command, *options, *args,
             cwd=self.workdir, env=dict(self.env() if env is None else env), **kwargs,
         )  # fmt: skip
         self.processes.append(process)
+        output = bytearray()
+        self.outputs.append(output)
+        if process.stdout is not None:
+            process.stdout = self._copy(process.stdout, output, None)
+        if process.stderr is not None:
+            copied = self._copy(process.stderr, output, sys.stderr if forward else None)
+            process.stderr = None if forward else copied
         return process
+
+    def _copy(
+        self, source: asyncio.StreamReader, output: bytearray, forward: TextIO | None
+    ) -> asyncio.StreamReader:
+        """A stream that reads what `source` does, while everything is also kept in `output`;
+        `forward` (a text file), when given, gets it instead of the returned stream."""
+        reader = asyncio.StreamReader(limit=2**24)
+
+        async def copy() -> None:
+            try:
+                while chunk := await source.read(65536):
+                    output.extend(chunk)
+                    if forward:
+                        forward.write(chunk.decode(errors="replace"))
+                    else:
+                        reader.feed_data(chunk)
+            finally:
+                reader.feed_eof()
+
+        self._copying.append(asyncio.create_task(copy()))
+        return reader
+
+    def leaks(self) -> list[str]:
+        """The lines in the spawned processes' output that report a leaked resource (an unclosed
+        session, a destroyed pending task...; see botcore.testing.leaks); complete after stop_all."""
+        texts = [output.decode(errors="replace") for output in self.outputs]
+        texts += [log.read_text(errors="replace") for log in self.logs if log.is_file()]
+        return [line for text in texts for line in leak_lines(text)]
 
     async def stop_all(self) -> None:
         """Stop every bot this harness started; kill the processes it spawned that still run."""
@@ -175,3 +231,10 @@ class BotHarness:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+        if self._copying:
+            # A grandchild holding a pipe open must not hang the harness: read what there is.
+            await asyncio.wait(self._copying, timeout=10)
+            for task in self._copying:
+                task.cancel()
+            await asyncio.gather(*self._copying, return_exceptions=True)
+            self._copying.clear()

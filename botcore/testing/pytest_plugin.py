@@ -4,10 +4,18 @@ async def test_weather(start_bot, telegram):
     await start_bot(["weather"])
     reply = await telegram.reply_to("/weather Paris")
     assert "Paris" in reply.text
+
+Every test is also checked for leaked resources (an unclosed aiohttp session or connector, a
+pending task destroyed, a coroutine never awaited, an exception in a finalizer), in its own
+process and in the output of the bots `bot_harness.spawn` started: a leak fails the test that
+caused it. Opt out with `botcore_leak_check = false` in the pytest ini options, or per test with
+`@pytest.mark.allow_leaks`.
 """
 
 from __future__ import annotations
 
+import gc
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +26,17 @@ from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.guard import loopback_only
 from botcore.testing.harness import BotHarness, RunningBot
+from botcore.testing.leaks import LeakRecords
+
+LEAK_WARNINGS = (
+    "error::ResourceWarning",
+    "error::pytest.PytestUnraisableExceptionWarning",
+    "error:coroutine .* was never awaited:RuntimeWarning",
+)
+"""Warning filters that turn a leak reported through `warnings` or `sys.unraisablehook` into a
+failure; put before the project's own filters, which may override them."""
+_LEAK_RECORDS = pytest.StashKey[LeakRecords]()
+_STRAY = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,10 +46,79 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+    parser.addini(
+        "botcore_leak_check",
+        "fail tests that leak sessions, connectors, tasks or coroutines (default: true)",
+        type="bool",
+        default=True,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_network: let this test reach non-loopback addresses")
+    config.addinivalue_line("markers", "allow_leaks: do not fail this test for leaked resources")
+    if not config.getini("botcore_leak_check"):
+        return
+    # The same list object addinivalue_line appends to: ours go first, so the project's win.
+    config.getini("filterwarnings")[:0] = LEAK_WARNINGS
+    records = config.stash[_LEAK_RECORDS] = LeakRecords()
+    config.stash[_STRAY] = []
+    # aiohttp reports an unclosed session, asyncio a destroyed pending task, on this logger.
+    logging.getLogger("asyncio").addHandler(records)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    records = config.stash.get(_LEAK_RECORDS, None)
+    if records is not None:
+        logging.getLogger("asyncio").removeHandler(records)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("allow_leaks"):
+            for line in LEAK_WARNINGS:
+                item.add_marker(pytest.mark.filterwarnings(line.replace("error", "default", 1)))
+
+
+def _checks_leaks(request: pytest.FixtureRequest) -> bool:
+    return _LEAK_RECORDS in request.config.stash and not request.node.get_closest_marker(
+        "allow_leaks"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _botcore_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test if it left an unclosed session, connector, task or coroutine behind.
+
+    Set up before the test's other fixtures, so it ends after them (and after the event loop):
+    the garbage collection here makes what they dropped report itself within this test.
+    """
+    if not _checks_leaks(request):
+        yield
+        return
+    records = request.config.stash[_LEAK_RECORDS]
+    request.config.stash[_STRAY].extend(records.take())  # between tests: reported at the end
+    yield
+    gc.collect()
+    found = records.take()
+    if found:
+        pytest.fail("the test leaked resources:\n" + "\n".join(found[:20]), pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Leaks reported outside any test (a module fixture's teardown, the end of the run) fail
+    the run."""
+    records = session.config.stash.get(_LEAK_RECORDS, None)
+    if records is None:
+        return
+    gc.collect()
+    found = [*session.config.stash[_STRAY], *records.take()]
+    if found:
+        print("\nLEAKED RESOURCES outside any test:")
+        for line in found[:20]:
+            print("  " + line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +163,7 @@ async def bot_harness(
     openai_server: FakeOpenAI,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[BotHarness]:
     """Starts real bots against the fakes and stops them after the test.
 
@@ -87,6 +176,9 @@ async def bot_harness(
         yield harness
     finally:
         await harness.stop_all()
+    found = harness.leaks()
+    if found and _checks_leaks(request):
+        pytest.fail("a bot process leaked resources:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 class StartBot(Protocol):

@@ -308,11 +308,15 @@ async def _stream(
     parts: list[str] = []  # everything shown, over all rounds
     rounds = 0
     started = time.perf_counter()
+    stream: Any = None
     try:
         while True:
             said: list[str] = []  # this round's text
+            await _close(stream)
             async with turn.chat_action("typing"):
-                first, chunks, calls = await _open_stream(turn, _request(turn, settings, messages))
+                stream, first, chunks, calls = await _open_stream(
+                    turn, _request(turn, settings, messages)
+                )
             if first:
                 if parts:  # text before an earlier round's tool calls: keep the two apart
                     parts.append("\n\n")
@@ -342,6 +346,7 @@ async def _stream(
         turn.app.metrics.observe(
             "llm_seconds", time.perf_counter() - started, plugin=PLUGIN, model=settings.model
         )
+        await _close(stream)  # a cancelled or broken answer lets go of its connection
     if not "".join(parts).strip():
         raise UserError(turn.t("chat.empty_answer"))
     if text := "".join(said).strip():
@@ -350,7 +355,7 @@ async def _stream(
 
 async def _open_stream(
     turn: Turn, request: dict[str, Any]
-) -> tuple[str | None, AsyncIterator[Any], ToolCalls]:
+) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls]:
     """Start a stream and read up to its first text. A stream that breaks before any text was
     shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
     retries = turn.app.config.openai.max_retries
@@ -360,9 +365,10 @@ async def _open_stream(
         chunks = stream.__aiter__()
         calls = ToolCalls()  # afresh each attempt: a broken stream's pieces are dropped
         try:
-            return await _next_text(turn, chunks, calls), chunks, calls
-        except Exception as exc:
-            if attempt >= retries:
+            return stream, await _next_text(turn, chunks, calls), chunks, calls
+        except BaseException as exc:
+            await _close(stream)
+            if attempt >= retries or not isinstance(exc, Exception):
                 raise
             attempt += 1
             log.warning(
@@ -370,6 +376,15 @@ async def _open_stream(
                 turn.update_id,
                 exc,
             )
+
+
+async def _close(stream: Any) -> None:
+    """Let go of a stream's response (either client's stream; None and a closed one are fine)."""
+    if stream is not None:
+        try:
+            await stream.close()
+        except Exception as exc:  # the answer is over either way
+            log.debug("closing the answer stream failed: %r", exc)
 
 
 def _meter(turn: Turn, usage: Any) -> None:

@@ -297,6 +297,9 @@ def _convert(source: Path, folder: Path, chunk_seconds: int, limit: int) -> list
     paths = []
     for index, start in enumerate(range(0, len(audio), step)):
         path = folder / f"part{index:03d}.mp3"
-        audio[start : start + step].export(path, format="mp3", bitrate=f"{bitrate_kbps}k")
+        exported = audio[start : start + step].export(
+            path, format="mp3", bitrate=f"{bitrate_kbps}k"
+        )
+        exported.close()  # pydub hands back the file it wrote, still open
         paths.append(path)
     return paths

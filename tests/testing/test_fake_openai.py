@@ -642,6 +642,8 @@ def test_cli_serves_with_configured_stream_timing() -> None:
     finally:
         proc.terminate()
         proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 async def test_fail_randomly_fails_a_share_repeatably(

@@ -667,3 +667,20 @@ async def test_raw_updates_carry_lone_surrogates_as_json_escapes(
     await fake.send_message("broken \ud83d pair")
     updates = await bot.get_updates(timeout=0)
     assert updates[0].message is not None and updates[0].message.text == "broken \ud83d pair"
+
+
+async def test_concurrent_set_webhooks_leave_one_sender(fake: FakeTelegram, bot: Bot) -> None:
+    url = "http://127.0.0.1:9/hook"  # never reached: no update is waiting
+
+    def senders() -> list[asyncio.Task[Any]]:
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "FakeTelegram._deliver_webhooks"
+        ]
+
+    assert await bot.set_webhook(url)
+    await asyncio.gather(bot.set_webhook(url), bot.set_webhook(url), bot.set_webhook(url))
+    assert len(senders()) == 1
+    assert await bot.delete_webhook()
+    assert senders() == []
