@@ -25,6 +25,8 @@ from botcore.types import PluginInfo
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "botcore"
+DISTRIBUTION = "botcore-framework"
+"""botcore's name on PyPI (`botcore` there is another project); the import name is botcore."""
 BUILTIN_PLUGINS = {"welcome": "botcore.welcome"}
 """Always loaded, before the ones bot.toml lists: /start and /help."""
 
@@ -33,7 +35,7 @@ def available_plugins() -> dict[str, metadata.EntryPoint]:
     """Every name in the `botcore` entry point group; botcore's own win a name clash."""
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        first_party = ep.dist is not None and ep.dist.name == "botcore"
+        first_party = ep.dist is not None and ep.dist.name == DISTRIBUTION
         if ep.name not in found or first_party:
             found[ep.name] = ep
     return found
@@ -55,7 +57,7 @@ def resolve(name: str, index: int | None = None) -> tuple[ModuleType, str, str]:
         module = loaded if isinstance(loaded, ModuleType) else inspect.getmodule(loaded)
         if module is None:
             raise ConfigError(f"{where}: entry point {name!r} is not a module")
-        if dist is not None and dist.name == "botcore":
+        if dist is not None and dist.name == DISTRIBUTION:
             source = "first-party"
         else:
             source = f"entry point from {dist.name if dist else 'unknown'}"
@@ -86,7 +88,7 @@ def _cause(exc: BaseException) -> str:
 
 def _botcore_version() -> str:
     try:
-        return metadata.version("botcore")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "?"
 
