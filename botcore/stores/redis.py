@@ -159,7 +159,7 @@ class RedisStore:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
