@@ -26,6 +26,8 @@ from botcore.types import PluginInfo
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "botcore"
+DISTRIBUTION = "botcore-framework"
+"""botcore's name on PyPI (`botcore` there is another project); the import name is botcore."""
 BUILTIN_PLUGINS = {"welcome": "botcore.welcome"}
 """Always loaded, before the ones bot.toml lists: /start and /help."""
 
@@ -38,7 +40,7 @@ def available_plugins() -> dict[str, metadata.EntryPoint]:
         dist = ep.dist
         if dist is not None and id(dist) not in names:
             names[id(dist)] = dist.name
-        first_party = dist is not None and names[id(dist)] == "botcore"
+        first_party = dist is not None and names[id(dist)] == DISTRIBUTION
         if ep.name not in found or first_party:
             found[ep.name] = ep
     return found
@@ -66,7 +68,7 @@ def resolve(
         module = loaded if isinstance(loaded, ModuleType) else inspect.getmodule(loaded)
         if module is None:
             raise ConfigError(f"{where}: entry point {name!r} is not a module")
-        if dist is not None and dist.name == "botcore":
+        if dist is not None and dist.name == DISTRIBUTION:
             source = "first-party"
         else:
             source = f"entry point from {dist.name if dist else 'unknown'}"
@@ -103,7 +105,7 @@ def _version(dist: metadata.Distribution) -> str:
 
 def _botcore_version() -> str:
     try:
-        return metadata.version("botcore")
+        return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "?"
 

@@ -6,7 +6,7 @@ import keyword
 import re
 from pathlib import Path
 
-from botcore.plugins import BUILTIN_PLUGINS, available_plugins
+from botcore.plugins import BUILTIN_PLUGINS, DISTRIBUTION, available_plugins
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 """A Python identifier and a Telegram command name at once (the plugin's command is /NAME)."""
@@ -25,7 +25,8 @@ def new_plugin(name: str, directory: Path) -> Path:
     for relative, template in FILES.items():
         path = target / relative.replace("@NAME@", name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template.lstrip("\n").replace("@NAME@", name), encoding="utf-8")
+        text = template.lstrip("\n").replace("@NAME@", name).replace("@DISTRIBUTION@", DISTRIBUTION)
+        path.write_text(text, encoding="utf-8")
     return target
 
 
@@ -40,7 +41,7 @@ def check_name(name: str) -> None:
     first_party |= {
         n
         for n, ep in available_plugins().items()
-        if ep.dist is not None and ep.dist.name == "botcore"
+        if ep.dist is not None and ep.dist.name == DISTRIBUTION
     }
     if name in first_party:
         raise ScaffoldError(f"bad plugin name {name!r}: botcore has a plugin of that name")
@@ -57,7 +58,7 @@ version = "0.1.0"
 description = "@NAME@: a botcore plugin"
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["botcore"]
+dependencies = ["@DISTRIBUTION@"]
 
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-asyncio>=0.24"]

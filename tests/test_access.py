@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
 
 ADMIN = 1
+# What /plugins reports for first-party plugins: the version being released.
+PYPROJECT = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+VERSION = PYPROJECT["project"]["version"]
 PRIVATE = {"access": {"open": False}, "chat": {"stream": False}}
 REFUSED = "Sorry, this bot is private. Ask its owner for access and give them your id: 7."
 
@@ -114,7 +118,7 @@ async def test_plugins_are_switched_off_and_on_at_run_time(
     )
     assert "/image" not in ((await telegram.reply_to("/help", user_id=7)).text or "")
     listing = (await telegram.reply_to("/plugins", user_id=ADMIN)).text or ""
-    assert "image 0.1.0 — off — /image" in listing and "chat 0.1.0 — on" in listing
+    assert f"image {VERSION} — off — /image" in listing and f"chat {VERSION} — on" in listing
     await telegram.reply_to("/disable chat", user_id=ADMIN)
     assert (await telegram.reply_to("hello", user_id=7)).text == (
         "I only answer commands here. /help lists them."

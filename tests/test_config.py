@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,9 @@ from botcore.config import Config, ConfigError, StrictModel, load_config, loose_
 TOKEN = "123456:SECRET-token-value"
 KEY = "sk-very-secret-key"
 ENV = {"TELEGRAM_BOT_TOKEN": TOKEN, "OPENAI_API_KEY": KEY}
+# What `botcore plugins` reports for first-party plugins: the version being released.
+PYPROJECT = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+VERSION = PYPROJECT["project"]["version"]
 REPO = Path(__file__).resolve().parent.parent
 
 GOOD = """
@@ -194,7 +198,7 @@ def test_plugins_lists_hooks_and_commands(
 ) -> None:
     code, output = run_cli(tmp_path, GOOD, monkeypatch, capsys, command="plugins")
     assert code == 0, output
-    assert "history 0.1.0 (first-party)" in output
+    assert f"history {VERSION} (first-party)" in output
     assert "commands: /clear" in output
     assert "tools:    -" in output
     assert (

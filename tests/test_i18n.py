@@ -13,14 +13,14 @@ import pytest
 from botcore.app import App
 from botcore.config import Config, ConfigError, validate
 from botcore.i18n import read_locales
-from botcore.plugins import available_plugins
+from botcore.plugins import DISTRIBUTION, available_plugins
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
 
 GREETER = "sample_plugins.greeter"
 ROOT = Path(__file__).parent.parent
 FIRST_PARTY = sorted(
-    name for name, ep in available_plugins().items() if ep.dist and ep.dist.name == "botcore"
+    name for name, ep in available_plugins().items() if ep.dist and ep.dist.name == DISTRIBUTION
 )
 
 GERMAN = """\

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,13 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path: Path) -> None:
     package = tmp_path / "work" / "botcore-weather_now"
     assert created.stdout.startswith(f"created {Path('work', 'botcore-weather_now')}")
 
+    # It depends on botcore by its PyPI name: plain `botcore` there is another project.
+    pyproject = tomllib.loads((package / "pyproject.toml").read_text())
+    assert pyproject["project"]["dependencies"] == ["botcore-framework"]
+
     # A fresh virtualenv that sees this one's packages (botcore, pytest), then an offline
-    # `pip install -e` of the package, exactly as its author would, minus the downloads.
+    # `pip install -e` of the package, exactly as its author would, minus the downloads: pip
+    # finds the dependency installed under that name, or fails for want of an index.
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -36,7 +42,7 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path: Path) -> None:
     ).stdout.strip()
     ours = sysconfig.get_path("purelib")
     Path(site, "botcore-parent.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    pip = [python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-index"]
     install = subprocess.run(
         [*pip, "-e", str(package)],
         capture_output=True,

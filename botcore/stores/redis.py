@@ -114,7 +114,7 @@ def _add_args(
 async def _close(pubsub: PubSub) -> None:
     """Close a subscription's connection; an error closing it changes nothing for the caller."""
     with contextlib.suppress(Exception):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
 
 
 def _lock_keys(name: str) -> list[str]:
