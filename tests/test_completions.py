@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from botcore import transport
 from botcore.completions import ChunkStream, Completions, Data, loads
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI, ToolCall
 from botcore.testing.leaks import LEAK
@@ -190,14 +191,14 @@ async def test_close_during_the_opening_closes_what_it_opens(
 ) -> None:
     loop = asyncio.get_running_loop()
     reading, go_on = asyncio.Event(), threading.Event()
-    headers = AsyncOpenAI.default_headers
+    proxy_for = transport._env_proxy
 
-    def slow(client: AsyncOpenAI) -> Any:  # read on a worker thread while the call opens
+    def slow(url: Any) -> Any:  # looked up on a worker thread while the call opens
         loop.call_soon_threadsafe(reading.set)
         go_on.wait(10)
-        return headers.__get__(client)
+        return proxy_for(url)
 
-    monkeypatch.setattr(AsyncOpenAI, "default_headers", property(slow))
+    monkeypatch.setattr(transport, "_env_proxy", slow)
     call = asyncio.create_task(completions.create(REQUEST, stream=False))
     await reading.wait()
     closing = asyncio.create_task(completions.close())

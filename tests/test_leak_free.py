@@ -49,7 +49,7 @@ async def test_a_rejected_token_stops_start_up_without_a_leak(bot_harness: BotHa
     )
     _, stderr = await bot.communicate()
     output = stderr.decode(errors="replace")
-    assert bot.returncode == 2, output
+    assert bot.returncode == 3, output  # a rejected token (config errors are 2)
     assert "bot.token: Telegram rejected the token" in output
     await bot_harness.stop_all()
     assert bot_harness.leaks() == []  # the HTTP sessions opened for getMe were closed
