@@ -20,9 +20,25 @@ Fidelity notes (best effort, documented deviations from the real API):
 * ``commands`` keys use the scope type; chat-bound scopes append their ids
   (``("chat:-100", None)``, ``("chat_member:-100:7", "de")``) so they do not collide.
 
+Telegram's rules (see :mod:`botcore.testing.flood` for the flood model):
+
+* Flood limits, off unless asked for: ``FakeTelegram(limits=TELEGRAM_LIMITS)`` or
+  :meth:`FakeTelegram.set_limits`; past a budget the answer is Telegram's 429 with
+  ``parameters.retry_after``, and :attr:`FakeTelegram.flood` counts rejections and violations.
+* ``sendMessageDraft`` (private chats only); what the user saw over time is
+  :meth:`FakeTelegram.drafts` and :meth:`FakeTelegram.timeline`. A draft disappears when the bot
+  sends a message to the same chat and topic, or after 30 s.
+* Forum topics: :meth:`FakeTelegram.make_forum` (or ``thread_id=`` on a user message) makes a
+  supergroup a forum (``is_forum``) or gives a private chat topics (``has_topics_enabled`` in
+  getMe). Topic messages carry ``message_thread_id`` and ``is_topic_message``; General's do not
+  (its id 1 is refused as a ``message_thread_id``, as Telegram does); a reply without a thread id
+  goes to the replied message's topic; an unknown thread is "message thread not found".
+
 Standalone (benchmarks): ``python -m botcore.testing.fake_telegram --port 8081 --token T`` also
 serves ``POST /_fake/send_message`` (JSON kwargs of send_message), ``/_fake/send_update``,
-``/_fake/stats`` and ``/_fake/reset`` so another process can drive it; for benchmarks also
+``/_fake/stats`` and ``/_fake/reset`` so another process can drive it, ``/_fake/set_limits``
+(``{"preset": "telegram" | "off", **FloodLimits fields}``; ``--limits telegram`` at start-up)
+and ``/_fake/flood`` (the flood counts and 429s given); for benchmarks also
 ``/_fake/send_messages`` (``{"messages": [kwargs, ...]}`` pushed in one burst) and
 ``/_fake/chats`` (answer counts and per-chat send/edit counts and times, see :meth:`chat_summary`).
 """
@@ -32,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import html
 import itertools
@@ -44,14 +61,38 @@ import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
+from types import EllipsisType
 from typing import Any, Self, TypedDict, Unpack
 
 import aiohttp
 from aiohttp import web
 
-__all__ = ["ApiCall", "BotMessage", "FakeTelegram", "main"]
+from botcore.testing.flood import (
+    NO_LIMITS,
+    TELEGRAM_LIMITS,
+    Admission,
+    FloodControl,
+    FloodEvent,
+    FloodLimits,
+    Kind,
+    limits_from_json,
+)
+
+__all__ = [
+    "NO_LIMITS",
+    "TELEGRAM_LIMITS",
+    "ApiCall",
+    "BotMessage",
+    "DraftSnapshot",
+    "FakeTelegram",
+    "FloodControl",
+    "FloodEvent",
+    "FloodLimits",
+    "TimelineEntry",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +102,10 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_UPLOAD = 50 * 1024 * 1024
+DRAFT_TTL = 30.0
+"""Seconds a draft stays on screen without an update ("a temporary 30-second preview")."""
+GENERAL_TOPIC = 1
+"""The General topic's thread id, which Telegram refuses as a ``message_thread_id``."""
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -106,7 +151,7 @@ _STR_FIELDS = _words(
 )
 _INT_FIELDS = _words(
     "chat_id message_id from_chat_id offset limit timeout duration reply_to_message_id "
-    "message_thread_id user_id width height length max_connections cache_time"
+    "message_thread_id user_id width height length max_connections cache_time draft_id icon_color"
 )
 _JSON_FIELDS = _words(
     "entities caption_entities reply_markup commands scope reply_parameters allowed_updates "
@@ -510,12 +555,40 @@ class BotMessage:
     deleted: bool = False
     plain: str | None = None  # the text as users see it (parse_mode markup removed)
     raw: JSONDict = field(default_factory=dict, repr=False)  # the Message object last returned
+    thread_id: int | None = None  # the forum topic it went to; None: General or no topics
+    history: list[tuple[float, str | None]] = field(default_factory=list, repr=False)
+    """(time.monotonic(), plain text) when sent and after each edit: what the user saw."""
 
     @property
     def buttons(self) -> list[JSONDict]:
         """All inline keyboard buttons, row by row."""
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
         return [button for row in rows for button in row]
+
+
+@dataclass(frozen=True)
+class DraftSnapshot:
+    """One sendMessageDraft the bot made: a text the user saw at the bottom of the chat."""
+
+    time: float  # time.monotonic() when it was shown
+    chat_id: int
+    draft_id: int
+    text: str  # as sent ("" shows "Thinking...")
+    plain: str  # as the user saw it, formatting removed
+    entities: list[JSONDict]
+    thread_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """What the user saw change in a chat, in order: a draft, a message sent, or an edit."""
+
+    time: float  # time.monotonic()
+    kind: str  # "draft" | "message" | "edit"
+    text: str | None  # plain text (a caption for media; None for media without one)
+    thread_id: int | None
+    message_id: int | None = None  # for messages and edits
+    draft_id: int | None = None  # for drafts
 
 
 @dataclass
@@ -585,6 +658,37 @@ _FILE_DIRS = {
 
 Handler = Callable[[ApiCall], Awaitable[Any]]
 
+# What flood control counts (lower-cased): calls that put or change a message in a chat. A media
+# group is one call, counted once (as PTB's AIORateLimiter does). Not counted: reading (getMe,
+# getUpdates, getFile...), deleting, answering callbacks, setting commands.
+_FLOOD_MESSAGE_METHODS = frozenset(
+    {
+        "sendmessage",
+        "sendmediagroup",
+        "senddice",
+        "sendlocation",
+        "sendvenue",
+        "sendcontact",
+        "sendpoll",
+        "sendinvoice",
+        "sendgame",
+        "sendpaidmedia",
+        "copymessage",
+        "copymessages",
+        "forwardmessage",
+        "forwardmessages",
+        "editmessagetext",
+        "editmessagecaption",
+        "editmessagemedia",
+        "editmessagereplymarkup",
+        "editmessagelivelocation",
+        "stopmessagelivelocation",
+        *_MEDIA_METHODS,
+    }
+)
+# A draft is a typing action underneath: the two share a chat's typing budget.
+_FLOOD_TYPING_METHODS = frozenset({"sendchataction", "sendmessagedraft"})
+
 
 # --------------------------------------------------------------------------- the server
 
@@ -593,7 +697,8 @@ class Sender(TypedDict, total=False):
     """Who pushes a message and where: keyword arguments shared by every ``send_*`` method.
 
     Defaults: user 42 ("Test", language "en") in a private chat with the bot; for a group pass
-    ``chat_id`` (negative) and ``chat_type="group"`` or ``"supergroup"``.
+    ``chat_id`` (negative) and ``chat_type="group"`` or ``"supergroup"``; for a forum topic pass
+    ``thread_id`` too.
     """
 
     user_id: int
@@ -603,13 +708,16 @@ class Sender(TypedDict, total=False):
     first_name: str
     username: str | None
     reply_to_message_id: int | None
+    thread_id: int | None
+    """The forum topic it is sent in (the chat becomes a forum with that topic if need be)."""
 
 
 class FakeTelegram:
     """An in-process fake of the Telegram Bot API served by aiohttp on 127.0.0.1.
 
     The user side pushes updates (send_message, send_voice, ...); the bot side is recorded
-    (requests, messages, commands, chat_actions, webhook); fail() and latency inject faults.
+    (requests, messages, drafts, commands, chat_actions, webhook); fail() and latency inject
+    faults; ``limits`` enforces Telegram's flood limits (off by default: ``NO_LIMITS``).
     """
 
     def __init__(
@@ -619,6 +727,7 @@ class FakeTelegram:
         bot_id: int = 123456,
         bot_username: str = "botcore_test_bot",
         bot_name: str = "Test Bot",
+        limits: FloodLimits | None = None,
     ) -> None:
         self.token = token
         self.bot_id = bot_id
@@ -649,6 +758,12 @@ class FakeTelegram:
         setWebhook is trusted for that webhook, as Telegram does for self-signed ones."""
         self.descriptions: dict[tuple[str, str | None], str] = {}  # (kind, lang) -> text
         self.unhandled_methods: set[str] = set()
+        self.flood = FloodControl(limits)
+        """Flood limits in force (``flood.limits``) and what they refused: ``flood.violations``,
+        ``flood.rejections`` (totals), ``flood.chat_violations[chat_id]``, ``flood.events``."""
+        self.has_topics_enabled = False
+        """getMe's "forum topic mode in private chats"; make_forum() on a private chat sets it."""
+        self.draft_snapshots: list[DraftSnapshot] = []
         # internal state
         self._updates: deque[JSONDict] = deque()
         self._next_update_id = 1
@@ -666,6 +781,8 @@ class FakeTelegram:
         self._callback_counter = itertools.count(1)
         self._open_callbacks: set[str] = set()
         self._failures: dict[str, list[_Failure]] = {}
+        self._topics: dict[int, dict[int, str]] = {}  # forum chat -> {thread id: topic name}
+        self._draft_cleared: dict[tuple[int, int | None], float] = {}  # (chat, thread) -> when
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._cursors: dict[int, int] = {}
         self._last_activity = time.monotonic()
@@ -697,6 +814,9 @@ class FakeTelegram:
             "getmyshortdescription": self._get_description,
             "sendmediagroup": self._send_media_group,
             "getchat": self._get_chat,
+            "sendmessagedraft": self._send_message_draft,
+            "createforumtopic": self._create_forum_topic,
+            "deleteforumtopic": self._delete_forum_topic,
             "close": self._accept,
             "logout": self._accept,
         }
@@ -768,6 +888,7 @@ class FakeTelegram:
     ) -> JSONDict:
         chat = self._chats.get(chat_id)
         if chat is None or (chat_type is not None and chat["type"] != chat_type):
+            self._topics.pop(chat_id, None)  # a new chat (or a migrated one) has no topics
             kind = chat_type or (
                 "private" if chat_id > 0 else "supergroup" if chat_id < -(10**12) else "group"
             )
@@ -810,14 +931,21 @@ class FakeTelegram:
         first_name: str = "Test",
         username: str | None = None,
         reply_to_message_id: int | None = None,
+        thread_id: int | None = None,
     ) -> JSONDict:
         """A new user message's common fields; the defaults of every `send_*` method."""
         user = self._user(user_id, first_name, username, language_code)
         cid = user_id if chat_id is None else chat_id
+        known = self._chats.get(cid)
+        if cid < 0 and chat_type == "private" and known is not None:
+            chat_type = known["type"]  # e.g. a forum made by make_forum(): no need to repeat it
+        chat = self._chat(cid, chat_type, user)
+        if thread_id is not None and thread_id not in self._topics.get(cid, {}):
+            self.make_forum(cid, topics={thread_id: f"Topic {thread_id}"})
         message: JSONDict = {
             "message_id": self._new_message_id(cid),
             "date": int(time.time()),
-            "chat": self._chat(cid, chat_type, user),
+            "chat": chat,
         }
         if chat_type == "channel":
             message["sender_chat"] = message["chat"]
@@ -826,7 +954,50 @@ class FakeTelegram:
         reply = self._reply_copy(cid, reply_to_message_id)
         if reply is not None:
             message["reply_to_message"] = reply
+        if thread_id is None and reply is not None and reply.get("is_topic_message"):
+            thread_id = reply.get("message_thread_id")  # a reply stays in its topic
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+        elif reply is not None and chat["type"] == "supergroup":
+            # A reply outside topics (General included) starts or joins a reply thread: Telegram
+            # gives its root as message_thread_id, without is_topic_message. It is no topic, and
+            # sending to it answers "message thread not found" (a classic trap for bots).
+            message["message_thread_id"] = reply.get("message_thread_id", reply["message_id"])
         return message
+
+    def make_forum(self, chat_id: int, topics: dict[int, str] | None = None) -> dict[int, str]:
+        """Make a supergroup a forum (``is_forum``), or give a private chat topics; add topics.
+
+        ``topics`` maps thread ids to names (General, id 1, always exists in a forum and is not
+        listed). A negative ``chat_id`` becomes a supergroup; a positive one is a private chat
+        with the bot, and getMe then reports ``has_topics_enabled``. Returns the chat's topics.
+        """
+        existing = self._chats.get(chat_id, {}).get("type")
+        if existing not in (None, "private", "supergroup"):
+            raise ValueError(f"a {existing} has no topics: only supergroups and private chats")
+        if chat_id > 0:
+            self._chat(chat_id, "private")
+            self.has_topics_enabled = True
+        else:
+            chat = self._chat(chat_id, "supergroup")
+            chat["is_forum"] = True
+            # Message id 1 stands for General: later topics and messages come after it.
+            self._next_message_id[chat_id] = max(self._next_message_id.get(chat_id, 1), 2)
+        known = self._topics.setdefault(chat_id, {})
+        for thread_id, name in (topics or {}).items():
+            if thread_id == GENERAL_TOPIC and chat_id < 0:
+                raise ValueError("thread id 1 is the General topic, which needs no making")
+            known[int(thread_id)] = name
+            # A topic's id is the id of the message that created it: later ones come after.
+            self._next_message_id[chat_id] = max(
+                self._next_message_id.get(chat_id, 1), int(thread_id) + 1
+            )
+        return dict(known)
+
+    def forum_topics(self, chat_id: int) -> dict[int, str]:
+        """The topics of a forum or of a private chat with topics: {thread id: name}."""
+        return dict(self._topics.get(chat_id, {}))
 
     async def _push_message(self, message: JSONDict) -> JSONDict:
         chat = message["chat"]
@@ -1015,10 +1186,61 @@ class FakeTelegram:
         """Messages the bot sent to ``chat_id``, in order (deleted ones included, flagged)."""
         return list(self.messages.get(chat_id, ()))
 
+    def drafts(
+        self, chat_id: int, thread_id: int | EllipsisType | None = ...
+    ) -> list[DraftSnapshot]:
+        """Every draft the bot showed in ``chat_id`` (in one topic if ``thread_id`` is given)."""
+        return [
+            d
+            for d in self.draft_snapshots
+            if d.chat_id == chat_id and (thread_id is ... or d.thread_id == thread_id)
+        ]
+
+    def current_draft(self, chat_id: int, thread_id: int | None = None) -> DraftSnapshot | None:
+        """The draft on screen now: the last one, unless a message replaced it or 30 s passed."""
+        shown = self.drafts(chat_id, thread_id)
+        if not shown:
+            return None
+        last = shown[-1]
+        cleared = self._draft_cleared.get((chat_id, thread_id), float("-inf"))
+        if cleared >= last.time or time.monotonic() - last.time > DRAFT_TTL:
+            return None
+        return last
+
+    def timeline(
+        self, chat_id: int, thread_id: int | EllipsisType | None = ...
+    ) -> list[TimelineEntry]:
+        """What the user saw change, in order: drafts, messages sent and their edits."""
+        entries = [
+            TimelineEntry(d.time, "draft", d.plain, d.thread_id, draft_id=d.draft_id)
+            for d in self.drafts(chat_id, thread_id)
+        ]
+        for message in self.messages.get(chat_id, ()):
+            if thread_id is not ... and message.thread_id != thread_id:
+                continue
+            for number, (when, plain) in enumerate(message.history):
+                kind = "message" if number == 0 else "edit"
+                entries.append(
+                    TimelineEntry(when, kind, plain, message.thread_id, message.message_id)
+                )
+        entries.sort(key=lambda entry: entry.time)
+        return entries
+
+    def set_limits(self, limits: FloodLimits | None = None, **changes: Any) -> FloodLimits:
+        """Change the flood limits now: ``set_limits(TELEGRAM_LIMITS)``, ``set_limits(None)``
+        (off), or ``set_limits(per_chat=2.0)`` to change fields of the limits in force."""
+        base = self.flood.limits if limits is None and changes else limits or NO_LIMITS
+        self.flood.limits = replace(base, **changes)
+        return self.flood.limits
+
     def reset(self) -> None:
-        """Forget recorded calls and messages (e.g. between benchmark rounds); keeps files."""
+        """Forget recorded calls, messages, drafts and flood counts (e.g. between benchmark
+        rounds); keeps files, forums and the limits."""
         self.requests.clear()
         self.messages.clear()
+        self.draft_snapshots.clear()
+        self._draft_cleared.clear()
+        self.flood.reset()
         self.chat_actions.clear()
         self.callback_answers.clear()
         self.webhook_deliveries.clear()
@@ -1200,10 +1422,12 @@ class FakeTelegram:
         self._last_activity = call.time
         if self.latency > 0 and key != "getupdates":
             await asyncio.sleep(self.latency)
+        taken: Admission | None = None
         try:
             error = self._injected_failure(key, call)
             if error is not None:
                 raise error
+            taken = self._admit(key, call)
             handler = self._handlers.get(key)
             if handler is None:
                 if key not in self.unhandled_methods:
@@ -1214,6 +1438,8 @@ class FakeTelegram:
                 call.response = await handler(call)
             response = _json_response(200, {"ok": True, "result": call.response})
         except _ApiError as exc:
+            if taken is not None:  # refused for another reason: the call used no budget
+                self.flood.give_back(taken)
             if exc.disconnect and request.transport is not None:
                 call.status, call.response = 0, None
                 request.transport.abort()
@@ -1230,6 +1456,44 @@ class FakeTelegram:
         self._last_activity = time.monotonic()
         self._notify()
         return response
+
+    def _admit(self, key: str, call: ApiCall) -> Admission | None:
+        """Take the call's flood budget; raise Telegram's 429 if it has none left."""
+        if not self.flood.limits.enabled:
+            return None
+        kind: Kind
+        if key in _FLOOD_TYPING_METHODS:
+            kind = "typing"
+        elif key in _FLOOD_MESSAGE_METHODS:
+            kind = "message"
+        else:
+            return None
+        chat_id: int | None = None
+        if call.params.get("chat_id") is not None:
+            try:
+                chat_id = self._resolve_chat_id(call.params["chat_id"])
+            except _ApiError:
+                return None  # the handler answers the bad chat_id
+        elif not call.params.get("inline_message_id"):
+            return None
+        chat_type = self._chats.get(chat_id, {}).get("type") if chat_id is not None else None
+        group = chat_id is not None and (
+            chat_type in ("group", "supergroup", "channel") or (chat_type is None and chat_id < 0)
+        )
+        refused, taken = self.flood.admit(
+            call.method,
+            chat_id,
+            kind=kind,
+            group=group,
+            paid=bool(call.params.get("allow_paid_broadcast")),
+        )
+        if refused is not None:
+            raise _ApiError(
+                429,
+                f"Too Many Requests: retry after {refused.retry_after}",
+                {"retry_after": refused.retry_after},
+            )
+        return taken
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
@@ -1254,6 +1518,8 @@ class FakeTelegram:
                 "requests": len(self.requests),
                 "messages": sum(len(v) for v in self.messages.values()),
                 "pending_updates": len(self._updates),
+                "flood_violations": self.flood.violations,
+                "flood_rejections": self.flood.rejections,
             }
         elif action == "reset":
             self.reset()
@@ -1262,6 +1528,18 @@ class FakeTelegram:
             result = await self.send_messages(body.get("messages") or [])
         elif action == "chats":
             result = self.chat_summary(body.get("text"), detail=bool(body.get("detail", True)))
+        elif action == "set_limits":
+            try:
+                result = dataclasses.asdict(self.set_limits(limits_from_json(body)))
+            except (TypeError, ValueError) as exc:
+                return _json_response(400, {"ok": False, "description": str(exc)})
+        elif action == "flood":
+            result = {
+                "limits": dataclasses.asdict(self.flood.limits),
+                "violations": self.flood.violations,
+                "rejections": self.flood.rejections,
+                "events": [dataclasses.asdict(event) for event in self.flood.events],
+            }
         else:
             return _json_response(404, {"ok": False, "description": "unknown control action"})
         return _json_response(200, {"ok": True, "result": result})
@@ -1574,7 +1852,14 @@ class FakeTelegram:
         return chat_id, int(message_id)
 
     def _render(
-        self, text: str, parse_mode: Any, entities: Any, *, limit: int, caption: bool
+        self,
+        text: str,
+        parse_mode: Any,
+        entities: Any,
+        *,
+        limit: int,
+        caption: bool,
+        allow_empty: bool = False,
     ) -> tuple[str, list[JSONDict]]:
         """Validate a text/caption like Telegram; return (plain text, entities)."""
         if entities is not None:
@@ -1589,7 +1874,7 @@ class FakeTelegram:
             plain, ents = text, []
         else:
             raise _bad(f"unsupported parse_mode {parse_mode}")
-        if not caption and not plain.strip():
+        if not caption and not allow_empty and not plain.strip():
             raise _bad("message text is empty")
         if utf16_len(plain) > limit:
             raise _bad("message caption is too long" if caption else "message is too long")
@@ -1636,6 +1921,22 @@ class FakeTelegram:
             raise _bad("message to be replied not found")
         return int(message_id)
 
+    def _thread(self, chat_id: int, params: JSONDict, reply_to: int | None) -> int | None:
+        """The topic a bot message goes to: ``message_thread_id``, else the replied message's."""
+        thread_id = params.get("message_thread_id")
+        if thread_id is not None:
+            if not isinstance(thread_id, int) or thread_id not in self._topics.get(chat_id, {}):
+                raise _bad("message thread not found")
+            return thread_id
+        if reply_to is not None:
+            target = self._bot_msgs.get((chat_id, reply_to))
+            if target is not None:
+                return target.thread_id
+            replied = self._user_msgs.get((chat_id, reply_to)) or {}
+            if replied.get("is_topic_message"):
+                return int(replied["message_thread_id"])
+        return None
+
     def _record(
         self,
         chat_id: int,
@@ -1650,6 +1951,7 @@ class FakeTelegram:
         reply_to: int | None,
         data: bytes | None = None,
         media_ref: str | None = None,
+        thread_id: int | None = None,
     ) -> BotMessage:
         """Create the BotMessage and the Message object returned to the bot."""
         message_id = self._new_message_id(chat_id)
@@ -1663,10 +1965,14 @@ class FakeTelegram:
             "chat": self._chat(chat_id),
             **content,
         }
+        if thread_id is not None:
+            raw["message_thread_id"] = thread_id
+            raw["is_topic_message"] = True
         reply = self._reply_copy(chat_id, reply_to)
         if reply is not None:
             raw["reply_to_message"] = reply
         _apply_markup(raw, markup)
+        now = time.monotonic()
         message = BotMessage(
             message_id=message_id,
             chat_id=chat_id,
@@ -1680,9 +1986,13 @@ class FakeTelegram:
             reply_to_message_id=reply_to,
             plain=plain,
             raw=raw,
+            thread_id=thread_id,
+            history=[(now, plain)],
         )
         self.messages.setdefault(chat_id, []).append(message)
         self._bot_msgs[(chat_id, message_id)] = message
+        # A message from the bot in a chat and topic replaces the draft shown there.
+        self._draft_cleared[(chat_id, thread_id)] = now
         return message
 
     # ------------------------------------------------------------------ method handlers
@@ -1698,6 +2008,8 @@ class FakeTelegram:
             "supports_inline_queries": False,
             "can_connect_to_business": False,
             "has_main_web_app": False,
+            "has_topics_enabled": self.has_topics_enabled,
+            "allows_users_to_create_topics": self.has_topics_enabled,
         }
 
     async def _get_chat(self, call: ApiCall) -> Any:
@@ -1729,6 +2041,7 @@ class FakeTelegram:
             text, parse_mode, p.get("entities"), limit=MAX_TEXT, caption=False
         )
         reply_to = self._reply_target(chat_id, p)
+        thread_id = self._thread(chat_id, p, reply_to)
         content: JSONDict = {"text": plain}
         if entities:
             content["entities"] = entities
@@ -1742,6 +2055,7 @@ class FakeTelegram:
             parse_mode=parse_mode,
             content=content,
             reply_to=reply_to,
+            thread_id=thread_id,
         )
         return message.raw
 
@@ -1793,6 +2107,7 @@ class FakeTelegram:
         reply_to: int | None,
         params: JSONDict,
         extra: JSONDict | None = None,
+        thread_id: int | None = None,
     ) -> BotMessage:
         """Render the caption, store the media and record one media message."""
         caption = item.get("caption")
@@ -1825,6 +2140,7 @@ class FakeTelegram:
             reply_to=reply_to,
             data=data,
             media_ref=ref,
+            thread_id=thread_id,
         )
 
     async def _send_media(self, call: ApiCall) -> Any:
@@ -1837,7 +2153,10 @@ class FakeTelegram:
             for k in ("duration", "width", "height", "length", "title", "performer", "file_name")
             if p.get(k)
         }
-        return self._record_media(call, chat_id, kind, kind, p, meta, reply_to, p).raw
+        thread_id = self._thread(chat_id, p, reply_to)
+        return self._record_media(
+            call, chat_id, kind, kind, p, meta, reply_to, p, thread_id=thread_id
+        ).raw
 
     async def _send_media_group(self, call: ApiCall) -> Any:
         p = call.params
@@ -1846,6 +2165,7 @@ class FakeTelegram:
         if not isinstance(media, list) or not 2 <= len(media) <= 10:
             raise _bad("media must include 2-10 items")
         reply_to = self._reply_target(chat_id, p)
+        thread_id = self._thread(chat_id, p, reply_to)
         group = {"media_group_id": str(next(self._file_counter))}
         return [
             self._record_media(
@@ -1858,6 +2178,7 @@ class FakeTelegram:
                 reply_to,
                 {},
                 group,
+                thread_id=thread_id,
             ).raw
             for item in media
         ]
@@ -1900,6 +2221,7 @@ class FakeTelegram:
             message.text, message.plain, message.entities = text, plain, new_entities
             message.parse_mode = params.get("parse_mode")
             message.edits.append(text)
+            message.history.append((time.monotonic(), plain))
             text_key, entities_key = field_names
             raw[text_key] = plain
             raw.pop(entities_key, None)
@@ -1974,7 +2296,63 @@ class FakeTelegram:
         action = call.params.get("action")
         if not action:
             raise _bad("action is empty")
+        self._thread(chat_id, call.params, None)
         self.chat_actions.append((chat_id, str(action)))
+        return True
+
+    async def _send_message_draft(self, call: ApiCall) -> Any:
+        """Show a draft: private chats only, a non-zero draft_id, 0-4096 characters of text."""
+        p = call.params
+        chat_id = self._resolve_chat_id(p.get("chat_id"))
+        if self._chat(chat_id)["type"] != "private":
+            raise _bad("TEXTDRAFT_PEER_INVALID")
+        draft_id = p.get("draft_id")
+        if not isinstance(draft_id, int) or isinstance(draft_id, bool) or draft_id == 0:
+            raise _bad("draft_id must be a non-zero integer")
+        text = "" if p.get("text") is None else str(p["text"])
+        plain, entities = "", list[JSONDict]()
+        if text:  # empty: Telegram shows "Thinking..." (Bot API 10.0)
+            plain, entities = self._render(
+                text,
+                p.get("parse_mode"),
+                p.get("entities"),
+                limit=MAX_TEXT,
+                caption=False,
+                allow_empty=True,
+            )
+        thread_id = self._thread(chat_id, p, None)
+        self.draft_snapshots.append(
+            DraftSnapshot(time.monotonic(), chat_id, draft_id, text, plain, entities, thread_id)
+        )
+        return True
+
+    async def _create_forum_topic(self, call: ApiCall) -> Any:
+        p = call.params
+        chat_id = self._resolve_chat_id(p.get("chat_id"))
+        chat = self._chat(chat_id)
+        if chat["type"] == "private" and not self.has_topics_enabled:
+            raise _bad("BOT_FORUM_CREATE_FORBIDDEN")
+        if chat["type"] != "private" and not chat.get("is_forum"):
+            raise _bad("the chat is not a forum")
+        name = str(p.get("name") or "")
+        if not 1 <= len(name) <= 128:
+            raise _bad("TOPIC_TITLE_EMPTY" if not name else "TOPIC_TITLE_TOO_LONG")
+        thread_id = self._new_message_id(chat_id)  # the id of the "topic created" message
+        self.make_forum(chat_id, topics={thread_id: name})
+        return {
+            "message_thread_id": thread_id,
+            "name": name,
+            "icon_color": int(p.get("icon_color") or 0x6FB9F0),
+        }
+
+    async def _delete_forum_topic(self, call: ApiCall) -> Any:
+        chat_id = self._resolve_chat_id(call.params.get("chat_id"))
+        thread_id = call.params.get("message_thread_id")
+        if (
+            not isinstance(thread_id, int)
+            or self._topics.get(chat_id, {}).pop(thread_id, None) is None
+        ):
+            raise _bad("message thread not found")
         return True
 
     async def _get_file(self, call: ApiCall) -> Any:
@@ -2126,10 +2504,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     parser.add_argument("--token", default="123456:TEST-TOKEN")
     parser.add_argument("--bot-username", default="botcore_test_bot")
+    parser.add_argument(
+        "--limits",
+        choices=("off", "telegram"),
+        default="off",
+        help="enforce Telegram's flood limits (default: off)",
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        fake = FakeTelegram(args.token, bot_username=args.bot_username)
+        limits = TELEGRAM_LIMITS if args.limits == "telegram" else NO_LIMITS
+        fake = FakeTelegram(args.token, bot_username=args.bot_username, limits=limits)
         await fake.start(args.host, args.port)
         print(f"fake Telegram serving on {fake.url} (base_url {fake.base_url})", flush=True)
         try:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from botcore.testing.fake_openai import FakeOpenAI
-from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.fake_telegram import TELEGRAM_LIMITS, FakeTelegram, FloodLimits
 from botcore.testing.guard import loopback_only
 from botcore.testing.harness import BotHarness, RunningBot
 from botcore.testing.leaks import LeakRecords
@@ -52,11 +53,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+    parser.addini(
+        "botcore_telegram_limits",
+        "the telegram fixture enforces Telegram's flood limits in every test (default: false)",
+        type="bool",
+        default=False,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_network: let this test reach non-loopback addresses")
     config.addinivalue_line("markers", "allow_leaks: do not fail this test for leaked resources")
+    config.addinivalue_line(
+        "markers",
+        "telegram_limits(limits=TELEGRAM_LIMITS, **fields): the telegram fixture enforces these "
+        "flood limits (None: none); fields change single ones, e.g. per_chat_burst=1",
+    )
     if not config.getini("botcore_leak_check"):
         return
     # The same list object addinivalue_line appends to: ours go first, so the project's win.
@@ -121,6 +133,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _flood_limits(request: pytest.FixtureRequest) -> FloodLimits | None:
+    """The limits the `telegram` fixture enforces: the test's marker, else the ini default."""
+    marker = request.node.get_closest_marker("telegram_limits")
+    if marker is None:
+        return TELEGRAM_LIMITS if request.config.getini("botcore_telegram_limits") else None
+    limits = marker.args[0] if marker.args else TELEGRAM_LIMITS
+    if limits is not None and not isinstance(limits, FloodLimits):
+        raise TypeError(f"telegram_limits takes a FloodLimits or None, not {limits!r}")
+    return replace(limits or FloodLimits(), **marker.kwargs) if marker.kwargs else limits
+
+
 @pytest.fixture(autouse=True)
 def _botcore_network_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test runs loopback-only; an attempt to leave the machine fails the test."""
@@ -136,9 +159,10 @@ def _botcore_network_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    """A fake Telegram Bot API server on 127.0.0.1 with a user-side driver."""
-    server = FakeTelegram()
+async def telegram(request: pytest.FixtureRequest) -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API server on 127.0.0.1 with a user-side driver; flood limits as
+    the `telegram_limits` marker or the `botcore_telegram_limits` ini option say (default: off)."""
+    server = FakeTelegram(limits=_flood_limits(request))
     await server.start()
     try:
         yield server
