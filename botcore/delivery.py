@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import telegramify_markdown
-from telegram import MessageEntity, ReplyParameters
+from telegram import ReplyParameters
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBDeprecationWarning
 
+from botcore.split import Piece, split_message, utf16_len
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ FLOOD_ATTEMPTS = 4
 """Calls tried under flood control before a reply is given up, so a 429 that never ends cannot
 hold a chat (and the bot's shutdown) forever."""
 
-Piece = tuple[str, list[MessageEntity]]
-
 
 class Sent(NamedTuple):
     """A message the bot sent, as far as replies need it: where it is, to edit it."""
@@ -45,15 +44,14 @@ class Sent(NamedTuple):
     message_id: int
 
 
-def render(text: str, markdown: bool) -> list[Piece]:
-    """Text -> message-sized (text, entities) pieces, split at line boundaries; code blocks that
-    straddle a boundary continue as code in the next piece."""
+def render(text: str, markdown: bool, limit: int = TEXT_LIMIT) -> list[Piece]:
+    """Text -> message-sized (text, entities) pieces, cut at the most natural boundary that fits
+    (never mid-word when a word boundary fits; see botcore.split); code blocks that straddle a
+    cut continue as code in the next piece."""
     if markdown:
         plain, raw_entities = telegramify_markdown.convert(_keep_tags(text))
-    else:
-        plain, raw_entities = text, []
-    pieces = telegramify_markdown.split_entities(plain, raw_entities, TEXT_LIMIT)
-    return [(piece, [_entity(e) for e in entities]) for piece, entities in pieces]
+        return split_message(plain, raw_entities, limit)
+    return split_message(text, [], limit)
 
 
 _CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(?:^[ \t]*\1[ \t]*$|\Z)|(`+)(?:(?!\2).)+?\2")
@@ -71,17 +69,6 @@ def _keep_tags(text: str) -> str:
     return "".join(out)
 
 
-def _entity(raw: Any) -> MessageEntity:
-    return MessageEntity(
-        type=raw.type,
-        offset=raw.offset,
-        length=raw.length,
-        url=raw.url,
-        language=raw.language,
-        custom_emoji_id=raw.custom_emoji_id,
-    )
-
-
 def _wait(exc: RetryAfter) -> float:
     """RetryAfter's wait in seconds (an int with a deprecation warning in PTB 22, or a timedelta)."""
     with warnings.catch_warnings():
@@ -91,9 +78,12 @@ def _wait(exc: RetryAfter) -> float:
 
 
 def _truncate(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
+    """A caption cut to `limit` UTF-16 units at a word boundary, marked with "…". Cut, not
+    split: a caption belongs to its one photo or file, and the rest would read as a new message."""
+    if text is None or len(text) <= limit // 2 or utf16_len(text) <= limit:
         return text
-    return text[: limit - 1] + "…"
+    pieces = split_message(text, [], limit - 1)
+    return (pieces[0][0] if pieces else "") + "…"
 
 
 class Delivery:
