@@ -134,6 +134,7 @@ ROWS: tuple[Row, ...] = (
     Row("stream", "first_text_p50_s", "stream: first text p50, s", "lower", "≤ 0.45"),
     Row("stream", "first_text_p99_s", "stream: first text p99, s", "lower", "≤ 0.6"),
     Row("stream", "edits_per_answer", "stream: edits/answer", "lower", "≤ 8"),
+    Row("stream", "drafts_per_answer", "stream: drafts/answer", "lower", "≤ 8"),
     Row("stream", "cpu_ms_per_message", "stream: CPU ms/answer", "lower", "≤ 0.5x"),
     Row(
         "webhook",

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import re
 import warnings
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import telegramify_markdown
 from telegram import ReplyParameters
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.warnings import PTBDeprecationWarning
 
 from botcore.split import Piece, split_message, utf16_len
@@ -77,6 +86,20 @@ def _wait(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
+def _no_drafts(exc: TelegramError) -> bool:
+    """True if the server has no sendMessageDraft (an older self-hosted Bot API server): 404
+    (which python-telegram-bot reads as a bad token, though every other call works with it) or a
+    400 saying the method is unknown or not available."""
+    reason = str(exc).lower()
+    if isinstance(exc, InvalidToken):
+        return "not found" in reason
+    return (
+        isinstance(exc, BadRequest)
+        and "method" in reason
+        and ("not found" in reason or "not available" in reason or "unknown" in reason)
+    )
+
+
 def _truncate(text: str | None, limit: int) -> str | None:
     """A caption cut to `limit` UTF-16 units at a word boundary, marked with "…". Cut, not
     split: a caption belongs to its one photo or file, and the rest would read as a new message."""
@@ -91,6 +114,9 @@ class Delivery:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.drafts = True
+        """False once the Bot API server refused sendMessageDraft: private answers stream by edits
+        for the rest of the process."""
 
     async def deliver(self, turn: Turn, reply: Reply, *, plugin: str | None = None) -> None:
         """Send one reply; errors are logged, never raised (the turn is over either way)."""
@@ -214,8 +240,9 @@ class Delivery:
     async def send_stream(
         self, turn: Turn, reply: TextStream, *, plugin: str | None = None
     ) -> None:
-        """Show streamed text as it grows: a message on the first words, throttled edits, then the
-        final formatted text (split over several messages if it outgrows one)."""
+        """Show streamed text as it grows, then the final formatted text (split over several
+        messages if it outgrows one): in private chats as drafts (sendMessageDraft, no edit
+        flood, no flicker), in groups or without drafts as a message and throttled edits."""
         settings = self.app.config.bot
         interval = (
             settings.stream_edit_interval
@@ -223,7 +250,7 @@ class Delivery:
             else settings.group_stream_edit_interval
         )
         loop = asyncio.get_running_loop()
-        shown = _Shown()
+        shown = _Shown(random.randint(1, 2**31 - 1) if turn.is_private and self.drafts else None)
         buffer = ""
         rendered: tuple[str, list[Piece]] = ("", [])  # the last render, reused if nothing followed
         last_show = 0.0
@@ -235,7 +262,7 @@ class Delivery:
                 now = loop.time()
                 if not buffer.strip() or now < quiet_until:
                     continue
-                if not shown.messages or now - last_show >= interval:
+                if not shown.started or now - last_show >= interval:
                     rendered = (buffer, render(buffer, reply.markdown))
                     try:
                         await self._show(turn, shown, rendered[1], final=False)
@@ -280,6 +307,17 @@ class Delivery:
 
     async def _show(self, turn: Turn, shown: _Shown, pieces: list[Piece], *, final: bool) -> None:
         """Make the messages of a streamed answer show `pieces`: edit what changed, send the rest."""
+        if shown.draft_id is not None and not final:
+            # A long answer: the pieces before the last are finished and go out as messages, the
+            # draft shows the one being written (the reader is never left waiting on a frozen
+            # first 4096 characters). The final text only adds pieces, never edits them (save
+            # Markdown that changes across a cut, e.g. a bold span closed in a later piece).
+            for piece in pieces[len(shown.messages) : -1]:
+                shown.messages.append(await self._send_piece(turn, piece))
+                shown.pieces.append(piece)
+            if len(pieces) <= len(shown.messages) or await self._draft(turn, shown, pieces[-1]):
+                return
+            shown.draft_id = None  # no drafts on this server: this answer goes on by edits
         for index, piece in enumerate(pieces):
             if index < len(shown.messages):
                 if shown.pieces[index] != piece:
@@ -291,6 +329,30 @@ class Delivery:
             else:
                 shown.messages.append(await self._send_piece(turn, piece))
                 shown.pieces.append(piece)
+
+    async def _draft(self, turn: Turn, shown: _Shown, piece: Piece) -> bool:
+        """Show the piece being written as the chat's draft; one try, no waiting (a lost draft is
+        fine: the final text follows). False if the server has no drafts (remembered)."""
+        text, entities = piece
+        params = {
+            "chat_id": turn.chat_id,
+            "draft_id": shown.draft_id,
+            "text": text,
+            "entities": entities or None,
+        }
+        try:
+            await self._post("sendMessageDraft", params)
+        except RetryAfter:
+            raise
+        except (BadRequest, InvalidToken) as exc:
+            if _no_drafts(exc):
+                if self.drafts:
+                    log.info("the Bot API server has no drafts (%s): streaming by edits", exc)
+                self.drafts = False
+                return False
+            log.debug("draft refused: %s", exc)
+        shown.drafted = True  # shown or not, the next draft waits for the interval
+        return True
 
     async def _edit_preview(self, message: Sent, piece: Piece) -> bool:
         """A preview edit: one try, no waiting; flood control is left to the caller to respect.
@@ -314,8 +376,16 @@ class Delivery:
 
 
 class _Shown:
-    """The messages a streamed answer occupies and what each currently shows."""
+    """The messages a streamed answer occupies and what each currently shows; `draft_id` while
+    it streams as a draft (one per answer, so a client shows one growing draft)."""
 
-    def __init__(self) -> None:
+    def __init__(self, draft_id: int | None = None) -> None:
+        self.draft_id = draft_id
+        self.drafted = False
         self.messages: list[Sent] = []
         self.pieces: list[Piece] = []
+
+    @property
+    def started(self) -> bool:
+        """True once the user saw something: the next preview waits for the interval."""
+        return self.drafted or bool(self.messages)

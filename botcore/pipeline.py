@@ -35,6 +35,8 @@ renews the lease for as long as the turn takes)."""
 REMOTE_CANCEL_WAIT = 1.0
 """Seconds a /cancel waits to hear that another instance (sharing the store) stopped the chat's
 turn, before it takes the usual way ("nothing to cancel")."""
+CANCEL_SETTLE = 2.0
+"""Seconds a /cancel waits for the stopped answer to leave its last text before saying so."""
 
 _MEDIA_KINDS: tuple[MessageKind, ...] = (
     "voice",
@@ -91,7 +93,12 @@ class Pipeline:
         chat_id = message.chat_id
         entry = self._chats.get(chat_id)
         if self._is_cancel(message):
+            running = entry.current if entry is not None else None
             stopped = entry is not None and entry.stop()
+            if stopped and running is not None:
+                # The stopped answer first leaves what it showed (a draft becomes a message),
+                # so "Stopped." comes under it, as under an edited answer; bounded, not queued.
+                await asyncio.wait({running}, timeout=CANCEL_SETTLE)
             if not stopped and self.app.store.shared:
                 stopped = await self._stop_elsewhere(chat_id, update_id, answer=True)
             if stopped or entry is not None:

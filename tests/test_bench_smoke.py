@@ -30,6 +30,7 @@ ROWS = {
     "stream.first_text_p50_s",
     "stream.first_text_p99_s",
     "stream.edits_per_answer",
+    "stream.drafts_per_answer",
     "stream.cpu_ms_per_message",
     "webhook.last_answer_s",
     "webhook.cpu_ms_per_message",

@@ -78,9 +78,11 @@ async def test_without_history_every_message_stands_alone(
     assert "/clear" not in ((await telegram.reply_to("/help")).text or "")
 
 
-async def test_streaming_shows_text_early_then_edits(
+async def test_streaming_shows_text_early_as_drafts(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
+    # In a private chat the answer grows as a draft (tests/test_drafts.py has the edits of groups
+    # and of servers without drafts), then arrives as one formatted message, never edited.
     await start_bot(["history", "chat"], settings=HISTORY)
     openai_server.script_chat(
         ChatReply(
@@ -91,13 +93,17 @@ async def test_streaming_shows_text_early_then_edits(
     )
     sent = time.monotonic()
     await telegram.send_message("tell me a story")
-    first = await telegram.next_message(42)
+    await telegram.wait_for(lambda: bool(telegram.drafts(42)))
     first_visible = time.monotonic() - sent
     final = "The quick brown fox jumps over the lazy dog again and again"
-    await telegram.wait_for(lambda: first.text == final, timeout=5)
+    message = await telegram.next_message(42, timeout=5)
+    assert message.text == final
     assert first_visible < 1.0  # the first words, long before the 1.5 s answer is complete
-    assert first.edits and len(first.edits) <= 8
-    assert any(e["type"] == "bold" for e in first.entities)
+    drafts = telegram.drafts(42)
+    assert 2 <= len(drafts) <= 8
+    assert drafts[0].plain != final and final.startswith(drafts[0].plain)
+    assert not message.edits
+    assert any(e["type"] == "bold" for e in message.entities)
     assert len(telegram.bot_messages(42)) == 1
     assert openai_server.chat_requests[-1]["stream"] is True
     # The complete answer went into history.

@@ -29,11 +29,15 @@ async def test_cancel_stops_a_streamed_answer_and_loses_nothing(
     await start_bot(["history", "chat"])
     openai_server.script_chat(SLOW)
     await telegram.send_message("tell me a long story")
-    answer = await telegram.next_message(42, timeout=5)  # the stream has started
-    stopped = await telegram.reply_to("/cancel", timeout=3)  # not queued behind the answer
+    await telegram.wait_for(lambda: bool(telegram.drafts(42)))  # the stream has started
+    # What the draft showed stays as a message, marked as stopped, then the /cancel is answered
+    # (not queued behind the 30 s answer).
+    answer = await telegram.reply_to("/cancel", timeout=3)
+    stopped = await telegram.next_message(42, timeout=3)
     assert stopped.text == "Stopped."
-    await telegram.wait_for(lambda: (answer.text or "").endswith(" …"))
-    assert answer.text.startswith("word word")
+    assert (answer.text or "").endswith(" …")
+    assert answer.text.startswith(telegram.drafts(42)[-1].plain.strip())
+    assert answer.text.startswith("word word") and not answer.edits
     # The question stays in history; no half answer is stored; the chat goes on.
     assert (await telegram.reply_to("and now?", settle=0.3)).text == "echo: and now?"
     sent = openai_server.last_chat_messages()
@@ -73,10 +77,12 @@ async def test_a_new_message_stops_the_answer_when_configured(
     await start_bot(["history", "chat"], bot={"new_message_cancels": True})
     openai_server.script_chat(SLOW)
     await telegram.send_message("a long one")
-    first = await telegram.next_message(42, timeout=5)
-    second = await telegram.reply_to("never mind, just say hi", timeout=5, settle=0.3)
+    await telegram.wait_for(lambda: bool(telegram.drafts(42)))  # the stream has started
+    first = await telegram.reply_to("never mind, just say hi", timeout=5)
+    second = await telegram.next_message(42, timeout=5)
     assert second.text == "echo: never mind, just say hi"
     assert (first.text or "").endswith(" …")
+    assert (first.text or "").startswith("word word")
     assert user_texts(openai_server.last_chat_messages()) == [
         "a long one",
         "never mind, just say hi",

@@ -157,10 +157,25 @@ async def test_chats_run_concurrently_and_each_chat_in_order(
     assert [first.text, second.text] == ["slept 1.5", "echo: after slow"]
 
 
-async def test_stream_is_shown_then_edited_to_the_final_text(
+async def test_stream_is_shown_as_a_draft_then_sent_as_the_final_text(
     start_bot, telegram: FakeTelegram
 ) -> None:
     await start_bot([ECHO])
+    await telegram.send_message("/stream alpha beta gamma delta")
+    message = await telegram.next_message(42)
+    assert message.text == "alpha beta gamma delta"
+    drafts = [d.plain for d in telegram.drafts(42)]
+    assert drafts, "nothing was shown while streaming"
+    assert drafts[0] != message.text and message.text.startswith(drafts[0].rstrip())
+    assert not message.edits
+    assert len(telegram.bot_messages(42)) == 1
+
+
+async def test_stream_is_shown_then_edited_where_drafts_are_refused(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    await start_bot([ECHO])
+    telegram.fail("sendMessageDraft", status=404, description="Not Found")
     await telegram.send_message("/stream alpha beta gamma delta")
     message = await telegram.next_message(42)
     await telegram.wait_for(lambda: message.text == "alpha beta gamma delta")

@@ -169,7 +169,8 @@ async def test_kill_9_mid_reply_loses_no_answered_turn(
             ChatReply(text="a long answer " * 50, first_chunk_delay=0.1, total_duration=30)
         )
         await telegram.send_message("the one in flight", user_id=200)
-        await telegram.next_message(200, timeout=10)  # the answer has started streaming
+        # the answer has started streaming (as a draft: private chat)
+        await telegram.wait_for(lambda: bool(telegram.drafts(200)), timeout=10)
         await asyncio.sleep(0.3)  # let the history plugin commit what it will
         bot.send_signal(signal.SIGKILL)
         await bot.wait()

@@ -212,6 +212,7 @@ async def test_refused_formatting_on_the_final_edit_falls_back_to_plain_text(
 ) -> None:
     await start_bot(["chat"])
     openai_server.script_chat(ChatReply(chunks=["Some ", "**bold** ", "text"], chunk_delay=0.1))
+    telegram.fail("sendMessageDraft", status=404, description="Not Found")  # edits, not drafts
     telegram.fail(
         "editMessageText",
         status=400,

@@ -686,6 +686,9 @@ _FLOOD_MESSAGE_METHODS = frozenset(
         *_MEDIA_METHODS,
     }
 )
+_SUMMARY_METHODS = frozenset({"sendMessage", "editMessageText", "sendMessageDraft"})
+"""What the benchmark's per-chat summary counts: the text a user sees appear and change."""
+
 # A draft is a typing action underneath: the two share a chat's typing budget.
 _FLOOD_TYPING_METHODS = frozenset({"sendchataction", "sendmessagedraft"})
 
@@ -1581,16 +1584,29 @@ class FakeTelegram:
             chats: dict[int, JSONDict] = {}
             for call in self.requests:
                 ok = call.status == 200 and call.params.get("chat_id") is not None
-                if not ok or call.method not in ("sendMessage", "editMessageText"):
+                if not ok or call.method not in _SUMMARY_METHODS:
                     continue
                 chat_id = self._resolve_chat_id(call.params["chat_id"])
                 row = chats.setdefault(
-                    chat_id, {"sends": 0, "edits": 0, "first_send": None, "last_write": 0.0}
+                    chat_id,
+                    {
+                        "sends": 0,
+                        "edits": 0,
+                        "drafts": 0,
+                        "first_send": None,
+                        "first_text": None,  # a message or a draft: the first text seen
+                        "last_write": 0.0,
+                    },
                 )
+                if row["first_text"] is None:
+                    row["first_text"] = call.time
                 if call.method == "sendMessage":
                     row["sends"] += 1
                     if row["first_send"] is None:
                         row["first_send"] = call.time
+                elif call.method == "sendMessageDraft":
+                    row["drafts"] += 1
+                    continue  # a draft is no answer: the answer is written by the final message
                 else:
                     row["edits"] += 1
                 row["last_write"] = max(row["last_write"], call.time)
