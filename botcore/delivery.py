@@ -106,6 +106,7 @@ class Delivery:
                     reply.photo,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
             elif isinstance(reply, Voice):
                 await self.api(
@@ -114,6 +115,7 @@ class Delivery:
                     reply.voice,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
             else:
                 await self.api(
@@ -123,6 +125,7 @@ class Delivery:
                     filename=reply.filename,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
         except Forbidden:
             turn.outcome = "blocked"
@@ -181,6 +184,7 @@ class Delivery:
             "chat_id": turn.chat_id,
             "text": text,
             "reply_parameters": self._reply_to(turn),
+            "message_thread_id": turn.topic_id,  # in the asker's topic (None: General)
         }
         try:
             result = await self.api(

@@ -29,6 +29,13 @@ CHAT_ACTION_GRACE = 0.2
 """Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
 
 
+def topic_of(message: Message) -> int | None:
+    """The topic of a message, or None. Only `is_topic_message` marks one: in a supergroup
+    without topics (and in General) a reply carries a `message_thread_id` too, the root of its
+    reply thread, which is no topic and to which Telegram refuses to send."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 @dataclass
 class Turn:
     """An incoming message: who sent it, what it says, and how to answer.
@@ -71,6 +78,12 @@ class Turn:
     def chat_id(self) -> int:
         """The chat the message came from (a user id in private chats)."""
         return self.message.chat_id
+
+    @property
+    def topic_id(self) -> int | None:
+        """The forum topic the message was sent in (a forum supergroup, or a private chat with
+        topics); None in General and in chats without topics. See `topic_of`."""
+        return topic_of(self.message)
 
     @property
     def user_id(self) -> int | None:
@@ -154,7 +167,9 @@ class Turn:
     async def _keep_action(self, action: str) -> None:
         while True:
             with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
-                await self.app.telegram.send_chat_action(self.chat_id, action)
+                await self.app.telegram.send_chat_action(
+                    self.chat_id, action, message_thread_id=self.topic_id
+                )
             await asyncio.sleep(CHAT_ACTION_EVERY)
 
     async def download(self, file_id: str, *, size: int | None = None) -> bytes:
