@@ -106,7 +106,14 @@ class Turn:
         if self.is_private or self.kind == "command":
             return True
         reply = self.message.reply_to_message
-        if reply and reply.from_user and reply.from_user.id == self.app.bot_id:
+        # In a topic, Telegram makes every message a reply to the topic's first ("topic created")
+        # message: in a topic the bot opened, that is no reply to the bot.
+        if (
+            reply
+            and reply.from_user
+            and reply.from_user.id == self.app.bot_id
+            and reply.forum_topic_created is None
+        ):
             return True
         username = self.app.bot_username
         if not username:

@@ -250,3 +250,40 @@ async def test_cancel_between_instances_names_the_topic(
     await telegram.wait_for(lambda: (in_a.text or "").endswith(" …"))
     await telegram.wait_for(lambda: in_b.plain == whole.strip(), timeout=10)
     assert not in_b.plain.endswith("…")
+
+
+async def test_a_message_in_a_topic_the_bot_opened_is_not_a_reply_to_it(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """Telegram sends a topic's messages as replies to its "topic created" message: in a topic
+    the bot created, that must not make every message one addressed to the bot."""
+    running = await start_bot(["chat"], settings={"chat": {"stream": False}})
+    telegram.make_forum(FORUM, topics={A: "Cats"})
+    chat = {"id": FORUM, "type": "supergroup", "title": "Forum", "is_forum": True}
+    opened = {
+        "message_id": A,
+        "date": 1,
+        "chat": chat,
+        "from": {"id": running.app.bot_id, "is_bot": True, "first_name": "Bot"},
+        "message_thread_id": A,
+        "is_topic_message": True,
+        "forum_topic_created": {"name": "Cats", "icon_color": 7322096},
+    }
+    await telegram.send_update(
+        {
+            "message": {
+                "message_id": 50,
+                "date": 2,
+                "chat": chat,
+                "from": {"id": USER, "is_bot": False, "first_name": "Test"},
+                "message_thread_id": A,
+                "is_topic_message": True,
+                "reply_to_message": opened,
+                "text": "just chatting among ourselves",
+            }
+        }
+    )
+    # The topic's turns go in order: what comes next answers /help, nothing came before it.
+    reply = await telegram.reply_to("/help", chat_id=FORUM, thread_id=A)
+    assert "/start" in reply.text and reply.thread_id == A
+    assert openai_server.chat_requests == []
