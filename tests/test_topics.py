@@ -287,3 +287,24 @@ async def test_a_message_in_a_topic_the_bot_opened_is_not_a_reply_to_it(
     reply = await telegram.reply_to("/help", chat_id=FORUM, thread_id=A)
     assert "/start" in reply.text and reply.thread_id == A
     assert openai_server.chat_requests == []
+
+
+async def test_a_new_message_stops_only_its_topics_answer(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["chat"], bot={"new_message_cancels": True}, settings={"chat": {"groups": "all"}}
+    )
+    telegram.make_forum(FORUM, topics={A: "Cats", B: "Dogs"})
+    forum = {"chat_id": FORUM, "chat_type": "supergroup"}
+    openai_server.script_chat(
+        ChatReply(text="word " * 200, first_chunk_delay=0.05, total_duration=30), "in B", "in A"
+    )
+    await telegram.send_message("a long story", thread_id=A, **forum)
+    story = await telegram.next_message(FORUM)
+    other = await telegram.reply_to("meanwhile in B", thread_id=B, **forum)
+    assert (other.text, other.thread_id) == ("in B", B)
+    assert not (story.text or "").endswith("…")  # a message in B leaves A's answer alone
+    again = await telegram.reply_to("never mind", thread_id=A, **forum)
+    assert (again.text, again.thread_id) == ("in A", A)
+    await telegram.wait_for(lambda: (story.text or "").endswith(" …"))
