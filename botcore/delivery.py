@@ -132,6 +132,7 @@ class Delivery:
                     reply.photo,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
             elif isinstance(reply, Voice):
                 await self.api(
@@ -140,6 +141,7 @@ class Delivery:
                     reply.voice,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
             else:
                 await self.api(
@@ -149,6 +151,7 @@ class Delivery:
                     filename=reply.filename,
                     caption=_truncate(reply.caption, CAPTION_LIMIT),
                     reply_parameters=self._reply_to(turn),
+                    message_thread_id=turn.topic_id,
                 )
         except Forbidden:
             turn.outcome = "blocked"
@@ -207,6 +210,7 @@ class Delivery:
             "chat_id": turn.chat_id,
             "text": text,
             "reply_parameters": self._reply_to(turn),
+            "message_thread_id": turn.topic_id,  # in the asker's topic (None: General)
         }
         try:
             result = await self.api(
@@ -336,6 +340,7 @@ class Delivery:
         text, entities = piece
         params = {
             "chat_id": turn.chat_id,
+            "message_thread_id": turn.topic_id,  # a private chat's topic (None: none)
             "draft_id": shown.draft_id,
             "text": text,
             "entities": entities or None,

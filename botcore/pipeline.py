@@ -21,7 +21,7 @@ from telegram.error import TelegramError
 
 from botcore.observe import record_turn
 from botcore.plugins import Impl, maybe_await
-from botcore.turn import Turn
+from botcore.turn import Turn, topic_of
 from botcore.types import HandlerFunc, MessageKind, Reply, Text, TextStream, UserError, as_reply
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ REMOTE_CANCEL_WAIT = 1.0
 turn, before it takes the usual way ("nothing to cancel")."""
 CANCEL_SETTLE = 2.0
 """Seconds a /cancel waits for the stopped answer to leave its last text before saying so."""
+
+Place = tuple[int, int | None]
+"""Where turns queue and /cancel acts: a chat, and the forum topic within it (None: General, or a
+chat without topics). Topics are separate conversations, so one forum's topics run at once."""
 
 _MEDIA_KINDS: tuple[MessageKind, ...] = (
     "voice",
@@ -54,7 +58,7 @@ class Pipeline:
     def __init__(self, app: App) -> None:
         self.app = app
         self._slots = asyncio.Semaphore(app.config.bot.concurrency)
-        self._chats: dict[int, _ChatLock] = {}
+        self._chats: dict[Place, _ChatLock] = {}
         self._asked: dict[str, asyncio.Future[None]] = {}
         """Cancel requests sent to other instances, by id, until one answers that it stopped."""
         self._idle = asyncio.Event()
@@ -74,9 +78,9 @@ class Pipeline:
     async def handle(self, update: object, _context: object = None) -> None:
         """The python-telegram-bot callback for every update (registered non-blocking).
 
-        Each update gets its own task; the chat's lock keeps one chat's turns in arrival order, and
-        it is taken before a concurrency slot, so a flood in one chat never starves the others.
-        /cancel is answered at once, not queued behind the turn it stops.
+        Each update gets its own task; the chat's lock (a forum topic's, in a forum) keeps its turns
+        in arrival order, and it is taken before a concurrency slot, so a flood in one chat never
+        starves the others. /cancel is answered at once, not queued behind the turn it stops.
         """
         if not isinstance(update, Update):
             return
@@ -90,8 +94,8 @@ class Pipeline:
             return  # channel posts and anything else are not for the pipeline
         message = update.message
         update_id = update.update_id
-        chat_id = message.chat_id
-        entry = self._chats.get(chat_id)
+        place = (message.chat_id, topic_of(message))
+        entry = self._chats.get(place)
         if self._is_cancel(message):
             running = entry.current if entry is not None else None
             stopped = entry is not None and entry.stop()
@@ -100,7 +104,7 @@ class Pipeline:
                 # so "Stopped." comes under it, as under an edited answer; bounded, not queued.
                 await asyncio.wait({running}, timeout=CANCEL_SETTLE)
             if not stopped and self.app.store.shared:
-                stopped = await self._stop_elsewhere(chat_id, update_id, answer=True)
+                stopped = await self._stop_elsewhere(place, update_id, answer=True)
             if stopped or entry is not None:
                 await self.cancel(update_id, message, stopped=stopped)
                 return
@@ -108,13 +112,13 @@ class Pipeline:
         if self.app.config.bot.new_message_cancels:
             stopped = entry is not None and entry.stop()
             if not stopped and self.app.store.shared:
-                self.app.in_background(self._stop_elsewhere(chat_id, update_id))
+                self.app.in_background(self._stop_elsewhere(place, update_id))
         if entry is None:
-            entry = self._chats[chat_id] = _ChatLock()
+            entry = self._chats[place] = _ChatLock()
             self._idle.clear()
         entry.users += 1
         try:
-            async with entry.lock, self._shared_lock(chat_id, update_id), self._slots:
+            async with entry.lock, self._shared_lock(place, update_id), self._slots:
                 task = asyncio.create_task(self.process(update_id, message))
                 entry.current, entry.update_id = task, update_id
                 try:
@@ -128,7 +132,7 @@ class Pipeline:
         finally:
             entry.users -= 1
             if entry.users == 0:
-                del self._chats[chat_id]
+                del self._chats[place]
                 if not self._chats:
                     self._idle.set()
 
@@ -146,18 +150,20 @@ class Pipeline:
         except TelegramError as exc:
             log.info("could not answer a button press: %s", exc)
 
-    def _shared_lock(self, chat_id: int, update_id: int) -> AbstractAsyncContextManager[object]:
-        """With a store that several bot processes share, the chat's lock in that store too:
-        one chat's turns never overlap across processes, and waiters go in update_id order."""
+    def _shared_lock(self, place: Place, update_id: int) -> AbstractAsyncContextManager[object]:
+        """With a store that several bot processes share, the chat's (topic's) lock in that store
+        too: its turns never overlap across processes, and waiters go in update_id order."""
         if not self.app.store.shared:
             return contextlib.nullcontext()
-        return self._store_lock(chat_id, update_id)
+        return self._store_lock(place, update_id)
 
     @contextlib.asynccontextmanager
-    async def _store_lock(self, chat_id: int, update_id: int) -> AsyncIterator[None]:
+    async def _store_lock(self, place: Place, update_id: int) -> AsyncIterator[None]:
+        chat_id, topic = place
+        name = f"chat:{chat_id}" if topic is None else f"chat:{chat_id}:topic:{topic}"
         async with contextlib.AsyncExitStack() as stack:
             try:
-                lock = self.app.store.lock(f"chat:{chat_id}", timeout=CHAT_LEASE, order=update_id)
+                lock = self.app.store.lock(name, timeout=CHAT_LEASE, order=update_id)
                 await stack.enter_async_context(lock)
             except Exception as exc:  # the store is down: the turn meets it and says so
                 log.warning("store: no lock for chat %s: %s", chat_id, type(exc).__name__)
@@ -183,10 +189,16 @@ class Pipeline:
             text = turn.t("cancelled" if stopped else "nothing_to_cancel")
             await self.app.delivery.deliver(turn, Text(text))
 
-    async def _stop_elsewhere(self, chat_id: int, update_id: int, *, answer: bool = False) -> bool:
-        """Ask every instance on the shared store to stop this chat's turn if it runs an earlier
-        update; with `answer`, wait a moment to hear whether one did."""
-        request: dict[str, Any] = {"kind": "cancel", "chat": chat_id, "before": update_id}
+    async def _stop_elsewhere(self, place: Place, update_id: int, *, answer: bool = False) -> bool:
+        """Ask every instance on the shared store to stop this chat's (topic's) turn if it runs an
+        earlier update; with `answer`, wait a moment to hear whether one did."""
+        chat_id, topic = place
+        request: dict[str, Any] = {
+            "kind": "cancel",
+            "chat": chat_id,
+            "topic": topic,
+            "before": update_id,
+        }
         heard: asyncio.Future[None] | None = None
         if answer:
             request["id"] = secrets.token_hex(8)
@@ -203,7 +215,7 @@ class Pipeline:
                 del self._asked[request["id"]]
 
     def _on_signal(self, message: dict[str, Any]) -> None:
-        """Another instance's request to stop a chat's turn, or its answer that it did."""
+        """Another instance's request to stop a chat's (topic's) turn, or its answer that it did."""
         if message.get("kind") == "stopped":
             heard = self._asked.get(str(message.get("id")))
             if heard is not None and not heard.done():
@@ -211,7 +223,7 @@ class Pipeline:
             return
         if message.get("kind") != "cancel":
             return
-        entry = self._chats.get(message.get("chat", 0))
+        entry = self._chats.get((message.get("chat", 0), message.get("topic")))
         before = message.get("before")
         running = entry.update_id if entry is not None else None
         if not isinstance(before, int) or running is None or running >= before:

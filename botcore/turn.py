@@ -29,6 +29,13 @@ CHAT_ACTION_GRACE = 0.2
 """Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
 
 
+def topic_of(message: Message) -> int | None:
+    """The topic of a message, or None. Only `is_topic_message` marks one: in a supergroup
+    without topics (and in General) a reply carries a `message_thread_id` too, the root of its
+    reply thread, which is no topic and to which Telegram refuses to send."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 @dataclass
 class Turn:
     """An incoming message: who sent it, what it says, and how to answer.
@@ -73,6 +80,12 @@ class Turn:
         return self.message.chat_id
 
     @property
+    def topic_id(self) -> int | None:
+        """The forum topic the message was sent in (a forum supergroup, or a private chat with
+        topics); None in General and in chats without topics. See `topic_of`."""
+        return topic_of(self.message)
+
+    @property
     def user_id(self) -> int | None:
         """The sender; None for channel posts and anonymous admins."""
         return self.message.from_user.id if self.message.from_user else None
@@ -93,7 +106,14 @@ class Turn:
         if self.is_private or self.kind == "command":
             return True
         reply = self.message.reply_to_message
-        if reply and reply.from_user and reply.from_user.id == self.app.bot_id:
+        # In a topic, Telegram makes every message a reply to the topic's first ("topic created")
+        # message: in a topic the bot opened, that is no reply to the bot.
+        if (
+            reply
+            and reply.from_user
+            and reply.from_user.id == self.app.bot_id
+            and reply.forum_topic_created is None
+        ):
             return True
         username = self.app.bot_username
         if not username:
@@ -154,7 +174,9 @@ class Turn:
     async def _keep_action(self, action: str) -> None:
         while True:
             with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
-                await self.app.telegram.send_chat_action(self.chat_id, action)
+                await self.app.telegram.send_chat_action(
+                    self.chat_id, action, message_thread_id=self.topic_id
+                )
             await asyncio.sleep(CHAT_ACTION_EVERY)
 
     async def download(self, file_id: str, *, size: int | None = None) -> bytes:

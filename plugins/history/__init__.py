@@ -1,7 +1,9 @@
 """history: conversations kept in the bot's store (`app.store`), offered as `app.history`, and /clear.
 
 A conversation is one user's private chat, or a whole group (`scope = "chat"`), or one user within
-a group (`scope = "user"`). Where it lives is the `[store]` table's business (SQLite by default).
+a group (`scope = "user"`); in a forum (or a private chat with topics) each topic is a conversation
+of its own (`topic_scope = "topic"`) unless the topics share one (`"chat"`). Where it lives is the
+`[store]` table's business (SQLite by default).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class Settings(StrictModel):
 
     scope: Literal["chat", "user"] = "chat"
     """In groups: one conversation per chat, or one per user. Private chats are always per user."""
+    topic_scope: Literal["topic", "chat"] = "topic"
+    """In forums and private chats with topics: one conversation per topic (General is the
+    chat's), or one shared by all topics. Topics are answered at once, so with "chat" questions
+    asked at the same moment in two topics do not see each other."""
     max_messages: int = Field(200, ge=2, le=100_000)
     """Older messages of a conversation are deleted past this many."""
     max_age_days: float = Field(30, ge=0)
@@ -48,10 +54,14 @@ class History:
         return self._settings()
 
     def conversation(self, turn: Turn) -> str:
-        """The conversation key of a turn."""
-        if turn.is_private or self.settings.scope == "chat":
-            return f"chat:{turn.chat_id}"
-        return f"chat:{turn.chat_id}:user:{turn.user_id}"
+        """The conversation key of a turn (keys without topics are those of earlier versions)."""
+        settings = self.settings
+        key = f"chat:{turn.chat_id}"
+        if turn.topic_id is not None and settings.topic_scope == "topic":
+            key += f":topic:{turn.topic_id}"
+        if not turn.is_private and settings.scope == "user":
+            key += f":user:{turn.user_id}"
+        return key
 
     def _oldest_kept(self) -> float:
         days = self.settings.max_age_days
