@@ -11,7 +11,7 @@ import functools
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
@@ -152,10 +152,26 @@ class Plugins:
             plugin = getattr(exc, "plugin", None)
             culprit = (self.pm.get_name(plugin) if plugin is not None else None) or "?"
             raise ConfigError(f"plugin {culprit!r}: {_first_line(str(exc))}") from None
+        self._refuse_wrappers()
         for info in self.infos:
             info.hooks = sorted(
                 caller.name for caller in self.pm.get_hookcallers(info.module) or []
             )
+
+    def _refuse_wrappers(self) -> None:
+        """pluggy would accept `@hookimpl(wrapper=True)` / `hookwrapper=True`, but botcore calls
+        each plugin on its own (to await and isolate it), so a wrapper would never wrap anything:
+        a start-up error naming the plugin and the hook, rather than a hook that silently fails."""
+        for info in self.infos:
+            for caller in self.pm.get_hookcallers(info.module) or []:
+                impl = next(i for i in caller.get_hookimpls() if i.plugin is info.module)
+                if impl.hookwrapper or impl.wrapper:
+                    kind = "hookwrapper=True" if impl.hookwrapper else "wrapper=True"
+                    raise ConfigError(
+                        f"plugin {info.name!r}: {caller.name} is a hook wrapper "
+                        f"(@hookimpl({kind})), which botcore does not run; implement the hook "
+                        "as a plain function"
+                    )
 
     @property
     def names(self) -> list[str]:
@@ -186,31 +202,22 @@ class Plugins:
             if disabled or name not in self._disabled:
                 yield Impl(name, impl.function, tuple(impl.argnames))
 
-    def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call a synchronous registration hook on every plugin: [(plugin name, result)].
+    async def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a registration hook on every plugin, sync or `async def`: [(plugin, result)].
 
-        These run at start-up, so a plugin that raises here stops start-up, naming the plugin.
+        These run once at start-up, so a plugin that raises here stops start-up, naming it.
         """
         results = []
         for impl in self.impls(hook, disabled=True):
             try:
-                result = impl(**kwargs)
+                result = await maybe_await(impl(**kwargs))
             except ConfigError:
                 raise
             except Exception as exc:
                 raise ConfigError(f"plugin {impl.plugin!r}: {hook} failed: {_cause(exc)}") from None
-            if inspect.isawaitable(result):
-                _close(result)
-                raise ConfigError(f"plugin {impl.plugin!r}: {hook} must not be async")
             if result is not None:
                 results.append((impl.plugin, result))
         return results
-
-
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()
 
 
 def _first_line(text: str) -> str:

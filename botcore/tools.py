@@ -126,10 +126,10 @@ class Tools:
         """Characters the definitions add to every request (for context budgets)."""
 
     @classmethod
-    def collect(cls, plugins: Plugins, **kwargs: Any) -> Tools:
+    async def collect(cls, plugins: Plugins, **kwargs: Any) -> Tools:
         """Call every `register_tools` hook; a bad tool or a name clash is a ConfigError."""
         found: dict[str, Tool] = {}
-        for plugin, functions in plugins.collect("register_tools", **kwargs):
+        for plugin, functions in await plugins.collect("register_tools", **kwargs):
             for function in functions:
                 tool = describe(plugin, function)
                 other = found.get(tool.name)
