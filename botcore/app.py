@@ -111,7 +111,7 @@ class App:
         self._settings = self._validate_plugin_tables(self.config.plugins)
         self._warn_loose_settings()
         await self._collect_commands()
-        self.tools = await Tools.collect(self.plugins, app=self)
+        self.tools = await Tools.collect(self.plugins, self.serving, app=self)
         for info in self.plugins.infos:
             info.tools = self.tools.of(info.name)
         self.handlers = [
@@ -409,6 +409,10 @@ class App:
     def t(self, key: str, language: str | None = None, **values: Any) -> str:
         """A user-facing text; see botcore.i18n.Texts."""
         return self.texts.get(key, language or self.config.bot.language, **values)
+
+    def serving(self, plugin: str) -> bool:
+        """Whether a plugin's code may run now: not switched off, not cooling down after failures."""
+        return self.plugins.enabled(plugin) and self.breaker.allows(plugin)
 
     def visible_commands(self, *, admin: bool = False) -> list[Command]:
         """Commands for /help and the menu, built-ins first, then in plugin order; admin commands
