@@ -53,7 +53,12 @@ class App:
     def __init__(self, config: Config) -> None:
         """Load the plugins bot.toml names; what they register is collected by `load()`."""
         self.config = config
-        self.plugins = Plugins(config.bot.plugins)
+        limits = config.bot.breaker
+        self.breaker = Breaker(
+            limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
+        )
+        """Per-plugin circuit breaker: counts failures; `plugins.state(name)` says who is off."""
+        self.plugins = Plugins(config.bot.plugins, self.breaker)
         self.texts = Texts(config.bot.language)
         self._base_tables = config.plugins
         self._models: dict[str, type[BaseModel]] = {}
@@ -84,11 +89,6 @@ class App:
             PrometheusMetrics(self.health) if config.bot.metrics.enabled else Metrics()
         )
         """Counters and histograms for Prometheus; calls are no-ops unless [bot.metrics] is on."""
-        limits = config.bot.breaker
-        self.breaker = Breaker(
-            limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
-        )
-        """Per-plugin circuit breaker; `disable(name)` / `enable(name)` / `states()` for admins."""
         self._background: set[asyncio.Task[object]] = set()
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
@@ -412,7 +412,7 @@ class App:
 
     def serving(self, plugin: str) -> bool:
         """Whether a plugin's code may run now: not switched off, not cooling down after failures."""
-        return self.plugins.enabled(plugin) and self.breaker.allows(plugin)
+        return self.plugins.serving(plugin)
 
     def visible_commands(self, *, admin: bool = False) -> list[Command]:
         """Commands for /help and the menu, built-ins first, then in plugin order; admin commands

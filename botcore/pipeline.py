@@ -372,6 +372,8 @@ class Pipeline:
         logged with the plugin's name, marks the turn failed and counts against the plugin's
         circuit breaker; a switched-off plugin is not called (the turn notes it as unavailable)."""
         breaker = self.app.breaker
+        # Only a cool-down stops a call here: the callers skip what an admin switched off,
+        # except turn_end, which a plugin switched off during the turn still gets.
         if not breaker.allows(plugin):
             turn.unavailable.add(plugin)
             return None

@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from botcore import hookspecs
 from botcore.config import ConfigError, did_you_mean
 from botcore.types import PluginInfo
+
+if TYPE_CHECKING:
+    from botcore.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +125,21 @@ class Impl:
         return self.function(*(kwargs[name] for name in self.argnames))
 
 
+@dataclass(frozen=True)
+class Status:
+    """Whether a plugin's code runs now, and if not, why: switched `off` by an admin, or
+    `cooling_down` after failures (its circuit breaker) until `until` (the breaker's clock)."""
+
+    state: Literal["on", "off", "cooling_down"]
+    until: float | None = None
+
+
 class Plugins:
     """The loaded plugins, in bot.toml order, and a caller that isolates each one."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], breaker: Breaker | None = None) -> None:
+        self.breaker = breaker
+        """The circuit breaker whose cool-downs switch a failing plugin off for a while."""
         self.pm = pluggy.PluginManager("botcore")
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
@@ -186,12 +200,28 @@ class Plugins:
         self._disabled.add(name)
 
     def enable(self, name: str) -> None:
-        """Switch a plugin back on."""
+        """Switch a plugin back on, out of a cool-down too (its failures are forgotten)."""
         self._disabled.discard(name)
+        if self.breaker is not None:
+            self.breaker.reset(name)
 
     def enabled(self, name: str) -> bool:
-        """False while the plugin is switched off."""
+        """False while an admin has the plugin switched off (see `state` for the whole story)."""
         return name not in self._disabled
+
+    def state(self, name: str) -> Status:
+        """The one answer to "does this plugin run now, and if not, why": on (a trial after a
+        cool-down counts as on), off by an admin, or cooling down after failures."""
+        if name in self._disabled:
+            return Status("off")
+        until = self.breaker.until(name) if self.breaker is not None else None
+        if until is not None:
+            return Status("cooling_down", until)
+        return Status("on")
+
+    def serving(self, name: str) -> bool:
+        """Whether the plugin's code may run now: its state is on."""
+        return self.state(name).state == "on"
 
     def impls(self, hook: str, *, disabled: bool = False) -> Iterator[Impl]:
         """The implementations of `hook` in calling order (bot.toml order, tryfirst/trylast);
