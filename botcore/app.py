@@ -51,15 +51,19 @@ class App:
     """One bot: the loaded plugins and what they share. Built from a validated Config."""
 
     def __init__(self, config: Config) -> None:
+        """Load the plugins bot.toml names; what they register is collected by `load()`."""
         self.config = config
-        self.plugins = Plugins(config.bot.plugins)
-        self.texts = self._load_texts()
+        limits = config.bot.breaker
+        self.breaker = Breaker(
+            limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
+        )
+        """Per-plugin circuit breaker: counts failures; `plugins.state(name)` says who is off."""
+        self.plugins = Plugins(config.bot.plugins, self.breaker)
+        self.texts = Texts(config.bot.language)
         self._base_tables = config.plugins
         self._models: dict[str, type[BaseModel]] = {}
-        self._settings: dict[type[BaseModel], BaseModel] = self._validate_plugin_tables(
-            config.plugins
-        )
-        self._warn_loose_settings()
+        self._settings: dict[type[BaseModel], BaseModel] = {}
+        self._loaded = False
         self.overrides: dict[str, Any] = {}
         """Settings changed at run time (admin commands), by dotted path; see `override()`."""
         self._ignored: set[str] = set()
@@ -68,16 +72,9 @@ class App:
         self._refresher: asyncio.Task[None] | None = None
         self._stopping = False
         self.commands: dict[str, tuple[str, Command]] = {}
-        self._collect_commands()
-        self.tools = Tools.collect(self.plugins, app=self)
+        self.tools = Tools()
         """The functions plugins offer the chat model (register_tools), checked at start-up."""
-        for info in self.plugins.infos:
-            info.tools = self.tools.of(info.name)
-        self.handlers: list[tuple[str, Handler]] = [
-            (plugin, handler)
-            for plugin, handlers in self.plugins.collect("register_handlers")
-            for handler in handlers
-        ]
+        self.handlers: list[tuple[str, Handler]] = []
         self.telegram: Bot = None  # type: ignore[assignment]  # set by the runner before updates
         self.bot_id: int | None = None
         self.bot_username: str | None = None
@@ -92,16 +89,39 @@ class App:
             PrometheusMetrics(self.health) if config.bot.metrics.enabled else Metrics()
         )
         """Counters and histograms for Prometheus; calls are no-ops unless [bot.metrics] is on."""
-        limits = config.bot.breaker
-        self.breaker = Breaker(
-            limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
-        )
-        """Per-plugin circuit breaker; `disable(name)` / `enable(name)` / `states()` for admins."""
         self._background: set[asyncio.Task[object]] = set()
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
 
-    def _load_texts(self) -> Texts:
+    @classmethod
+    async def create(cls, config: Config) -> App:
+        """An App with everything its plugins register collected (`load()`): ConfigError if bad."""
+        app = cls(config)
+        await app.load()
+        return app
+
+    async def load(self) -> None:
+        """Collect what the plugins register (texts, settings models, commands, tools, handlers),
+        awaiting `async def` hooks, and validate their settings; once (`startup` calls it too).
+        Errors are ConfigErrors naming the plugin or the dotted path, before any network use."""
+        if self._loaded:
+            return
+        self.texts = await self._load_texts()
+        self._models = dict(await self.plugins.collect("settings_model"))
+        self._settings = self._validate_plugin_tables(self.config.plugins)
+        self._warn_loose_settings()
+        await self._collect_commands()
+        self.tools = await Tools.collect(self.plugins, self.serving, app=self)
+        for info in self.plugins.infos:
+            info.tools = self.tools.of(info.name)
+        self.handlers = [
+            (plugin, handler)
+            for plugin, handlers in await self.plugins.collect("register_handlers")
+            for handler in handlers
+        ]
+        self._loaded = True
+
+    async def _load_texts(self) -> Texts:
         """The core's texts, then each plugin's locales folder and register_texts, then the
         operator's bot.locales_dir, which may add languages and overrides any text."""
         bot = self.config.bot
@@ -110,7 +130,7 @@ class App:
             folder = plugin_locales(info.module)
             if folder is not None:
                 texts.add(read_locales(folder, f"plugin {info.name!r}: locales"))
-        for _, table in self.plugins.collect("register_texts"):
+        for _, table in await self.plugins.collect("register_texts"):
             texts.add(table)
         if bot.locales_dir is not None:
             if not bot.locales_dir.is_dir():
@@ -138,8 +158,6 @@ class App:
                     f"plugins.{name}: no such plugin{did_you_mean(name, sorted(known))}"
                 )
             log.debug("[plugins.%s] is configured but the plugin is not enabled", name)
-        if not self._models:
-            self._models = dict(self.plugins.collect("settings_model"))
         validated: dict[type[BaseModel], BaseModel] = {}
         for name in self.plugins.names:
             model = self._models.get(name)
@@ -327,8 +345,8 @@ class App:
         shown["plugins"] = tables
         return shown
 
-    def _collect_commands(self) -> None:
-        for plugin, commands in self.plugins.collect("register_commands", app=self):
+    async def _collect_commands(self) -> None:
+        for plugin, commands in await self.plugins.collect("register_commands", app=self):
             for command in commands:
                 if not COMMAND_NAME.match(command.name):
                     raise ConfigError(
@@ -392,6 +410,10 @@ class App:
         """A user-facing text; see botcore.i18n.Texts."""
         return self.texts.get(key, language or self.config.bot.language, **values)
 
+    def serving(self, plugin: str) -> bool:
+        """Whether a plugin's code may run now: not switched off, not cooling down after failures."""
+        return self.plugins.serving(plugin)
+
     def visible_commands(self, *, admin: bool = False) -> list[Command]:
         """Commands for /help and the menu, built-ins first, then in plugin order; admin commands
         only with `admin=True`, and none of a plugin that is switched off."""
@@ -452,7 +474,9 @@ class App:
         return self._completions
 
     async def startup(self) -> None:
-        """Open the store, run every plugin's startup hook, then find the history store."""
+        """Collect what plugins register (`load`), open the store, run every plugin's startup
+        hook, then find the history store."""
+        await self.load()
         try:
             await self.store.open()
         except NewerSchema as exc:
@@ -473,7 +497,13 @@ class App:
                     f"plugin {impl.plugin!r}: startup failed: {type(exc).__name__}: {exc}"
                 ) from None
         for impl in self.plugins.impls("history_store", disabled=True):
-            store = impl(app=self)
+            try:
+                store = await maybe_await(impl(app=self))
+            except Exception as exc:
+                log.exception("plugin %s: history_store failed", impl.plugin)
+                raise StartupError(
+                    f"plugin {impl.plugin!r}: history_store failed: {type(exc).__name__}: {exc}"
+                ) from None
             if store is not None:
                 self.history = store
                 break

@@ -4,8 +4,8 @@ told once.
 
 States: closed (serving) -> open after `failures` unexpected errors within `window` seconds ->
 half-open once `cooldown` seconds have passed (calls go through again as a trial: the first success
-closes the breaker, the first failure opens it for another cool-down). `disable()` / `enable()`
-switch a plugin off and on by hand (admin commands), independently of failures.
+closes the breaker, the first failure opens it for another cool-down). `reset()` closes it at once
+(an admin's /enable). Switching a plugin off by hand is not the breaker's: see `Plugins.state`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-State = Literal["closed", "open", "half_open", "disabled"]
+State = Literal["closed", "open", "half_open"]
 
 
 @dataclass
@@ -27,8 +27,6 @@ class PluginState:
     """When the recent unexpected errors happened (within the window)."""
     opened_at: float | None = None
     """When the breaker last opened; None while closed."""
-    disabled: bool = False
-    """Switched off by hand; only `enable()` brings it back."""
     alerted: bool = False
     """The admins were told it is off (and have not yet been told it is back)."""
     last_error: str = ""
@@ -65,13 +63,9 @@ class Breaker:
         return found
 
     def state(self, plugin: str) -> State:
-        """closed, open, half_open (cool-down over, next call is a trial) or disabled."""
+        """closed, open or half_open (cool-down over, next call is a trial)."""
         found = self.plugins.get(plugin)
-        if found is None:
-            return "closed"
-        if found.disabled:
-            return "disabled"
-        if found.opened_at is None:
+        if found is None or found.opened_at is None:
             return "closed"
         if self.clock() - found.opened_at >= self.cooldown:
             return "half_open"
@@ -84,7 +78,7 @@ class Breaker:
     def success(self, plugin: str) -> None:
         """A call of the plugin finished normally: a half-open trial closes the breaker."""
         found = self.plugins.get(plugin)
-        if found is None or found.disabled or found.opened_at is None:
+        if found is None or found.opened_at is None:
             return
         if self.state(plugin) != "half_open":
             return  # a call that began before the breaker opened proves nothing
@@ -115,14 +109,16 @@ class Breaker:
                 found.alerted = True
                 self._changed(plugin, "open")
 
-    def disable(self, plugin: str) -> None:
-        """Switch a plugin off until `enable()` (an admin's decision; no alert is sent)."""
-        self._get(plugin).disabled = True
+    def until(self, plugin: str) -> float | None:
+        """While open: the clock time at which the cool-down ends (the next call is a trial)."""
+        found = self.plugins.get(plugin)
+        if found is None or found.opened_at is None or self.state(plugin) != "open":
+            return None
+        return found.opened_at + self.cooldown
 
-    def enable(self, plugin: str) -> None:
-        """Switch a plugin back on and forget its failures (closes an open breaker too)."""
+    def reset(self, plugin: str) -> None:
+        """Forget a plugin's failures and close its breaker (an admin's /enable; no alert)."""
         found = self._get(plugin)
-        found.disabled = False
         found.opened_at = None
         found.failures.clear()
         found.alerted = False

@@ -176,7 +176,7 @@ async def _config(config: Config) -> int:
     from botcore.store import NewerSchema
 
     logging.basicConfig(level=logging.WARNING)
-    app = App(config)
+    app = await App.create(config)
     try:
         await app.store.open()
         await app.load_overrides()
@@ -195,7 +195,7 @@ async def _config(config: Config) -> int:
 def _plugins(config: Config) -> int:
     from botcore.app import App
 
-    app = App(config)
+    app = asyncio.run(App.create(config))
     for info in app.plugins.infos:
         print(f"{info.name} {info.version} ({info.source})")
         print(f"  module:   {info.module.__name__}")

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from telegram import Message
@@ -26,7 +26,9 @@ from botcore.app import App
 from botcore.config import Config
 from botcore.pipeline import Pipeline
 from botcore.runner import Runner
-from botcore.testing.fake_telegram import BotMessage, FakeTelegram, Sender
+
+if TYPE_CHECKING:
+    from botcore.testing.fake_telegram import BotMessage, FakeTelegram, Sender
 
 CONSOLE_TOKEN = "100000:CONSOLE-TOKEN"
 """The fake's own token: bot.token is never used (nor needed) by the console."""
@@ -82,6 +84,10 @@ class _TrackedPipeline(Pipeline):
 
 async def run_console(config: Config, options: ConsoleOptions, out: IO[str] = sys.stdout) -> int:
     """Start the fake Telegram and the bot, then chat until end of input; returns the exit code."""
+    # The console is a bot talking to a local fake Telegram: the kit's server, loaded only here,
+    # so importing the command line (or this module) does not import the testing kit.
+    from botcore.testing.fake_telegram import FakeTelegram
+
     fake = FakeTelegram(CONSOLE_TOKEN, bot_username="botcore_console_bot", bot_name="botcore")
     await fake.start()
     runner: Runner | None = None

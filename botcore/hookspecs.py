@@ -2,7 +2,10 @@
 
 A plugin is a module with functions decorated `@botcore.hookimpl`, named after the hooks below.
 Implement only the hooks you need, and take only the arguments you need (pluggy passes them by
-name). Any hook may be `async def`; the core awaits it.
+name). Any hook may be `async def`; the core awaits it (the registration hooks, settings_model
+and history_store once, at start-up). Hook wrappers (`@hookimpl(wrapper=True)` or
+`hookwrapper=True`) are not supported: the core calls each plugin on its own, to await and isolate
+it, so one is a start-up error naming the plugin and the hook.
 
 Order: hooks run in the order of `[bot] plugins` in bot.toml (`@hookimpl(tryfirst=True)` and
 `trylast=True` move one to the front or the back).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
@@ -306,12 +307,19 @@ class Pipeline:
         if reply is None:
             reply = await self.route(turn)
         if reply is not None:
+            made, guarded = reply, None
+            if isinstance(made, TextStream) and turn.replied_by is not None:
+                # A post_message hook that reads the stream (voice speaks it) meets its
+                # plugin's failure: it counts against that plugin, not the hook's.
+                reply = guarded = self._guarded(turn, turn.replied_by, made)
             for impl in self.app.plugins.impls("post_message"):
                 changed = await self.call(
                     impl.plugin, "post_message", impl, turn, turn=turn, reply=reply
                 )
                 if changed is not None:
                     reply = changed
+            if guarded is not None and reply is guarded and not guarded.chunks.started:
+                reply = made  # unread and kept: delivery reads (and judges) the stream itself
         elif turn.failed:
             reply = Text(turn.t("error"))
         return reply
@@ -364,6 +372,8 @@ class Pipeline:
         logged with the plugin's name, marks the turn failed and counts against the plugin's
         circuit breaker; a switched-off plugin is not called (the turn notes it as unavailable)."""
         breaker = self.app.breaker
+        # Only a cool-down stops a call here: the callers skip what an admin switched off,
+        # except turn_end, which a plugin switched off during the turn still gets.
         if not breaker.allows(plugin):
             turn.unavailable.add(plugin)
             return None
@@ -374,10 +384,7 @@ class Pipeline:
             breaker.success(plugin)
             return Text(exc.message)
         except Exception as exc:
-            log.exception("plugin %s failed in %s (update %s)", plugin, what, turn.update_id)
-            turn.failed = True
-            turn.errors.append(plugin)
-            breaker.failure(plugin, f"{type(exc).__name__} in {what}")
+            self.failed(turn, plugin, what, exc)
             return None
         # A stream is judged once delivery has read it; a pre/post_message hook that returns
         # nothing proves too little to end a switched-off plugin's trial.
@@ -385,6 +392,62 @@ class Pipeline:
         if not isinstance(reply, TextStream) and not observed:
             breaker.success(plugin)
         return reply
+
+    def failed(self, turn: Turn, plugin: str, what: str, exc: Exception) -> None:
+        """A plugin's code raised an unexpected error: log it with the plugin's name and the
+        update id, mark the turn failed and count it against the plugin's circuit breaker."""
+        log.error("plugin %s failed in %s (update %s)", plugin, what, turn.update_id, exc_info=exc)
+        turn.failed = True
+        turn.errors.append(plugin)
+        self.app.breaker.failure(plugin, f"{type(exc).__name__} in {what}")
+
+    def _guarded(self, turn: Turn, plugin: str, stream: TextStream) -> _GuardedStream:
+        """`stream` as a post_message hook sees it: an unexpected error while it is read is the
+        failure of `plugin`, which made it (then raised on to the reader, which stops)."""
+
+        async def chunks() -> AsyncIterator[str]:
+            try:
+                async for chunk in stream.chunks:
+                    yield chunk
+            except (UserError, GeneratorExit):
+                raise
+            except Exception as exc:
+                self.failed(turn, plugin, "its streamed answer", exc)
+                raise
+            finally:
+                aclose = getattr(stream.chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        return _GuardedStream(_Guarded(chunks()), stream.markdown)
+
+
+class _Guarded:
+    """A stream's chunks, remembering whether anyone began to read them."""
+
+    def __init__(self, chunks: AsyncIterator[str]) -> None:
+        self._chunks = chunks
+        self.started = False
+
+    def __aiter__(self) -> _Guarded:
+        return self
+
+    async def __anext__(self) -> str:
+        self.started = True
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        if self.started:
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+@dataclasses.dataclass(frozen=True)
+class _GuardedStream(TextStream):
+    """A TextStream whose chunks say whether they were read."""
+
+    chunks: _Guarded
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

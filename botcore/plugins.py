@@ -11,17 +11,20 @@ import functools
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from botcore import hookspecs
 from botcore.config import ConfigError, did_you_mean
 from botcore.types import PluginInfo
+
+if TYPE_CHECKING:
+    from botcore.breaker import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +125,21 @@ class Impl:
         return self.function(*(kwargs[name] for name in self.argnames))
 
 
+@dataclass(frozen=True)
+class Status:
+    """Whether a plugin's code runs now, and if not, why: switched `off` by an admin, or
+    `cooling_down` after failures (its circuit breaker) until `until` (the breaker's clock)."""
+
+    state: Literal["on", "off", "cooling_down"]
+    until: float | None = None
+
+
 class Plugins:
     """The loaded plugins, in bot.toml order, and a caller that isolates each one."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], breaker: Breaker | None = None) -> None:
+        self.breaker = breaker
+        """The circuit breaker whose cool-downs switch a failing plugin off for a while."""
         self.pm = pluggy.PluginManager("botcore")
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
@@ -152,10 +166,26 @@ class Plugins:
             plugin = getattr(exc, "plugin", None)
             culprit = (self.pm.get_name(plugin) if plugin is not None else None) or "?"
             raise ConfigError(f"plugin {culprit!r}: {_first_line(str(exc))}") from None
+        self._refuse_wrappers()
         for info in self.infos:
             info.hooks = sorted(
                 caller.name for caller in self.pm.get_hookcallers(info.module) or []
             )
+
+    def _refuse_wrappers(self) -> None:
+        """pluggy would accept `@hookimpl(wrapper=True)` / `hookwrapper=True`, but botcore calls
+        each plugin on its own (to await and isolate it), so a wrapper would never wrap anything:
+        a start-up error naming the plugin and the hook, rather than a hook that silently fails."""
+        for info in self.infos:
+            for caller in self.pm.get_hookcallers(info.module) or []:
+                impl = next(i for i in caller.get_hookimpls() if i.plugin is info.module)
+                if impl.hookwrapper or impl.wrapper:
+                    kind = "hookwrapper=True" if impl.hookwrapper else "wrapper=True"
+                    raise ConfigError(
+                        f"plugin {info.name!r}: {caller.name} is a hook wrapper "
+                        f"(@hookimpl({kind})), which botcore does not run; implement the hook "
+                        "as a plain function"
+                    )
 
     @property
     def names(self) -> list[str]:
@@ -170,12 +200,28 @@ class Plugins:
         self._disabled.add(name)
 
     def enable(self, name: str) -> None:
-        """Switch a plugin back on."""
+        """Switch a plugin back on, out of a cool-down too (its failures are forgotten)."""
         self._disabled.discard(name)
+        if self.breaker is not None:
+            self.breaker.reset(name)
 
     def enabled(self, name: str) -> bool:
-        """False while the plugin is switched off."""
+        """False while an admin has the plugin switched off (see `state` for the whole story)."""
         return name not in self._disabled
+
+    def state(self, name: str) -> Status:
+        """The one answer to "does this plugin run now, and if not, why": on (a trial after a
+        cool-down counts as on), off by an admin, or cooling down after failures."""
+        if name in self._disabled:
+            return Status("off")
+        until = self.breaker.until(name) if self.breaker is not None else None
+        if until is not None:
+            return Status("cooling_down", until)
+        return Status("on")
+
+    def serving(self, name: str) -> bool:
+        """Whether the plugin's code may run now: its state is on."""
+        return self.state(name).state == "on"
 
     def impls(self, hook: str, *, disabled: bool = False) -> Iterator[Impl]:
         """The implementations of `hook` in calling order (bot.toml order, tryfirst/trylast);
@@ -186,31 +232,22 @@ class Plugins:
             if disabled or name not in self._disabled:
                 yield Impl(name, impl.function, tuple(impl.argnames))
 
-    def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call a synchronous registration hook on every plugin: [(plugin name, result)].
+    async def collect(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a registration hook on every plugin, sync or `async def`: [(plugin, result)].
 
-        These run at start-up, so a plugin that raises here stops start-up, naming the plugin.
+        These run once at start-up, so a plugin that raises here stops start-up, naming it.
         """
         results = []
         for impl in self.impls(hook, disabled=True):
             try:
-                result = impl(**kwargs)
+                result = await maybe_await(impl(**kwargs))
             except ConfigError:
                 raise
             except Exception as exc:
                 raise ConfigError(f"plugin {impl.plugin!r}: {hook} failed: {_cause(exc)}") from None
-            if inspect.isawaitable(result):
-                _close(result)
-                raise ConfigError(f"plugin {impl.plugin!r}: {hook} must not be async")
             if result is not None:
                 results.append((impl.plugin, result))
         return results
-
-
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()
 
 
 def _first_line(text: str) -> str:

@@ -111,6 +111,7 @@ class Runner:
         """Connect to Telegram, start the plugins and make ready what an answer needs, then
         begin taking updates: an update waiting at start-up is answered at once."""
         application = self.application
+        await self.app.load()  # a bad setting stops start-up before the network is tried
         if not await self._connect():
             return  # stopped (SIGTERM) while waiting for the network
         bot = application.bot

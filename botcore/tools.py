@@ -50,6 +50,9 @@ class ToolResult:
     content: str
     reply: Reply | None = None
     ok: bool = True
+    failure: str | None = None
+    """Set when the tool's code failed (an exception, a timeout): what and where, for the
+    breaker. Invalid arguments and UserError are not the plugin's failures."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,11 @@ class Tool:
                 timeout,
                 turn.update_id,
             )
-            return ToolResult(f"Error: {self.name} timed out after {timeout:g} s.", ok=False)
+            return ToolResult(
+                f"Error: {self.name} timed out after {timeout:g} s.",
+                ok=False,
+                failure=f"timeout in tool {self.name}",
+            )
         except UserError as exc:
             return ToolResult(f"Error: {exc.message}", ok=False)
         except Exception as exc:
@@ -112,6 +119,7 @@ class Tool:
             return ToolResult(
                 f"Error: {self.name} failed with an internal error ({type(exc).__name__}).",
                 ok=False,
+                failure=f"{type(exc).__name__} in tool {self.name}",
             )
         return _result(value)
 
@@ -119,17 +127,25 @@ class Tool:
 class Tools:
     """Every tool of every loaded plugin, by name; built (and checked) at start-up."""
 
-    def __init__(self, tools: Sequence[Tool] = ()) -> None:
+    def __init__(
+        self, tools: Sequence[Tool] = (), serving: Callable[[str], bool] = lambda _: True
+    ) -> None:
         self.by_name = {tool.name: tool for tool in tools}
+        self.serving = serving
+        """Whether a plugin's code may run now (not switched off, not cooling down)."""
         self._definitions = [tool.definition for tool in tools]
+        self._some: dict[frozenset[str], list[dict[str, Any]]] = {}
         self.size = len(json.dumps(self._definitions, ensure_ascii=False)) if tools else 0
         """Characters the definitions add to every request (for context budgets)."""
 
     @classmethod
-    def collect(cls, plugins: Plugins, **kwargs: Any) -> Tools:
-        """Call every `register_tools` hook; a bad tool or a name clash is a ConfigError."""
+    async def collect(
+        cls, plugins: Plugins, serving: Callable[[str], bool], **kwargs: Any
+    ) -> Tools:
+        """Call every `register_tools` hook; a bad tool or a name clash is a ConfigError.
+        `serving(plugin)` says whether a plugin's tools may be offered and run now."""
         found: dict[str, Tool] = {}
-        for plugin, functions in plugins.collect("register_tools", **kwargs):
+        for plugin, functions in await plugins.collect("register_tools", **kwargs):
             for function in functions:
                 tool = describe(plugin, function)
                 other = found.get(tool.name)
@@ -138,7 +154,7 @@ class Tools:
                         f"tool {tool.name!r} is registered by both {other.plugin!r} and {plugin!r}"
                     )
                 found[tool.name] = tool
-        return cls(list(found.values()))
+        return cls(list(found.values()), serving)
 
     def __bool__(self) -> bool:
         return bool(self.by_name)
@@ -151,8 +167,17 @@ class Tools:
         return [name for name, tool in self.by_name.items() if tool.plugin == plugin]
 
     def definitions(self) -> list[dict[str, Any]]:
-        """The request's `tools` list (built once: a request must not change it)."""
-        return self._definitions
+        """The request's `tools` list, without the tools of plugins switched off (built once for
+        each set of plugins off: a request must not change it)."""
+        off = frozenset(p for p in {t.plugin for t in self.by_name.values()} if not self.serving(p))
+        if not off:
+            return self._definitions
+        found = self._some.get(off)
+        if found is None:
+            found = self._some[off] = [
+                tool.definition for tool in self.by_name.values() if tool.plugin not in off
+            ]
+        return found
 
     async def call(
         self,
@@ -167,7 +192,15 @@ class Tools:
         if tool is None:
             known = ", ".join(self.by_name) or "none"
             return ToolResult(f"Error: there is no tool {name!r} (tools: {known}).", ok=False)
-        return await tool.call(turn, arguments, timeout=timeout)
+        if not self.serving(tool.plugin):  # switched off since the model was offered it
+            turn.unavailable.add(tool.plugin)
+            return ToolResult(f"Error: {name} is switched off right now.", ok=False)
+        result = await tool.call(turn, arguments, timeout=timeout)
+        if result.failure is not None:  # a tool's bug counts against its plugin, as a command's
+            turn.app.breaker.failure(tool.plugin, result.failure)
+        elif result.ok:
+            turn.app.breaker.success(tool.plugin)
+        return result
 
 
 def describe(plugin: str, function: Any) -> Tool:

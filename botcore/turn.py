@@ -24,9 +24,9 @@ TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 """The cloud Bot API refuses getFile above 20 MB; a local Bot API server (bot.base_url) does not."""
 
 CHAT_ACTION_EVERY = 4.5
+"""Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
 CHAT_ACTION_GRACE = 0.2
 """Work that finishes sooner shows no action: no flicker for the user, one request fewer."""
-"""Telegram shows a chat action for 5 seconds; renew it a little before it fades."""
 
 
 def topic_of(message: Message) -> int | None:

@@ -118,7 +118,8 @@ async def test_plugins_are_switched_off_and_on_at_run_time(
     )
     assert "/image" not in ((await telegram.reply_to("/help", user_id=7)).text or "")
     listing = (await telegram.reply_to("/plugins", user_id=ADMIN)).text or ""
-    assert f"image {VERSION} — off — /image" in listing and f"chat {VERSION} — on" in listing
+    assert f"image {VERSION} — off (switched off by an admin) — /image" in listing
+    assert f"chat {VERSION} — on" in listing
     await telegram.reply_to("/disable chat", user_id=ADMIN)
     assert (await telegram.reply_to("hello", user_id=7)).text == (
         "I only answer commands here. /help lists them."

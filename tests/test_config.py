@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -286,7 +287,7 @@ def test_settings_that_accept_unknown_keys_are_warned_about(
         },
     )
     with caplog.at_level(logging.WARNING, logger="botcore.app"):
-        app = App(config)
+        app = asyncio.run(App.create(config))
     assert app.settings(loose.Settings).max_dice == 20  # the typo was ignored: hence the warning
     found = [r for r in caplog.records if "accept unknown keys" in r.getMessage()]
     assert [r.getMessage() for r in found] == [LOOSE_WARNING]  # first-party plugins are strict

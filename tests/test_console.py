@@ -7,6 +7,8 @@ import os
 import pty
 import select
 import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,3 +193,13 @@ async def test_interactive_session_prompts_and_ends_with_ctrl_d(
             process.kill()
             await process.wait()
         os.close(leader)
+
+
+def test_importing_the_console_does_not_import_the_testing_kit() -> None:
+    """The console runs the bot against the kit's fake Telegram, but loads it only when it runs:
+    the command line of a production bot never imports the testing kit."""
+    check = (
+        "import sys, botcore.cli, botcore.console; "
+        "assert 'botcore.testing.fake_telegram' not in sys.modules, 'the kit was imported'"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sample_plugins import notebook, quota
+from sample_plugins import eager, notebook, quota
 
-from botcore.config import StartupError
+from botcore.config import ConfigError, StartupError
 from botcore.testing.fake_openai import TINY_PNG, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -108,3 +108,47 @@ async def test_reserve_usage_refuses_and_turn_end_sees_every_turn(
         (5, {}),  # refused before it metered anything
         (5, {"quota.calls": 0.5}),  # a failed turn still reports what it used
     ]
+
+
+EAGER = "sample_plugins.eager"
+
+
+async def test_async_start_up_hooks_are_awaited_once_at_start_up(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """hookspecs.py promises any hook may be `async def`: the registration hooks, settings_model
+    and history_store included."""
+    bot = await start_bot(["chat", EAGER], settings={EAGER: {"greeting": "hi"}})
+    assert bot.app.history is eager.STORES[bot.app]  # the store, not a coroutine
+    assert (await telegram.reply_to("/greet")).text == "hi, 42!"
+    menu = {c["command"]: c["description"] for c in telegram.commands[("default", "ru")]}
+    assert menu["greet"] == "Поздороваться"
+    openai_server.script_chat("Noon.")
+    assert (await telegram.reply_to("what time is it?")).text == "Noon."  # chat answers first
+    (request,) = openai_server.chat_requests
+    assert [t["function"]["name"] for t in request["tools"]] == ["clock"]
+    assert [m["content"] for m in eager.STORES[bot.app].chats[42]] == ["what time is it?", "Noon."]
+
+
+async def test_an_async_settings_model_validates_the_table(start_bot) -> None:
+    with pytest.raises(ConfigError, match=rf"plugins\.{EAGER}\.greting"):
+        await start_bot([EAGER], settings={EAGER: {"greting": "hi"}})
+
+
+@pytest.mark.parametrize(
+    ("plugin", "hook", "kind"),
+    [
+        ("sample_plugins.wrapping", "pre_message", "wrapper=True"),
+        ("sample_plugins.old_wrapping", "turn_end", "hookwrapper=True"),
+    ],
+)
+async def test_a_hook_wrapper_is_a_start_up_error_naming_plugin_and_hook(
+    start_bot, plugin: str, hook: str, kind: str
+) -> None:
+    """botcore calls each plugin on its own (to await and isolate it): a wrapper would never wrap."""
+    with pytest.raises(ConfigError) as refused:
+        await start_bot([plugin])
+    assert str(refused.value) == (
+        f"plugin {plugin!r}: {hook} is a hook wrapper (@hookimpl({kind})), which botcore "
+        "does not run; implement the hook as a plain function"
+    )

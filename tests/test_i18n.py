@@ -3,6 +3,7 @@ text of the core and of the first-party plugins exists in English and Russian.""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,8 @@ hello = "Hallo, {name}!"
 
 
 def app_for(bot: dict[str, Any], plugins: list[str] | None = None) -> App:
-    return App(validate(Config, {"bot": {"token": "1:A", "plugins": plugins or [], **bot}}))
+    config = validate(Config, {"bot": {"token": "1:A", "plugins": plugins or [], **bot}})
+    return asyncio.run(App.create(config))
 
 
 async def test_a_german_file_makes_german_users_get_german(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -163,4 +164,4 @@ def test_reserved_or_malformed_persona_names_fail_start_up(
         Config, bot_harness.config_dict(["chat"], settings={"chat": {"personas": {name: "x"}}})
     )
     with pytest.raises(ConfigError, match=r"plugins\.chat\.personas"):
-        App(config)
+        asyncio.run(App.create(config))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from botcore.breaker import Breaker
+from botcore.plugins import Status
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -328,13 +329,15 @@ def test_breaker_states() -> None:
     breaker.success("p")
     assert breaker.state("p") == "closed" and breaker.states() == {}
     assert changes == [("p", "open"), ("p", "closed")]
-    breaker.disable("p")
-    assert breaker.state("p") == "disabled" and not breaker.allows("p")
-    clock.now += 10_000
-    assert breaker.state("p") == "disabled"
-    breaker.enable("p")
-    assert breaker.state("p") == "closed"
-    assert changes == [("p", "open"), ("p", "closed")]  # switching by hand alerts no one
+    for _ in range(3):
+        breaker.failure("p")
+    assert breaker.state("p") == "open" and breaker.until("p") == clock.now + 300
+    breaker.reset("p")  # an admin's /enable: closed at once, failures forgotten
+    assert breaker.state("p") == "closed" and breaker.until("p") is None
+    breaker.failure("p")
+    breaker.failure("p")
+    assert breaker.state("p") == "closed"  # the failures before the reset no longer count
+    assert changes == [("p", "open"), ("p", "closed"), ("p", "open")]  # the reset tells no one
 
 
 def test_breaker_can_be_turned_off() -> None:
@@ -349,7 +352,7 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
 ) -> None:
     admin, unreachable_admin = 1000, 1001
     running = await start_bot(
-        [BOOM, ECHO],
+        [BOOM, ECHO, "admin"],
         bot={
             "admins": [admin, unreachable_admin],
             "breaker": {"failures": 3, "window": 60, "cooldown": 300},
@@ -365,6 +368,9 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
     assert "RuntimeError in /boom" in alert.text
     assert "secret internal detail" not in alert.text  # the type, never the message
     assert breaker.state(BOOM) == "open"
+    assert running.app.plugins.state(BOOM) == Status("cooling_down", clock.now + 300)
+    listing = (await telegram.reply_to("/plugins", user_id=admin)).text or ""
+    assert f"{BOOM} ? — off for 300 s more after repeated failures — /boom /oops" in listing
     # Its users get a clear message for every command of the plugin...
     assert (await telegram.reply_to("/boom", user_id=13)).text == UNAVAILABLE
     assert (await telegram.reply_to("/oops", user_id=13, language_code="ru")).text == (
@@ -386,16 +392,30 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
     assert back.text == "✅ Plugin sample_plugins.boom works again."
     assert breaker.state(BOOM) == "closed"
     assert (await telegram.reply_to("/boom", user_id=16)).text == ERROR  # one failure: still on
-    assert len(telegram.bot_messages(admin)) == 2
+    alerts = [m for m in telegram.bot_messages(admin) if (m.text or "")[:1] in ("⚠", "✅")]
+    assert len(alerts) == 2
     assert len(telegram.calls("sendMessage")) == len(
         [c for c in telegram.calls("sendMessage") if c.status in (200, 403)]
     )
-    # Admin commands (another plugin) switch plugins by hand through the same API.
-    breaker.disable(BOOM)
-    assert (await telegram.reply_to("/oops", user_id=17)).text == UNAVAILABLE
-    breaker.enable(BOOM)
+    # An admin switches it off by hand: one state says which, and why.
+    await telegram.reply_to(f"/disable {BOOM}", user_id=admin)
+    assert running.app.plugins.state(BOOM) == Status("off")
+    assert (await telegram.reply_to("/oops", user_id=17)).text == (
+        "/oops is switched off right now. Please try again later."
+    )
+    listing = (await telegram.reply_to("/plugins", user_id=admin)).text or ""
+    assert f"{BOOM} ? — off (switched off by an admin) — /boom /oops" in listing
+    await telegram.reply_to(f"/enable {BOOM}", user_id=admin)
     assert (await telegram.reply_to("/oops", user_id=17)).text.startswith("Sorry")
-    assert len(telegram.bot_messages(admin)) == 2
+    # /enable also ends a cool-down at once.
+    clock.now += 3600  # the failure above has left the window
+    for user in (18, 19, 20):
+        assert (await telegram.reply_to("/boom", user_id=user)).text == ERROR
+    assert running.app.plugins.state(BOOM).state == "cooling_down"
+    assert (await telegram.next_message(admin)).text.startswith("⚠️ Plugin sample_plugins.boom")
+    assert (await telegram.reply_to(f"/enable {BOOM}", user_id=admin)).text == f"{BOOM} is on."
+    assert running.app.plugins.state(BOOM) == Status("on")
+    assert (await telegram.reply_to("/oops", user_id=21)).text.startswith("Sorry")
 
 
 async def test_a_failing_stream_counts_against_its_plugin(

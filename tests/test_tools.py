@@ -350,3 +350,44 @@ async def test_retry_after_a_tool_exchange_asks_again_cleanly(
     assert (await telegram.reply_to("/retry")).text == "echo: 1 + 2?"
     roles = [m["role"] for m in openai_server.last_chat_messages()]
     assert roles == ["system", "user"]  # the old calls and results went with the old answer
+
+
+async def test_a_failing_tool_counts_against_its_plugin_which_then_offers_none(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A tool's failures open its plugin's circuit breaker, like a command's: while it cools
+    down, the model is not offered its tools and a call to one is refused without running it."""
+    bot = await start_bot(["chat", TOOLBOX], settings=chat(False), bot={"breaker": {"failures": 2}})
+    openai_server.script_chat(
+        calls(ToolCall("explode", {}, "c1"), ToolCall("explode", {}, "c2")), "It broke."
+    )
+    assert (await telegram.reply_to("try it")).text == "It broke."
+    assert bot.app.breaker.state(TOOLBOX) == "open"
+    assert "RuntimeError in tool explode" in bot.app.breaker.plugins[TOOLBOX].last_error
+    toolbox.CALLS.clear()
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c3")), "No tools today.")
+    assert (await telegram.reply_to("who am I?")).text == "No tools today."
+    asked, told = openai_server.chat_requests[-2:]
+    assert "tools" not in asked and "tools" not in told  # its only provider is off
+    assert openai_server.tool_messages() == {"c3": "Error: whoami is switched off right now."}
+    assert toolbox.CALLS == []  # never ran
+
+
+async def test_a_plugin_switched_off_by_an_admin_offers_and_runs_no_tool(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    bot = await start_bot(["chat", "sample_plugins.eager", TOOLBOX], settings=chat(False))
+    bot.app.plugins.disable(TOOLBOX)
+    toolbox.CALLS.clear()
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Only the clock.")
+    assert (await telegram.reply_to("who am I?")).text == "Only the clock."
+    first = openai_server.chat_requests[0]
+    assert [t["function"]["name"] for t in first["tools"]] == ["clock"]
+    assert openai_server.tool_messages() == {"c1": "Error: whoami is switched off right now."}
+    assert toolbox.CALLS == []
+    bot.app.plugins.enable(TOOLBOX)
+    openai_server.script_chat("Back.")
+    await telegram.reply_to("and now?")
+    assert {t["function"]["name"] for t in openai_server.chat_requests[-1]["tools"]} == {
+        "clock", "add", "whoami", "slow", "explode", "refuse", "picture"
+    }  # fmt: skip

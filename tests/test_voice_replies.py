@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from botcore_voice.speak import speech_text, split_speech
 from hypothesis import given
 from hypothesis import strategies as st
@@ -218,3 +220,35 @@ def test_split_keeps_every_word_within_the_limit(text: str, limit: int) -> None:
     pieces = split_speech(text, limit)
     assert all(0 < len(p) <= limit and p == p.strip() for p in pieces)
     assert "".join("".join(pieces).split()) == "".join(text.split())
+
+
+async def test_a_stream_failing_while_voice_reads_it_is_its_plugins_failure(
+    start_bot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Voice drains another plugin's stream in post_message to speak it: a bug in that stream is
+    logged and counted against the plugin that made it, and the turn is not "answered"."""
+    echo = "sample_plugins.echo"
+    bot = await start_bot(
+        ["history", "voice", echo],
+        settings={"voice": {**VOICE, "tts_plugins": [echo]}},
+        bot={"breaker": {"failures": 2}},
+    )
+    await telegram.reply_to("/voice on")
+    with caplog.at_level(logging.INFO):
+        await telegram.send_message("/stream one crash")
+        partial, error = await settle(telegram, 2)
+        await telegram.reply_to("/voice")  # the turn before is over and logged
+    assert (
+        partial.text == "one"
+        and error.text == "Could not process the request, please try again later."
+    )
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in failures] == [
+        f"plugin {echo} failed in its streamed answer (update 2)"
+    ]
+    assert bot.app.breaker.plugins[echo].last_error == "RuntimeError in its streamed answer"
+    assert "voice" not in bot.app.breaker.plugins
+    [line] = [
+        r for r in caplog.records if r.name == "botcore.updates" and r.fields["command"] == "stream"
+    ]
+    assert line.fields["outcome"] == "error" and line.fields["errors"] == [echo]

@@ -111,7 +111,7 @@ class BotHarness:
         `config_dict(...)` returns, changed as the test needs), validated as bot.toml is."""
         if not isinstance(config, Config):
             config = validate(Config, dict(config))
-        app = App(config)
+        app = await App.create(config)
         runner = Runner(app)
         running = RunningBot(app, runner)
         self.running.append(running)

@@ -10,6 +10,7 @@ hooks are skipped.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 from pydantic import Field
@@ -42,7 +43,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.enable": "Switch a plugin on: /enable image",
             "admin.disable": "Switch a plugin off: /disable image",
             "admin.on": "on",
-            "admin.off": "off",
+            "admin.off": "off (switched off by an admin)",
+            "admin.cooling_down": "off for {seconds} s more after repeated failures",
             "admin.usage": "Name a plugin: /{command} {example}",
             "admin.unknown": "There is no plugin {name!r}{hint}.",
             "admin.keep": "{name} cannot be switched off: it is needed to manage the bot.",
@@ -54,7 +56,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.enable": "Включить плагин: /enable image",
             "admin.disable": "Выключить плагин: /disable image",
             "admin.on": "вкл.",
-            "admin.off": "выкл.",
+            "admin.off": "выкл. (выключен администратором)",
+            "admin.cooling_down": "выкл. ещё на {seconds} с после повторных сбоев",
             "admin.usage": "Укажите плагин: /{command} {example}",
             "admin.unknown": "Плагина {name!r} нет{hint}.",
             "admin.keep": "{name} нельзя выключить: он нужен для управления ботом.",
@@ -104,8 +107,7 @@ def _follow(app: App) -> None:
             app.plugins.disable(name)
             log.info("plugin %s is switched off", name)
         elif name not in disabled and not app.plugins.enabled(name):
-            app.plugins.enable(name)
-            app.breaker.enable(name)  # also back from a cool-down the circuit breaker started
+            app.plugins.enable(name)  # also back from a cool-down the circuit breaker started
             log.info("plugin %s is switched on", name)
 
 
@@ -114,10 +116,15 @@ _KEEP = {PLUGIN, *BUILTIN_PLUGINS}
 
 
 async def plugins(turn: Turn) -> str:
-    """/plugins: every loaded plugin, on or off, with its version and commands."""
+    """/plugins: every loaded plugin, on or off and why, with its version and commands."""
     lines = []
     for info in turn.app.plugins.infos:
-        state = turn.t("admin.on" if turn.app.plugins.enabled(info.name) else "admin.off")
+        status = turn.app.plugins.state(info.name)
+        if status.until is not None:
+            left = max(1, math.ceil(status.until - turn.app.breaker.clock()))
+            state = turn.t("admin.cooling_down", seconds=left)
+        else:
+            state = turn.t(f"admin.{status.state}")
         commands = " ".join("/" + c for c in info.commands)
         lines.append(
             f"{info.name} {info.version} — {state}" + (f" — {commands}" if commands else "")
@@ -152,7 +159,7 @@ async def enable(turn: Turn) -> str:
     """/enable <plugin>"""
     name = _name(turn)
     await turn.app.override("plugins.admin.disabled", _set(name, off=False))  # see _follow
-    turn.app.breaker.enable(name)  # even if it was on: back from the breaker's cool-down
+    turn.app.plugins.enable(name)  # even if it was on: back from the breaker's cool-down
     log.info("admin %s switched plugin %s on", turn.user_id, name)
     return turn.t("admin.enabled", name=name)
 

@@ -253,8 +253,9 @@ async def respond(
 
 def _request(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
     request: dict[str, Any] = {"model": settings.model, "messages": messages}
-    if turn.app.tools and settings.max_tool_rounds:
-        request["tools"] = turn.app.tools.definitions()
+    tools = turn.app.tools.definitions() if settings.max_tool_rounds else []
+    if tools:  # every tool's plugin may be switched off, and the API refuses an empty list
+        request["tools"] = tools
     if settings.temperature is not None:
         request["temperature"] = settings.temperature
     if settings.max_answer_tokens is not None:

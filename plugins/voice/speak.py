@@ -156,8 +156,7 @@ async def _drain(turn: Turn, reply: TextStream) -> tuple[str, str | None]:
             parts.append(chunk)
     except UserError as exc:
         error = exc.message
-    except Exception:
-        log.exception("the streamed answer failed (update %s)", turn.update_id)
+    except Exception:  # the core logged it and counted it against the plugin that made the stream
         error = turn.t("error")
     finally:
         aclose = getattr(reply.chunks, "aclose", None)

@@ -44,6 +44,8 @@ async def stream(turn: Turn) -> TextStream:
         for word in words:
             if word == "fail":
                 raise UserError("the stream failed")
+            if word == "crash":
+                raise RuntimeError("the stream broke")
             await asyncio.sleep(0.15)
             yield word + " "
 

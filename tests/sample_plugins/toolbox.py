@@ -33,8 +33,13 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+CALLS: list[str] = []
+"""The tools that ran and record it (tests clear it)."""
+
+
 async def whoami(turn: Turn) -> str:
     """The Telegram id of the user who is asking."""
+    CALLS.append("whoami")
     return f"user {turn.user_id}"
 
 
