@@ -280,9 +280,22 @@ class Scheduler(BaseRateLimiter[str]):
         self._waker: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notices: set[int | str | None] = set()
+        self._stopping = False
 
     async def initialize(self) -> None:
         """Nothing to set up: state is made as chats appear."""
+
+    def stop_waiting(self) -> None:
+        """The bot is stopping: finals no longer wait out bans, which would hold the shutdown
+        (up to max_wait); those waiting now get their RetryAfter. Budgets still pace the rest."""
+        self._stopping = True
+        now = asyncio.get_running_loop().time()
+        for chat in self._chats.values():
+            for lane in (chat.messages, chat.actions):
+                for entry in [e for e in lane.queue if e.priority == FINAL]:
+                    until = self._banned_until(lane, entry.paid)
+                    if until > now:
+                        self._remove(entry, _too_many(until - now))
 
     async def shutdown(self) -> None:
         """Stop the dispatcher, queued previews and pending notices (the bot is stopping)."""
@@ -363,8 +376,8 @@ class Scheduler(BaseRateLimiter[str]):
         deadline = now + self.limits.max_wait
         seq = next(self._seq)
         while True:
-            until = max(lane.until, self._global_until if self._needs_global(lane, paid) else 0.0)
-            if until > deadline:
+            until = self._banned_until(lane, paid)
+            if until > deadline or (self._stopping and until > now):
                 self.stats["given_up"] += 1
                 log.warning(
                     "flood control holds chat %s for %.0f s more, past bot.limits.max_wait; "
@@ -387,7 +400,7 @@ class Scheduler(BaseRateLimiter[str]):
                 return await self._run(lane, call)
             except RetryAfter:
                 now = asyncio.get_running_loop().time()
-                if lane.until > deadline:
+                if lane.until > deadline or self._stopping:
                     self.stats["given_up"] += 1
                     log.warning(
                         "flood control holds chat %s for %.0f s more, past bot.limits.max_wait; "
@@ -454,6 +467,9 @@ class Scheduler(BaseRateLimiter[str]):
 
     def _needs_global(self, lane: _Lane, paid: bool) -> bool:
         return lane.messages and not paid
+
+    def _banned_until(self, lane: _Lane, paid: bool) -> float:
+        return max(lane.until, self._global_until if self._needs_global(lane, paid) else 0.0)
 
     def _may_go(self, lane: _Lane, paid: bool, now: float) -> bool:
         if lane.busy or lane.ready_at(now) > now:
@@ -636,7 +652,7 @@ class Scheduler(BaseRateLimiter[str]):
         """Run ``send`` (telling the user an answer was lost) once the chat's ban is over; once
         per chat, however many answers the same ban cost."""
         chat = self._chat(chat_id)
-        if chat_id in self._notices:
+        if chat_id in self._notices or self._stopping:
             return
         self._notices.add(chat_id)
 
