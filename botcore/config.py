@@ -113,6 +113,22 @@ class BreakerSettings(StrictModel):
     """Seconds a switched-off plugin stays off before a trial call may bring it back."""
 
 
+class LimitSettings(StrictModel):
+    """[bot.limits]: Telegram's flood limits, kept by the delivery scheduler (botcore.scheduler)."""
+
+    enabled: bool = True
+    """false: no budgets (a local Bot API server, paid broadcasts); 429s are still respected."""
+    global_per_second: float = Field(30.0, gt=0, le=100_000)
+    global_burst: float = Field(10.0, ge=1, le=100_000)
+    chat_per_second: float = Field(1.0, gt=0, le=1000)
+    """Messages a second in one chat, private or group, once its burst is spent."""
+    chat_burst: float = Field(2.0, ge=1, le=1000)
+    group_per_minute: int = Field(20, ge=1, le=100_000)
+    max_wait: float = Field(600.0, ge=0, le=86_400)
+    """Seconds a final answer may wait out flood control (429s); past that it is given up and
+    the user is told once the ban is over."""
+
+
 class BotSettings(StrictModel):
     """[bot]: the Telegram side."""
 
@@ -148,6 +164,7 @@ class BotSettings(StrictModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @field_validator("token")
     @classmethod

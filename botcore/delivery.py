@@ -24,8 +24,10 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
+from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
+from botcore.scheduler import Deferred, Dropped, Kind
 from botcore.split import Piece, split_message, utf16_len
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
@@ -38,12 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
-MAX_FLOOD_WAIT = 120.0
-"""Longer RetryAfter waits give up rather than hold a reply for minutes."""
 NETWORK_ATTEMPTS = 3
-FLOOD_ATTEMPTS = 4
-"""Calls tried under flood control before a reply is given up, so a 429 that never ends cannot
-hold a chat (and the bot's shutdown) forever."""
 
 
 class Sent(NamedTuple):
@@ -153,6 +150,11 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                     message_thread_id=turn.topic_id,
                 )
+        except RetryAfter:
+            # The scheduler waited out flood control as long as bot.limits.max_wait allows.
+            turn.outcome = "undelivered"
+            log.warning("flood control outlasted bot.limits.max_wait; update %s", turn.update_id)
+            self._tell_after_ban(turn)
         except Forbidden:
             turn.outcome = "blocked"
             log.info(
@@ -164,6 +166,19 @@ class Delivery:
             turn.outcome = "undelivered"
             log.exception("could not deliver the reply to update %s", turn.update_id)
 
+    def _tell_after_ban(self, turn: Turn) -> None:
+        """Once flood control lets the chat be written to again, say that an answer was lost
+        (once per chat and ban: botcore.scheduler.Scheduler.notify_after_ban)."""
+        scheduler = getattr(self.app.telegram, "rate_limiter", None)
+        if scheduler is None or not hasattr(scheduler, "notify_after_ban"):
+            return
+        text = turn.t("flood_lost")
+        chat_id, topic = turn.chat_id, turn.topic_id  # in the asker's topic, like the answer
+        scheduler.notify_after_ban(
+            chat_id,
+            lambda: self.app.telegram.send_message(chat_id, text, message_thread_id=topic),
+        )
+
     def _reply_to(self, turn: Turn) -> ReplyParameters | None:
         """In groups a reply quotes the message it answers; in private chats that is noise."""
         if turn.is_private:
@@ -171,19 +186,13 @@ class Delivery:
         return ReplyParameters(turn.message.message_id, allow_sending_without_reply=True)
 
     async def api(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Call the Bot API, waiting out flood control and retrying network errors a few times."""
-        attempt = flooded = 0
+        """Call the Bot API, retrying network errors a few times. Flood control is the
+        scheduler's (botcore.scheduler): a RetryAfter that gets here has outlasted max_wait."""
+        attempt = 0
         while True:
             try:
                 return await call(*args, **kwargs)
-            except RetryAfter as exc:
-                wait = _wait(exc)
-                flooded += 1
-                if wait > MAX_FLOOD_WAIT or flooded >= FLOOD_ATTEMPTS:
-                    raise
-                log.warning("flood control: waiting %.0f s", wait)
-                await asyncio.sleep(wait)
-            except BadRequest:
+            except (BadRequest, RetryAfter):
                 raise
             except (TimedOut, NetworkError):
                 attempt += 1
@@ -198,13 +207,17 @@ class Delivery:
             sent.append(await self._send_piece(turn, piece))
         return sent
 
-    async def _post(self, method: str, params: dict[str, Any]) -> Any:
+    async def _post(self, method: str, params: dict[str, Any], *, kind: Kind = "final") -> Any:
         """A Bot API call through python-telegram-bot's request path (errors, defaults, rate
         limiter) with the result left as JSON: parsing the returned Message (some 90 optional
-        fields) cost more CPU than the request itself, and replies need only its id (bench/)."""
-        return await self.app.telegram._post(method, params)
+        fields) cost more CPU than the request itself, and replies need only its id (bench/).
+        `kind` tells the scheduler what it is: a "final" answer, a "preview" or "typing"."""
+        bot = self.app.telegram
+        if kind != "final" and getattr(bot, "rate_limiter", None) is not None:
+            return await bot._post(method, params, api_kwargs=_rate_limit_args(kind))
+        return await bot._post(method, params)
 
-    async def _send_piece(self, turn: Turn, piece: Piece) -> Sent:
+    async def _send_piece(self, turn: Turn, piece: Piece, *, kind: Kind = "final") -> Sent:
         text, entities = piece
         params: dict[str, Any] = {
             "chat_id": turn.chat_id,
@@ -214,13 +227,13 @@ class Delivery:
         }
         try:
             result = await self.api(
-                self._post, "sendMessage", {**params, "entities": entities or None}
+                self._post, "sendMessage", {**params, "entities": entities or None}, kind=kind
             )
         except BadRequest as exc:
             if not entities or "entit" not in str(exc).lower():
                 raise
             log.warning("Telegram refused the formatting (%s); sending plain text", exc)
-            result = await self.api(self._post, "sendMessage", params)
+            result = await self.api(self._post, "sendMessage", params, kind=kind)
         return Sent(result["chat"]["id"], result["message_id"])
 
     async def _edit_piece(self, message: Sent, piece: Piece) -> None:
@@ -331,7 +344,11 @@ class Delivery:
                         continue  # not shown: the final edit must still try (as plain text)
                     shown.pieces[index] = piece
             else:
-                shown.messages.append(await self._send_piece(turn, piece))
+                try:
+                    sent = await self._send_piece(turn, piece, kind="final" if final else "preview")
+                except Dropped:  # no budget for a new preview message now: the final sends it
+                    return
+                shown.messages.append(sent)
                 shown.pieces.append(piece)
 
     async def _draft(self, turn: Turn, shown: _Shown, piece: Piece) -> bool:
@@ -346,7 +363,9 @@ class Delivery:
             "entities": entities or None,
         }
         try:
-            await self._post("sendMessageDraft", params)
+            await self._post("sendMessageDraft", params, kind="preview")
+        except (Deferred, Dropped):
+            pass  # queued behind the chat's budget (a newer draft replaces it) or superseded
         except RetryAfter:
             raise
         except (BadRequest, InvalidToken) as exc:
@@ -360,8 +379,9 @@ class Delivery:
         return True
 
     async def _edit_preview(self, message: Sent, piece: Piece) -> bool:
-        """A preview edit: one try, no waiting; flood control is left to the caller to respect.
-        False if Telegram refused it (the message still shows what it showed before)."""
+        """A preview edit: sent now if the flood budget allows, else queued by the scheduler
+        (newer text replaces it; the final edit drops it). False if it is not shown (yet), or
+        Telegram refused it: the final edit must then still be made."""
         text, entities = piece
         params = {
             "chat_id": message.chat_id,
@@ -370,7 +390,9 @@ class Delivery:
             "entities": entities or None,
         }
         try:
-            await self._post("editMessageText", params)
+            await self._post("editMessageText", params, kind="preview")
+        except (Deferred, Dropped):
+            return False
         except RetryAfter:
             raise
         except BadRequest as exc:
@@ -378,6 +400,11 @@ class Delivery:
                 log.debug("preview edit refused: %s", exc)
                 return False
         return True
+
+
+def _rate_limit_args(kind: Kind) -> dict[str, Any]:
+    """`kind` in the form python-telegram-bot hands it to the rate limiter (rate_limit_args)."""
+    return ExtBot._merge_api_rl_kwargs(None, kind) or {}
 
 
 class _Shown:

@@ -26,6 +26,7 @@ from botcore.config import StartupError
 from botcore.logs import redact
 from botcore.menu import publish_menu
 from botcore.metrics import MetricsServer
+from botcore.scheduler import Limits, Scheduler
 from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
 from botcore.webhook import WebhookServer
 
@@ -68,7 +69,9 @@ class Runner:
     def __init__(self, app: App) -> None:
         self.app = app
         settings = app.config.bot
-        builder = ApplicationBuilder().token(settings.token.get_secret_value())
+        builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder().token(
+            settings.token.get_secret_value()
+        )
         if settings.base_url:
             builder = builder.base_url(settings.base_url)
         if settings.base_file_url:
@@ -86,6 +89,8 @@ class Runner:
             builder = builder.get_updates_request(CheckedHTTPXRequest(connection_pool_size=1))
         if settings.local_mode:
             builder = builder.local_mode(True)
+        # Every send and edit, the plugins' own too, goes through one scheduler (flood limits).
+        builder = builder.rate_limiter(Scheduler(Limits(**settings.limits.model_dump())))
         if settings.mode == "webhook":
             builder = builder.updater(None)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
@@ -253,6 +258,8 @@ class Runner:
             self._webhook = None
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
+        if isinstance(application.bot.rate_limiter, Scheduler):
+            application.bot.rate_limiter.stop_waiting()  # a flood ban must not hold the stop
         if application.running:
             await application.stop()
         if self.metrics_server is not None:

@@ -81,9 +81,11 @@ async def test_a_100000_character_text(
     assert user_texts(openai_server.last_chat_messages()) == ["short one"]
 
 
+@pytest.mark.timeout(150)
 async def test_a_100000_character_reply_is_split_and_nothing_is_lost(
     start_bot, telegram: FakeTelegram
 ) -> None:
+    # ~26 messages to one chat: Telegram (and the fake) take about one a second.
     await start_bot([ECHO])
     huge = "".join(f"line {i:05d} " + "é😀" * 5 + "\n" for i in range(100_000 // 26))
     await telegram.send_message(huge)
@@ -92,9 +94,10 @@ async def test_a_100000_character_reply_is_split_and_nothing_is_lost(
             "".join(texts(telegram)).replace("\n", "")
             == ("echo: " + huge).strip().replace("\n", "")
         ),
-        timeout=20,
+        timeout=120,
     )
     assert all(len(m.text or "") <= 4096 for m in telegram.bot_messages(42))
+    assert telegram.flood.violations == 0
     assert all(c.status == 200 for c in telegram.calls("sendMessage"))
 
 

@@ -82,7 +82,8 @@ class FloodLimits:
 
 
 NO_LIMITS = FloodLimits()
-"""Any rate goes (the kit's default until botcore's delivery scheduler respects the limits)."""
+"""Any rate goes (``FakeTelegram()``'s default; the kit's ``telegram`` fixture enforces
+``TELEGRAM_LIMITS`` unless told otherwise)."""
 
 TELEGRAM_LIMITS = FloodLimits(
     per_chat=1.0,

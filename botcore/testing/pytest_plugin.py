@@ -55,9 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "botcore_telegram_limits",
-        "the telegram fixture enforces Telegram's flood limits in every test (default: false)",
+        "the telegram fixture enforces Telegram's flood limits in every test (default: true)",
         type="bool",
-        default=False,
+        default=True,
     )
 
 
@@ -161,7 +161,8 @@ def _botcore_network_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 async def telegram(request: pytest.FixtureRequest) -> AsyncIterator[FakeTelegram]:
     """A fake Telegram Bot API server on 127.0.0.1 with a user-side driver; flood limits as
-    the `telegram_limits` marker or the `botcore_telegram_limits` ini option say (default: off)."""
+    the `telegram_limits` marker or the `botcore_telegram_limits` ini option say (default:
+    Telegram's, as botcore's delivery scheduler keeps them; `telegram_limits(None)`: none)."""
     server = FakeTelegram(limits=_flood_limits(request))
     await server.start()
     try:

@@ -299,7 +299,14 @@ async def test_the_control_endpoints_set_and_report_limits(
     assert not fake.flood.limits.enabled
 
 
-async def test_the_telegram_fixture_is_off_without_the_marker(telegram: FakeTelegram) -> None:
+async def test_the_telegram_fixture_has_telegrams_limits_without_the_marker(
+    telegram: FakeTelegram,
+) -> None:
+    assert telegram.flood.limits == TELEGRAM_LIMITS
+
+
+@pytest.mark.telegram_limits(None)
+async def test_the_marker_with_none_turns_the_limits_off(telegram: FakeTelegram) -> None:
     assert not telegram.flood.limits.enabled
 
 
