@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import random
 import re
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -25,9 +23,8 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import ExtBot
-from telegram.warnings import PTBDeprecationWarning
 
-from botcore.scheduler import Deferred, Dropped, Kind
+from botcore.scheduler import Deferred, Dropped, Kind, retry_after
 from botcore.split import Piece, split_message, utf16_len
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
@@ -73,14 +70,6 @@ def _keep_tags(text: str) -> str:
         last = match.end()
     out.append(text[last:].replace("<", "\\<"))
     return "".join(out)
-
-
-def _wait(exc: RetryAfter) -> float:
-    """RetryAfter's wait in seconds (an int with a deprecation warning in PTB 22, or a timedelta)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
 def _no_drafts(exc: TelegramError) -> bool:
@@ -284,7 +273,7 @@ class Delivery:
                     try:
                         await self._show(turn, shown, rendered[1], final=False)
                     except RetryAfter as exc:
-                        quiet_until = loop.time() + _wait(exc)
+                        quiet_until = loop.time() + retry_after(exc)
                     except Forbidden:
                         raise
                     except TelegramError as exc:  # a lost preview is fine: the final text follows

@@ -378,13 +378,7 @@ class Scheduler(BaseRateLimiter[str]):
         while True:
             until = self._banned_until(lane, paid)
             if until > deadline or (self._stopping and until > now):
-                self.stats["given_up"] += 1
-                log.warning(
-                    "flood control holds chat %s for %.0f s more, past bot.limits.max_wait; "
-                    "an answer is given up",
-                    lane.chat,
-                    until - now,
-                )
+                self._give_up(lane, until - now)
                 raise _too_many(until - now)
             if not lane.queue and self._may_go(lane, paid, now):
                 lane.take()
@@ -401,15 +395,19 @@ class Scheduler(BaseRateLimiter[str]):
             except RetryAfter:
                 now = asyncio.get_running_loop().time()
                 if lane.until > deadline or self._stopping:
-                    self.stats["given_up"] += 1
-                    log.warning(
-                        "flood control holds chat %s for %.0f s more, past bot.limits.max_wait; "
-                        "an answer is given up",
-                        lane.chat,
-                        lane.until - now,
-                    )
+                    self._give_up(lane, lane.until - now)
                     raise
                 log.info("flood control: chat %s waits %.1f s", lane.chat, lane.until - now)
+
+    def _give_up(self, lane: _Lane, banned_for: float) -> None:
+        """Count and log a final answer that flood control holds past max_wait (or shutdown)."""
+        self.stats["given_up"] += 1
+        log.warning(
+            "flood control holds chat %s for %.0f s more, past bot.limits.max_wait; "
+            "an answer is given up",
+            lane.chat,
+            banned_for,
+        )
 
     async def _run(self, lane: _Lane, call: Call) -> Any:
         """Make a call the budgets allowed (lane taken); note a 429; free the lane."""
