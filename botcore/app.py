@@ -241,12 +241,17 @@ class App:
             if good == self.overrides:
                 return False
             self._apply_overrides(good)
-            for impl in self.plugins.impls("settings_changed", disabled=True):
-                try:
-                    await maybe_await(impl(app=self))
-                except Exception:
-                    log.exception("plugin %s: settings_changed failed", impl.plugin)
+            await self._call_each("settings_changed")
         return True
+
+    async def _call_each(self, hook: str) -> None:
+        """Call every plugin's `hook(app)`, switched off or not; one that raises is logged with
+        its name and the others still run."""
+        for impl in self.plugins.impls(hook, disabled=True):
+            try:
+                await maybe_await(impl(app=self))
+            except Exception:
+                log.exception("plugin %s: %s failed", impl.plugin, hook)
 
     async def override(self, path: str, value: Any) -> None:
         """Change a plugin setting at run time, e.g. ("plugins.access.users", [42]): validated
@@ -524,11 +529,7 @@ class App:
                 await refresher
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        for impl in self.plugins.impls("shutdown", disabled=True):
-            try:
-                await maybe_await(impl(app=self))
-            except Exception:
-                log.exception("plugin %s: shutdown failed", impl.plugin)
+        await self._call_each("shutdown")
         if self._completions is not None:
             await self._completions.close()
             self._completions = None
