@@ -7,7 +7,8 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("botcore")
 """Mark a plugin function as the implementation of the hook of the same name (botcore.hookspecs)."""
 
-from botcore.app import App  # noqa: E402
+from botcore.ai import explain_api_error, is_api_error  # noqa: E402
+from botcore.app import App, PluginDescription, PluginState  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
 from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
@@ -32,6 +33,8 @@ __all__ = [
     "Handler",
     "HistoryStore",
     "Photo",
+    "PluginDescription",
+    "PluginState",
     "Reply",
     "StartupError",
     "Store",
@@ -41,5 +44,7 @@ __all__ = [
     "Turn",
     "UserError",
     "Voice",
+    "explain_api_error",
     "hookimpl",
+    "is_api_error",
 ]

@@ -21,7 +21,7 @@ def is_api_error(exc: BaseException) -> bool:
     return openai is not None and isinstance(exc, openai.OpenAIError)
 
 
-def explain(exc: BaseException, turn: Turn, *, plugin: str) -> UserError:
+def explain_api_error(exc: BaseException, turn: Turn, *, plugin: str) -> UserError:
     """The UserError to show for an API failure; operator problems (bad key, unknown model) are
     logged loudly and shown as the generic error, since the user can do nothing about them."""
     import openai
@@ -59,5 +59,5 @@ def explain(exc: BaseException, turn: Turn, *, plugin: str) -> UserError:
             "plugin %s: API call failed (update %s): %s", plugin, turn.update_id, type(exc).__name__
         )
     turn.outcome = "model_error"
-    turn.app.metrics.count("model_errors", plugin=plugin, reason=key.removeprefix("ai."))
+    turn.runtime.metrics.count("model_errors", plugin=plugin, reason=key.removeprefix("ai."))
     return UserError(turn.t(key))

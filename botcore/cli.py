@@ -136,18 +136,18 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _run(config: Config) -> int:
-    from botcore.app import App
     from botcore.logs import setup_logging
     from botcore.runner import Runner
+    from botcore.runtime import Runtime
 
     setup_logging(config.bot.log_level, config.secrets(), config.bot.log_format)
-    runner = Runner(App(config))
+    runner = Runner(Runtime(config))
     asyncio.run(runner.run())
     return 0
 
 
 async def _check(config: Config) -> int:
-    from botcore.app import App
+    from botcore.runtime import Runtime
 
     logging.basicConfig(level=logging.WARNING)
     webhook = config.bot.webhook
@@ -155,7 +155,7 @@ async def _check(config: Config) -> int:
         from botcore.runner import tls_context
 
         tls_context(webhook.cert, webhook.key)
-    app = App(config)
+    app = Runtime(config)
     try:
         await app.startup()
     finally:
@@ -172,11 +172,11 @@ async def _config(config: Config) -> int:
     read from the store and named on stderr."""
     import json
 
-    from botcore.app import App
+    from botcore.runtime import Runtime
     from botcore.store import NewerSchema
 
     logging.basicConfig(level=logging.WARNING)
-    app = await App.create(config)
+    app = await Runtime.create(config)
     try:
         await app.store.open()
         await app.load_overrides()
@@ -193,9 +193,9 @@ async def _config(config: Config) -> int:
 
 
 def _plugins(config: Config) -> int:
-    from botcore.app import App
+    from botcore.runtime import Runtime
 
-    app = asyncio.run(App.create(config))
+    app = asyncio.run(Runtime.create(config))
     for info in app.plugins.infos:
         print(f"{info.name} {info.version} ({info.source})")
         print(f"  module:   {info.module.__name__}")

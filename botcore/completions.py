@@ -164,6 +164,12 @@ class Completions:
         """The SDK client (built on first use: importing the SDK takes ~0.5 s)."""
         return self._sdk()
 
+    @property
+    def max_retries(self) -> int:
+        """How often a failed request is tried again ([openai] max_retries): a stream broken
+        before its first text may be asked again as often."""
+        return self.endpoint.max_retries
+
     async def open(self) -> None:
         """Start the session before the first request, so that no answer waits for it."""
         if self.use_aiohttp:

@@ -22,10 +22,10 @@ from typing import IO, TYPE_CHECKING, Any
 from pydantic import SecretStr
 from telegram import Message
 
-from botcore.app import App
 from botcore.config import Config
 from botcore.pipeline import Pipeline
 from botcore.runner import Runner
+from botcore.runtime import Runtime
 
 if TYPE_CHECKING:
     from botcore.testing.fake_telegram import BotMessage, FakeTelegram, Sender
@@ -61,7 +61,7 @@ class ConsoleOptions:
 class _TrackedPipeline(Pipeline):
     """The real pipeline, telling the console when the turn of each message is over."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         super().__init__(app)
         self.finished: set[tuple[int, int]] = set()
         self.changed = asyncio.Event()
@@ -101,7 +101,7 @@ async def run_console(config: Config, options: ConsoleOptions, out: IO[str] = sy
                 "poll_timeout": 10,
             }
         )
-        app = App(config.model_copy(update={"bot": bot}))
+        app = Runtime(config.model_copy(update={"bot": bot}))
         pipeline = app.pipeline = _TrackedPipeline(app)
         runner = Runner(app)
         await runner.start()

@@ -29,7 +29,7 @@ from botcore.split import Piece, split_message, utf16_len
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
-    from botcore.app import App
+    from botcore.runtime import Runtime
     from botcore.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _truncate(text: str | None, limit: int) -> str | None:
 class Delivery:
     """Sends replies for turns."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         self.drafts = True
         """False once the Bot API server refused sendMessageDraft: private answers stream by edits

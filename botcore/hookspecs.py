@@ -51,7 +51,7 @@ def register_commands(app: App) -> Sequence[Command]:
     """Slash commands this plugin answers; their help texts fill /help and Telegram's menu.
 
     Two plugins registering the same command name is a start-up error (a plugin may replace a
-    built-in command such as /help). `app.texts.translations(key)` gives a localized help mapping.
+    built-in command such as /help). `app.translations(key)` gives a localized help mapping.
     """
 
 

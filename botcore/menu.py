@@ -10,12 +10,12 @@ from telegram import BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
 if TYPE_CHECKING:
-    from botcore.app import App
+    from botcore.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-async def publish_menu(app: App) -> None:
+async def publish_menu(app: Runtime) -> None:
     """Fill Telegram's command menu, once per language the bot speaks: at start-up, and again
     when a plugin is switched on or off (`app.override`)."""
     bot = app.telegram

@@ -32,7 +32,7 @@ def record_turn(turn: Turn, reply: Reply | None, *, kind: str, started: float) -
     pre_message hook rewrote it), `started` its time.perf_counter() at arrival."""
     seconds = time.perf_counter() - started
     result = outcome(turn, reply, kind)
-    app = turn.app
+    app = turn.runtime
     app.health.saw_update()
     metrics = app.metrics
     if metrics.enabled:

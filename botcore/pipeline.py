@@ -21,12 +21,12 @@ from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.error import TelegramError
 
 from botcore.observe import record_turn
-from botcore.plugins import Impl, maybe_await
+from botcore.plugins import BUILTIN_PLUGINS, Impl, maybe_await
 from botcore.turn import Turn, topic_of
 from botcore.types import HandlerFunc, MessageKind, Reply, Text, TextStream, UserError, as_reply
 
 if TYPE_CHECKING:
-    from botcore.app import App
+    from botcore.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ _MEDIA_KINDS: tuple[MessageKind, ...] = (
 class Pipeline:
     """Turns updates into turns and turns into replies, one chat at a time and many chats at once."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         self._slots = asyncio.Semaphore(app.config.bot.concurrency)
         self._chats: dict[Place, _ChatLock] = {}
@@ -173,7 +173,7 @@ class Pipeline:
     def _is_cancel(self, message: Message) -> bool:
         text = message.text or ""
         owner = self.app.commands.get("cancel")
-        if not text.startswith("/cancel") or owner is None or owner[0] != "welcome":
+        if not text.startswith("/cancel") or owner is None or owner[0] not in BUILTIN_PLUGINS:
             return False  # a plugin that registers its own /cancel takes it over
         word = text.split(maxsplit=1)[0][1:]
         name, _, target = word.partition("@")

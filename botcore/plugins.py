@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from botcore import hookspecs
+from botcore.app import PluginState
 from botcore.config import ConfigError, did_you_mean
 from botcore.types import PluginInfo
 
@@ -125,15 +126,6 @@ class Impl:
         return self.function(*(kwargs[name] for name in self.argnames))
 
 
-@dataclass(frozen=True)
-class Status:
-    """Whether a plugin's code runs now, and if not, why: switched `off` by an admin, or
-    `cooling_down` after failures (its circuit breaker) until `until` (the breaker's clock)."""
-
-    state: Literal["on", "off", "cooling_down"]
-    until: float | None = None
-
-
 class Plugins:
     """The loaded plugins, in bot.toml order, and a caller that isolates each one."""
 
@@ -209,15 +201,15 @@ class Plugins:
         """False while an admin has the plugin switched off (see `state` for the whole story)."""
         return name not in self._disabled
 
-    def state(self, name: str) -> Status:
+    def state(self, name: str) -> PluginState:
         """The one answer to "does this plugin run now, and if not, why": on (a trial after a
         cool-down counts as on), off by an admin, or cooling down after failures."""
         if name in self._disabled:
-            return Status("off")
+            return PluginState("off")
         until = self.breaker.until(name) if self.breaker is not None else None
-        if until is not None:
-            return Status("cooling_down", until)
-        return Status("on")
+        if until is not None and self.breaker is not None:
+            return PluginState("cooling_down", max(0.0, until - self.breaker.clock()))
+        return PluginState("on")
 
     def serving(self, name: str) -> bool:
         """Whether the plugin's code may run now: its state is on."""

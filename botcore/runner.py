@@ -21,11 +21,11 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
-from botcore.app import App
 from botcore.config import StartupError
 from botcore.logs import redact
 from botcore.menu import publish_menu
 from botcore.metrics import MetricsServer
+from botcore.runtime import Runtime
 from botcore.scheduler import Limits, Scheduler
 from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
 from botcore.webhook import WebhookServer
@@ -66,7 +66,7 @@ class TelegramUnreachable(StartupError):
 class Runner:
     """Starts and stops one bot: the Application, the plugins, polling or the webhook server."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
         settings = app.config.bot
         builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder().token(

@@ -114,7 +114,7 @@ def register_texts() -> Mapping[str, Mapping[str, str]]:
 
 @botcore.hookimpl
 def register_commands(app: botcore.App) -> Sequence[botcore.Command]:
-    return [botcore.Command("@NAME@", greet, help=app.texts.translations("@NAME@.help"))]
+    return [botcore.Command("@NAME@", greet, help=app.translations("@NAME@.help"))]
 
 
 @botcore.hookimpl

@@ -197,9 +197,9 @@ class Tools:
             return ToolResult(f"Error: {name} is switched off right now.", ok=False)
         result = await tool.call(turn, arguments, timeout=timeout)
         if result.failure is not None:  # a tool's bug counts against its plugin, as a command's
-            turn.app.breaker.failure(tool.plugin, result.failure)
+            turn.runtime.breaker.failure(tool.plugin, result.failure)
         elif result.ok:
-            turn.app.breaker.success(tool.plugin)
+            turn.runtime.breaker.success(tool.plugin)
         return result
 
 

@@ -17,6 +17,7 @@ from botcore.types import MessageKind, Reply, Text, UserError
 
 if TYPE_CHECKING:
     from botcore.app import App
+    from botcore.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class Turn:
     pre_message hooks may rewrite `text` and `kind` (voice turns into text); handlers read them.
     """
 
-    app: App
+    runtime: Runtime = field(repr=False)
+    """botcore's own machinery (not plugin API): plugins use `app`."""
     update_id: int
     message: Message
     kind: MessageKind
@@ -65,7 +67,7 @@ class Turn:
     """The plugins that raised while handling this turn, in order (logged and counted)."""
     outcome: str | None = None
     """How the turn ended when the reply alone does not tell: "user_error" (a UserError's text was
-    shown), "model_error" (botcore.ai.explain), "blocked", "undelivered"; the log line and the
+    shown), "model_error" (botcore.explain_api_error), "blocked", "undelivered"; the log line and the
     metrics derive the rest (botcore.observe)."""
     ignored: bool = False
     """Set by a pre_message hook to end the turn in silence: nothing routes, nothing is sent."""
@@ -73,6 +75,11 @@ class Turn:
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
+
+    @property
+    def app(self) -> App:
+        """The running bot: settings, texts, the store, the model client (see botcore.App)."""
+        return self.runtime.public
 
     @property
     def chat_id(self) -> int:
@@ -111,11 +118,11 @@ class Turn:
         if (
             reply
             and reply.from_user
-            and reply.from_user.id == self.app.bot_id
+            and reply.from_user.id == self.runtime.bot_id
             and reply.forum_topic_created is None
         ):
             return True
-        username = self.app.bot_username
+        username = self.runtime.bot_username
         if not username:
             return False
         mention = "@" + username.lower()
@@ -127,14 +134,14 @@ class Turn:
     @property
     def is_admin(self) -> bool:
         """True when the sender is one of `bot.admins`."""
-        return self.user_id is not None and self.user_id in self.app.config.bot.admins
+        return self.user_id is not None and self.user_id in self.runtime.config.bot.admins
 
     async def reserve(self, items: Mapping[str, float]) -> None:
         """Reserve the estimated use of an expensive call before making it, e.g.
         `await turn.reserve({"image.images": 1})`: a UserError saying when the budget resets if
         it would pass one. Settled against what `meter()` records when the turn ends; a no-op
         when no plugin keeps budgets."""
-        for impl in self.app.plugins.impls("reserve_usage"):
+        for impl in self.runtime.plugins.impls("reserve_usage"):
             await maybe_await(impl(turn=self, items=items))
 
     def meter(self, item: str, amount: float) -> None:
@@ -144,12 +151,12 @@ class Turn:
 
     def t(self, key: str, **values: Any) -> str:
         """A user-facing text in this user's language (see botcore.i18n)."""
-        return self.app.t(key, self.language, **values)
+        return self.runtime.t(key, self.language, **values)
 
     async def send(self, reply: Reply | str) -> None:
         """Send a reply now, before the turn ends (a transcript before the answer, a progress note)."""
         self.said = True
-        await self.app.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
+        await self.runtime.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
 
     @contextlib.asynccontextmanager
     async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:
@@ -174,18 +181,18 @@ class Turn:
     async def _keep_action(self, action: str) -> None:
         while True:
             with contextlib.suppress(Exception):  # a lost "typing" must never fail the turn
-                await self.app.telegram.send_chat_action(
+                await self.runtime.telegram.send_chat_action(
                     self.chat_id, action, message_thread_id=self.topic_id
                 )
             await asyncio.sleep(CHAT_ACTION_EVERY)
 
     async def download(self, file_id: str, *, size: int | None = None) -> bytes:
         """Download a file the user sent; too large for the Bot API is a UserError."""
-        limit = self.app.download_limit
+        limit = self.runtime.download_limit
         if limit is not None and size is not None and size > limit:
             raise UserError(self.t("file_too_big", limit_mb=limit // (1024 * 1024)))
         try:
-            tg_file = await self.app.telegram.get_file(file_id)
+            tg_file = await self.runtime.telegram.get_file(file_id)
         except BadRequest as exc:
             if "too big" in str(exc).lower():
                 raise UserError(

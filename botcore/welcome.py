@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from botcore import hookimpl
-from botcore.app import App
-from botcore.turn import Turn
-from botcore.types import Command
+from botcore import App, Command, Turn, hookimpl
 
 
 @hookimpl
@@ -29,9 +26,9 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
     return [
-        Command("start", welcome, help=app.texts.translations("welcome.start")),
-        Command("help", welcome, help=app.texts.translations("welcome.help")),
-        Command("cancel", nothing_to_cancel, help=app.texts.translations("welcome.cancel")),
+        Command("start", welcome, help=app.translations("welcome.start")),
+        Command("help", welcome, help=app.translations("welcome.help")),
+        Command("cancel", nothing_to_cancel, help=app.translations("welcome.cancel")),
     ]
 
 
@@ -42,8 +39,8 @@ def nothing_to_cancel(turn: Turn) -> str:
 
 async def welcome(turn: Turn) -> str:
     """Greet the user in their language and list the commands."""
-    commands = turn.app.visible_commands(admin=turn.is_admin)
-    default = turn.app.config.bot.language
+    commands = turn.app.commands(admin=turn.is_admin)
+    default = turn.app.language
     lines = [turn.t("welcome"), ""]
     lines += [f"/{c.name} — {c.help_for(turn.language, default) or c.name}" for c in commands]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from botcore_access import Settings as Access
 
 from botcore.cli import main
 from botcore.store import make_store
@@ -95,7 +96,7 @@ async def test_groups_deny_and_reply_to_allow(
         "/deny", user_id=ADMIN, reply_to_message_id=group_message["message_id"], **group
     )
     assert reply.text == "User 9 may no longer use the bot."
-    assert app.config.plugins["access"]["blocked"] == [9]
+    assert app.settings(Access).blocked == [9]
     reply = await telegram.reply_to("@botcore_test_bot still there?", user_id=9, **group)
     assert reply.text == "Sorry, you may not use this bot."  # blocked, though the group is allowed
     assert (await telegram.reply_to("/start", user_id=7, **group)).text.startswith("Hi!")
@@ -155,7 +156,7 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     ):
         assert (await telegram.reply_to(command, user_id=ADMIN)).text == answer
     await first.stop()
-    store = make_store(first.app.config.store)  # a stale setting must not keep the bot down
+    store = make_store(first.runtime.config.store)  # a stale setting must not keep the bot down
     await store.open()
     await store.put("config", "plugins.access.remind_hours", "never")
     await store.close()
@@ -170,7 +171,7 @@ async def test_changes_survive_a_restart_and_show_in_botcore_config(
     assert (await telegram.reply_to("/image a cat", user_id=8)).text == (
         "/image is switched off right now. Please try again later."
     )
-    assert second.app.plugins.enabled("image") is False
+    assert second.app.plugin_state("image").state == "off"
     await second.stop()
 
     config = bot_harness.config_dict(plugins, **kwargs)

@@ -15,9 +15,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from sample_plugins import loose
 
-from botcore.app import App
 from botcore.cli import main
 from botcore.config import Config, ConfigError, StrictModel, load_config, loose_models, validate
+from botcore.runtime import Runtime
 
 TOKEN = "123456:SECRET-token-value"
 KEY = "sk-very-secret-key"
@@ -286,8 +286,8 @@ def test_settings_that_accept_unknown_keys_are_warned_about(
             "plugins": {LOOSE: {"max_dise": 5}},
         },
     )
-    with caplog.at_level(logging.WARNING, logger="botcore.app"):
-        app = asyncio.run(App.create(config))
+    with caplog.at_level(logging.WARNING, logger="botcore.runtime"):
+        app = asyncio.run(Runtime.create(config))
     assert app.settings(loose.Settings).max_dice == 20  # the typo was ignored: hence the warning
     found = [r for r in caplog.records if "accept unknown keys" in r.getMessage()]
     assert [r.getMessage() for r in found] == [LOOSE_WARNING]  # first-party plugins are strict

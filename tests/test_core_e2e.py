@@ -209,7 +209,7 @@ async def test_token_never_reaches_the_log(
     running = await start_bot([BOOM, ECHO])
     await telegram.reply_to("/boom")
     await telegram.reply_to("hi")
-    formatter = RedactingFormatter("%(name)s %(message)s", running.app.config.secrets())
+    formatter = RedactingFormatter("%(name)s %(message)s", running.runtime.config.secrets())
     secret = telegram.token.split(":")[1]
     raw = "\n".join(logging.Formatter("%(name)s %(message)s").format(r) for r in caplog.records)
     shown = "\n".join(formatter.format(r) for r in caplog.records)
@@ -266,7 +266,7 @@ async def test_webhook_mode(start_bot, telegram: FakeTelegram) -> None:
             assert response.status == 403
         async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
             assert response.status == 200 and await response.text() == "ok"
-        await telegram.wait_for(lambda: running.app.health.updates == 1, poll_interval=0.05)
+        await telegram.wait_for(lambda: running.runtime.health.updates == 1, poll_interval=0.05)
         async with session.get(f"http://127.0.0.1:{port}/healthz?verbose") as response:
             details = await response.json()
             assert details["mode"] == "webhook" and details["updates"] == 1

@@ -134,17 +134,17 @@ async def test_a_plugin_block_runs_in_a_real_bot(
     assert name is not None
     (plugin_dir / f"{name}.py").write_text(block.code, encoding="utf-8")
     bot = await start_bot([name])
-    info = next(info for info in bot.app.plugins.infos if info.name == name)
+    info = next(info for info in bot.runtime.plugins.infos if info.name == name)
     # What runs is the block itself (an installed package of that name, such as the README's
     # dice, must be the very same code).
     assert inspect.getsource(info.module).strip() == block.code.strip()
     assert info.hooks, f"{block}: no hook implementation was found"
-    commands = [c for plugin, c in bot.app.commands.values() if plugin == name]
+    commands = [c for plugin, c in bot.runtime.commands.values() if plugin == name]
     listing = (await telegram.reply_to("/help")).text or ""
     for command in commands:
         if not command.hidden:
             assert f"/{command.name}" in listing, f"{block}: /{command.name} is not in /help"
-    failed = bot.app.texts.get("error", "en")
+    failed = bot.app.t("error", "en")
     for command in commands:
         reply = await telegram.reply_to(f"/{command.name}")
         assert reply.text and reply.text != failed, f"{block}: /{command.name} failed"

@@ -14,7 +14,7 @@ from botcore.testing.fake_telegram import FakeTelegram
 
 
 def scheduler_of(bot) -> Scheduler:  # type: ignore[no-untyped-def]
-    limiter = bot.app.telegram.rate_limiter
+    limiter = bot.runtime.telegram.rate_limiter
     assert isinstance(limiter, Scheduler)
     return limiter
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from botcore.app import App
 from botcore.config import Config, ConfigError, validate
 from botcore.i18n import read_locales
 from botcore.plugins import DISTRIBUTION, available_plugins
+from botcore.runtime import Runtime
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
 
@@ -34,9 +34,9 @@ hello = "Hallo, {name}!"
 """
 
 
-def app_for(bot: dict[str, Any], plugins: list[str] | None = None) -> App:
+def app_for(bot: dict[str, Any], plugins: list[str] | None = None) -> Runtime:
     config = validate(Config, {"bot": {"token": "1:A", "plugins": plugins or [], **bot}})
-    return asyncio.run(App.create(config))
+    return asyncio.run(Runtime.create(config))
 
 
 async def test_a_german_file_makes_german_users_get_german(

@@ -102,3 +102,93 @@ def test_plugin_guide_quotes_the_generated_and_the_tested_code() -> None:
     gatekeeper = (REPO / "tests" / "sample_plugins" / "gatekeeper.py").read_text(encoding="utf-8")
     assert gatekeeper.strip() in guide
     assert "(docs/plugin-guide.md)" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _plugin_sources() -> list[Path]:
+    """The code of every first-party plugin, the built-in one and the examples (not their tests)."""
+    found = [*(REPO / "plugins").rglob("*.py"), *(REPO / "examples").rglob("*.py")]
+    found.append(REPO / "botcore" / "welcome.py")
+    return sorted(p for p in found if "tests" not in p.relative_to(REPO).parts)
+
+
+def test_plugins_use_only_the_public_api() -> None:
+    """A plugin imports from `botcore` only what `botcore.__all__` offers, reaches `app` and
+    `turn.app` only through botcore.App's members and never touches the runtime behind them: the
+    first-party plugins are written as a third party would write one."""
+    import ast
+
+    import botcore
+    from botcore.app import App
+
+    public = set(botcore.__all__)
+    members = {name for name in dir(App) if not name.startswith("_")}
+    wrong: list[str] = []
+    for path in _plugin_sources():
+        where = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "botcore":
+                if node.module != "botcore":
+                    wrong.append(f"{where}:{node.lineno}: imports from {node.module}")
+                else:
+                    wrong += [
+                        f"{where}:{node.lineno}: botcore.{alias.name} is not public"
+                        for alias in node.names
+                        if alias.name not in public
+                    ]
+            elif isinstance(node, ast.Import):
+                wrong += [
+                    f"{where}:{node.lineno}: imports {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("botcore.")
+                ]
+            elif isinstance(node, ast.Attribute):
+                owner = node.value
+                if isinstance(owner, ast.Name) and owner.id == "botcore":
+                    if node.attr not in public:
+                        wrong.append(f"{where}:{node.lineno}: botcore.{node.attr} is not public")
+                elif node.attr in ("runtime", "_runtime"):
+                    wrong.append(f"{where}:{node.lineno}: reaches the runtime")
+                elif _is_app(owner) and node.attr not in members:
+                    wrong.append(f"{where}:{node.lineno}: app.{node.attr} is not API")
+    assert not wrong, "\n".join(wrong)
+    assert len(_plugin_sources()) > 10  # the walk found the plugins
+
+
+def _is_app(node: object) -> bool:
+    """`app` or `<anything>.app`: the object hooks get, or a turn's."""
+    import ast
+
+    return (isinstance(node, ast.Name) and node.id == "app") or (
+        isinstance(node, ast.Attribute) and node.attr == "app"
+    )
+
+
+def test_the_core_names_no_plugin() -> None:
+    """botcore/ neither imports a first-party plugin nor compares anything with a plugin's name:
+    what it does for one plugin it would do for any (the built-ins are one registry)."""
+    import ast
+
+    from botcore.plugins import BUILTIN_PLUGINS, available_plugins
+
+    first_party = {ep.module.split(".")[0] for ep in available_plugins().values()}
+    names = set(available_plugins()) | set(BUILTIN_PLUGINS)
+    wrong: list[str] = []
+    for path in sorted((REPO / "botcore").rglob("*.py")):
+        if "testing" in path.parts or path.name == "welcome.py":
+            continue
+        where = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                modules.append(getattr(node, "module", None) or "")
+                wrong += [
+                    f"{where}:{node.lineno}: imports {m}"
+                    for m in modules
+                    if m.split(".")[0] in first_party - {"botcore"}
+                ]
+            elif isinstance(node, ast.Compare):
+                for side in (node.left, *node.comparators):
+                    if isinstance(side, ast.Constant) and side.value in names:
+                        wrong.append(f"{where}:{node.lineno}: compares with {side.value!r}")
+    assert not wrong, "\n".join(wrong)
+    assert {"chat", "welcome"} <= names  # the scan knew what to look for

@@ -12,10 +12,10 @@ import pytest
 from botcore_access import Settings as Access
 from sample_plugins import watcher
 
-import botcore.app
-from botcore.app import App
+import botcore.runtime
 from botcore.config import Config, ConfigError, validate
 from botcore.runner import ALLOWED_UPDATES
+from botcore.runtime import Runtime
 from botcore.store import Signal, Store
 from botcore.stores.memory import MemoryStore
 from botcore.testing.fake_openai import FakeOpenAI
@@ -37,11 +37,11 @@ def config(bot_harness: BotHarness, path: Path) -> Config:
 
 async def two_apps(
     bot_harness: BotHarness, tmp_path: Path, store: Store | None = None
-) -> tuple[App, App]:
+) -> tuple[Runtime, Runtime]:
     """Two started apps on one SQLite file (or on `store`, one object both use)."""
     apps = (
-        App(config(bot_harness, tmp_path / "bot.db")),
-        App(config(bot_harness, tmp_path / "bot.db")),
+        Runtime(config(bot_harness, tmp_path / "bot.db")),
+        Runtime(config(bot_harness, tmp_path / "bot.db")),
     )
     for app in apps:
         if store is not None:
@@ -51,7 +51,7 @@ async def two_apps(
 
 
 @pytest.fixture
-async def pair(bot_harness: BotHarness, tmp_path: Path) -> AsyncIterator[tuple[App, App]]:
+async def pair(bot_harness: BotHarness, tmp_path: Path) -> AsyncIterator[tuple[Runtime, Runtime]]:
     watcher.SEEN.clear()
     a, b = await two_apps(bot_harness, tmp_path)
     yield a, b
@@ -64,7 +64,7 @@ def adding(n: int) -> Callable[[list[int] | None], list[int]]:
 
 
 async def test_a_change_starts_from_what_is_stored_not_from_this_instances_copy(
-    pair: tuple[App, App],
+    pair: tuple[Runtime, Runtime],
 ) -> None:
     a, b = pair
     await a.override("plugins.access.blocked", adding(7))
@@ -77,12 +77,16 @@ async def test_a_change_starts_from_what_is_stored_not_from_this_instances_copy(
     assert a.settings(Access).blocked == [7, 8]
     assert await a.refresh_overrides() is False  # nothing new: plugins are not bothered
     blocked = {"plugins.access.blocked": [7, 8]}
-    calls = [(id(a), {"plugins.access.blocked": [7]}), (id(b), blocked), (id(a), blocked)]
+    calls = [
+        (id(a.public), {"plugins.access.blocked": [7]}),
+        (id(b.public), blocked),
+        (id(a.public), blocked),
+    ]
     assert calls == watcher.SEEN
 
 
 async def test_changes_are_validated_together_and_a_bad_one_stores_nothing(
-    pair: tuple[App, App],
+    pair: tuple[Runtime, Runtime],
 ) -> None:
     a, _ = pair
     with pytest.raises(ConfigError, match="remind_hours"):
@@ -95,7 +99,7 @@ async def test_changes_are_validated_together_and_a_bad_one_stores_nothing(
 
 
 async def test_a_function_that_leaves_the_value_as_it_is_stores_nothing(
-    pair: tuple[App, App],
+    pair: tuple[Runtime, Runtime],
 ) -> None:
     a, _ = pair
     seen: list[object] = []
@@ -110,7 +114,9 @@ async def test_a_function_that_leaves_the_value_as_it_is_stores_nothing(
     assert watcher.SEEN == []
 
 
-async def test_later_changes_in_one_call_see_the_earlier_ones(pair: tuple[App, App]) -> None:
+async def test_later_changes_in_one_call_see_the_earlier_ones(
+    pair: tuple[Runtime, Runtime],
+) -> None:
     a, _ = pair
     await a.override_many(
         {
@@ -127,7 +133,7 @@ async def test_later_changes_in_one_call_see_the_earlier_ones(pair: tuple[App, A
 
 
 async def test_a_stale_stored_setting_is_skipped_once_logged_and_blocks_no_change(
-    pair: tuple[App, App], caplog: pytest.LogCaptureFixture
+    pair: tuple[Runtime, Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, _ = pair
     await a.store.put("config", "plugins.access.remind_hours", "never")
@@ -163,7 +169,7 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 @pytest.fixture
 async def shared_pair(
     bot_harness: BotHarness, tmp_path: Path
-) -> AsyncIterator[tuple[App, App, Shared]]:
+) -> AsyncIterator[tuple[Runtime, Runtime, Shared]]:
     watcher.SEEN.clear()
     store = Shared()
     a, b = await two_apps(bot_harness, tmp_path, store)
@@ -173,7 +179,7 @@ async def shared_pair(
 
 
 async def test_another_instance_applies_a_change_when_signalled(
-    shared_pair: tuple[App, App, Shared],
+    shared_pair: tuple[Runtime, Runtime, Shared],
 ) -> None:
     a, b, _ = shared_pair
     await a.override("plugins.admin.disabled", lambda names: [*(names or []), "usage"])
@@ -188,7 +194,7 @@ async def test_another_instance_applies_a_change_when_signalled(
 async def test_a_lost_signal_is_made_up_for_by_reading_again_now_and_then(
     bot_harness: BotHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(botcore.app, "REFRESH_EVERY", 0.05)
+    monkeypatch.setattr(botcore.runtime, "REFRESH_EVERY", 0.05)
     store = Shared()
     store.lose = True
     a, b = await two_apps(bot_harness, tmp_path, store)
@@ -216,7 +222,9 @@ async def resume(bot: RunningBot) -> None:
     updater = bot.runner.application.updater
     assert updater is not None
     await updater.start_polling(
-        poll_interval=0.0, timeout=bot.app.config.bot.poll_timeout, allowed_updates=ALLOWED_UPDATES
+        poll_interval=0.0,
+        timeout=bot.runtime.config.bot.poll_timeout,
+        allowed_updates=ALLOWED_UPDATES,
     )
 
 
@@ -244,7 +252,7 @@ async def test_deny_on_one_bot_then_allow_on_another_leaves_the_user_allowed_on_
     assert await second.app.store.scan("config") == stored
     await pause(second)
     await resume(first)
-    await first.app.refresh_overrides()  # a signal or the periodic re-read, on a shared store
+    await first.runtime.refresh_overrides()  # a signal or the periodic re-read, on a shared store
     assert (await telegram.reply_to("two", user_id=7)).text == "echo: two"
     await first.stop()
     await second.stop()

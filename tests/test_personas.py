@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from botcore.config import ConfigError
+from botcore.runtime import Runtime
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -157,11 +158,10 @@ async def test_in_groups_each_member_has_their_own_mode(
 def test_reserved_or_malformed_persona_names_fail_start_up(
     bot_harness: BotHarness, name: str
 ) -> None:
-    from botcore.app import App
     from botcore.config import Config, validate
 
     config = validate(
         Config, bot_harness.config_dict(["chat"], settings={"chat": {"personas": {name: "x"}}})
     )
     with pytest.raises(ConfigError, match=r"plugins\.chat\.personas"):
-        asyncio.run(App.create(config))
+        asyncio.run(Runtime.create(config))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from botcore import PluginState
 from botcore.breaker import Breaker
-from botcore.plugins import Status
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import ApiCall, FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -128,7 +128,7 @@ async def test_a_stream_that_keeps_dropping_gets_a_clear_message(
     reply = await telegram.reply_to("hello", timeout=10)
     assert reply.text == "The model is unavailable right now. Please try again in a minute."
     assert chat_requests(openai_server) == 2
-    assert running.app.breaker.state("chat") == "closed"  # an outage is not a plugin bug
+    assert running.runtime.breaker.state("chat") == "closed"  # an outage is not a plugin bug
     assert (await telegram.reply_to("hi")).text == "echo: hi"
     assert user_texts(openai_server.last_chat_messages()) == ["hello", "hi"]
 
@@ -368,7 +368,7 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
             "breaker": {"failures": 3, "window": 60, "cooldown": 300},
         },
     )
-    breaker = running.app.breaker
+    breaker = running.runtime.breaker
     clock = breaker.clock = Clock()
     telegram.fail("sendMessage", status=403, times=100, when=to_chat(unreachable_admin))
     for user in (10, 11, 12):
@@ -378,7 +378,7 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
     assert "RuntimeError in /boom" in alert.text
     assert "secret internal detail" not in alert.text  # the type, never the message
     assert breaker.state(BOOM) == "open"
-    assert running.app.plugins.state(BOOM) == Status("cooling_down", clock.now + 300)
+    assert running.app.plugin_state(BOOM) == PluginState("cooling_down", 300)
     listing = (await telegram.reply_to("/plugins", user_id=admin)).text or ""
     assert f"{BOOM} ? — off for 300 s more after repeated failures — /boom /oops" in listing
     # Its users get a clear message for every command of the plugin...
@@ -409,7 +409,7 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
     )
     # An admin switches it off by hand: one state says which, and why.
     await telegram.reply_to(f"/disable {BOOM}", user_id=admin)
-    assert running.app.plugins.state(BOOM) == Status("off")
+    assert running.app.plugin_state(BOOM) == PluginState("off")
     assert (await telegram.reply_to("/oops", user_id=17)).text == (
         "/oops is switched off right now. Please try again later."
     )
@@ -421,10 +421,10 @@ async def test_a_plugin_that_keeps_failing_is_switched_off_then_back(
     clock.now += 3600  # the failure above has left the window
     for user in (18, 19, 20):
         assert (await telegram.reply_to("/boom", user_id=user)).text == ERROR
-    assert running.app.plugins.state(BOOM).state == "cooling_down"
+    assert running.app.plugin_state(BOOM).state == "cooling_down"
     assert (await telegram.next_message(admin)).text.startswith("⚠️ Plugin sample_plugins.boom")
     assert (await telegram.reply_to(f"/enable {BOOM}", user_id=admin)).text == f"{BOOM} is on."
-    assert running.app.plugins.state(BOOM) == Status("on")
+    assert running.app.plugin_state(BOOM) == PluginState("on")
     assert (await telegram.reply_to("/oops", user_id=21)).text.startswith("Sorry")
 
 
@@ -437,7 +437,7 @@ async def test_a_failing_stream_counts_against_its_plugin(
         first = await telegram.next_message(42)
         error = await telegram.next_message(42)
         assert first.text == "partial" and error.text == ERROR
-    assert running.app.breaker.state("sample_plugins.flaky") == "open"
+    assert running.runtime.breaker.state("sample_plugins.flaky") == "open"
     assert (await telegram.reply_to("stream")).text == UNAVAILABLE
 
 

@@ -248,7 +248,7 @@ async def test_a_turn_goes_on_when_the_shared_store_cannot_lock_the_chat(
     start_bot: Any, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
     running = await start_bot([])
-    running.app.store = LockDown()
+    running.runtime.store = LockDown()
     assert (await telegram.reply_to("/start", user_id=5)).text.startswith("Hi!")
     assert "store: no lock for chat 5: ConnectionRefusedError" in caplog.text
 
@@ -309,7 +309,7 @@ async def test_cancel_answers_when_the_store_cannot_reach_other_instances(
     start_bot: Any, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
 ) -> None:
     running = await start_bot([])
-    running.app.store = SignalsDown()
+    running.runtime.store = SignalsDown()
     assert (await telegram.reply_to("/cancel", user_id=5)).text.startswith("Nothing to stop")
     assert "cannot signal the other instances: ConnectionRefusedError" in caplog.text
 

@@ -114,7 +114,7 @@ async def test_webhook_accepts_only_its_secret(start_bot, telegram: FakeTelegram
         },
     )
     assert telegram.webhook is not None and telegram.webhook["secret_token"] == WEBHOOK_SECRET
-    assert WEBHOOK_SECRET in running.app.config.secrets()  # redacted from every log line
+    assert WEBHOOK_SECRET in running.runtime.config.secrets()  # redacted from every log line
 
     def update(update_id: int, chat_id: int) -> dict[str, Any]:
         message = {"message_id": 1, "date": 0, "chat": {"id": chat_id, "type": "private"}}
@@ -199,7 +199,7 @@ async def test_oversized_files_are_refused_before_any_download(
 
     message = await telegram.send_message("x")
     await telegram.next_message(42)
-    turn = Turn(running.app, 1, _ptb_message(running, message), "document", None, "en")
+    turn = Turn(running.runtime, 1, _ptb_message(running, message), "document", None, "en")
     with pytest.raises(UserError, match="too big"):
         await turn.download("FAKE-document-000001", size=30 * 1024 * 1024)
     assert telegram.calls("getFile") == []
@@ -208,7 +208,7 @@ async def test_oversized_files_are_refused_before_any_download(
 def _ptb_message(running: Any, raw: dict[str, Any]) -> Any:
     from telegram import Message
 
-    return Message.de_json(raw, running.app.telegram)
+    return Message.de_json(raw, running.runtime.telegram)
 
 
 async def test_a_button_press_is_answered_and_its_data_reaches_no_code(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from botcore.app import App
 from botcore.config import Config, StartupError, validate
+from botcore.runtime import Runtime
 from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
 from botcore.stores.postgres import PostgresStore
@@ -278,13 +278,14 @@ async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path
     config = validate(
         Config, {"bot": {"token": "1:A"}, "store": {"backend": "sqlite", "path": str(path)}}
     )
-    app = App(config)
+    app = Runtime(config)
     with pytest.raises(StartupError) as refused:
         await app.startup()
     await app.shutdown()
     assert str(refused.value) == (
         "store: written by a newer botcore (schema 2; this one reads 1): upgrade botcore"
     )
+
 
 async def test_sqlite_opens_once_however_many_first_uses_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -362,8 +362,8 @@ async def test_a_failing_tool_counts_against_its_plugin_which_then_offers_none(
         calls(ToolCall("explode", {}, "c1"), ToolCall("explode", {}, "c2")), "It broke."
     )
     assert (await telegram.reply_to("try it")).text == "It broke."
-    assert bot.app.breaker.state(TOOLBOX) == "open"
-    assert "RuntimeError in tool explode" in bot.app.breaker.plugins[TOOLBOX].last_error
+    assert bot.runtime.breaker.state(TOOLBOX) == "open"
+    assert "RuntimeError in tool explode" in bot.runtime.breaker.plugins[TOOLBOX].last_error
     toolbox.CALLS.clear()
     openai_server.script_chat(calls(ToolCall("whoami", {}, "c3")), "No tools today.")
     assert (await telegram.reply_to("who am I?")).text == "No tools today."
@@ -377,7 +377,7 @@ async def test_a_plugin_switched_off_by_an_admin_offers_and_runs_no_tool(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     bot = await start_bot(["chat", "sample_plugins.eager", TOOLBOX], settings=chat(False))
-    bot.app.plugins.disable(TOOLBOX)
+    bot.app.switch_plugin(TOOLBOX, on=False)
     toolbox.CALLS.clear()
     openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Only the clock.")
     assert (await telegram.reply_to("who am I?")).text == "Only the clock."
@@ -385,7 +385,7 @@ async def test_a_plugin_switched_off_by_an_admin_offers_and_runs_no_tool(
     assert [t["function"]["name"] for t in first["tools"]] == ["clock"]
     assert openai_server.tool_messages() == {"c1": "Error: whoami is switched off right now."}
     assert toolbox.CALLS == []
-    bot.app.plugins.enable(TOOLBOX)
+    bot.app.switch_plugin(TOOLBOX, on=True)
     openai_server.script_chat("Back.")
     await telegram.reply_to("and now?")
     assert {t["function"]["name"] for t in openai_server.chat_requests[-1]["tools"]} == {

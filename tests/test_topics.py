@@ -278,7 +278,7 @@ async def test_a_message_in_a_topic_the_bot_opened_is_not_a_reply_to_it(
         "message_id": A,
         "date": 1,
         "chat": chat,
-        "from": {"id": running.app.bot_id, "is_bot": True, "first_name": "Bot"},
+        "from": {"id": running.runtime.bot_id, "is_bot": True, "first_name": "Bot"},
         "message_thread_id": A,
         "is_topic_message": True,
         "forum_topic_created": {"name": "Cats", "icon_color": 7322096},

@@ -27,7 +27,7 @@ def day() -> str:
 async def ledger(bot: RunningBot, prefix: str) -> dict[str, float]:
     """Stop the bot (every turn is over, the store closed), then read its counters afresh."""
     await bot.stop()
-    store = make_store(bot.app.config.store)
+    store = make_store(bot.runtime.config.store)
     await store.open()
     try:
         return await store.totals("usage", prefix)

@@ -246,8 +246,8 @@ async def test_a_stream_failing_while_voice_reads_it_is_its_plugins_failure(
     assert [r.getMessage() for r in failures] == [
         f"plugin {echo} failed in its streamed answer (update 2)"
     ]
-    assert bot.app.breaker.plugins[echo].last_error == "RuntimeError in its streamed answer"
-    assert "voice" not in bot.app.breaker.plugins
+    assert bot.runtime.breaker.plugins[echo].last_error == "RuntimeError in its streamed answer"
+    assert "voice" not in bot.runtime.breaker.plugins
     [line] = [
         r for r in caplog.records if r.name == "botcore.updates" and r.fields["command"] == "stream"
     ]

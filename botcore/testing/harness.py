@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from botcore.app import App
 from botcore.config import Config, validate
 from botcore.runner import Runner
+from botcore.runtime import Runtime
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.leaks import leak_lines
@@ -25,9 +25,11 @@ API_KEY_VAR = "OPENAI_API_KEY"
 class RunningBot:
     """A started bot: its App (plugins, settings, store) and the Runner that drives it."""
 
-    def __init__(self, app: App, runner: Runner) -> None:
-        self.app = app
+    def __init__(self, runtime: Runtime, runner: Runner) -> None:
+        self.app = runtime.public
         """The bot as plugins see it: `app.settings(Model)`, `app.store`, `app.plugins`..."""
+        self.runtime = runtime
+        """botcore's own machinery behind `app` (for botcore's tests; not plugin API)."""
         self.runner = runner
         """What polls the fake Telegram and feeds the updates to the pipeline."""
         self.stopped = False
@@ -111,7 +113,7 @@ class BotHarness:
         `config_dict(...)` returns, changed as the test needs), validated as bot.toml is."""
         if not isinstance(config, Config):
             config = validate(Config, dict(config))
-        app = await App.create(config)
+        app = await Runtime.create(config)
         runner = Runner(app)
         running = RunningBot(app, runner)
         self.running.append(running)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from pydantic import Field
 
@@ -80,12 +80,12 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
     return [
-        Command("allow", allow, help=app.texts.translations("access.allow"), admin=True),
-        Command("deny", deny, help=app.texts.translations("access.deny"), admin=True),
+        Command("allow", allow, help=app.translations("access.allow"), admin=True),
+        Command("deny", deny, help=app.translations("access.deny"), admin=True),
     ]
 
 
-def allowed(settings: Settings, admins: Sequence[int], user_id: int | None, chat_id: int) -> bool:
+def allowed(settings: Settings, admins: Collection[int], user_id: int | None, chat_id: int) -> bool:
     """May this user, in this chat, use the bot?"""
     if user_id is not None and user_id in admins:
         return True
@@ -97,7 +97,7 @@ def allowed(settings: Settings, admins: Sequence[int], user_id: int | None, chat
 @hookimpl(tryfirst=True)
 async def pre_message(turn: Turn) -> str | None:
     settings = turn.app.settings(Settings)
-    if allowed(settings, turn.app.config.bot.admins, turn.user_id, turn.chat_id):
+    if allowed(settings, turn.app.admins, turn.user_id, turn.chat_id):
         return None
     turn.ignored = True
     if not turn.addressed or turn.user_id is None:
@@ -176,7 +176,7 @@ async def deny(turn: Turn) -> str:
     """/deny <id>: block a user or a group, even when the bot is open to all."""
     target = _target(turn)
     app = turn.app
-    if target in app.config.bot.admins:
+    if target in app.admins:
         raise UserError(turn.t("access.admin", id=target))
     await app.override_many(
         {

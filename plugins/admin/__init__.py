@@ -9,6 +9,7 @@ hooks are skipped.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -16,8 +17,6 @@ from collections.abc import Callable, Sequence
 from pydantic import Field
 
 from botcore import App, Command, ConfigError, StrictModel, Turn, UserError, hookimpl
-from botcore.config import did_you_mean
-from botcore.plugins import BUILTIN_PLUGINS
 
 PLUGIN = "admin"
 log = logging.getLogger(__name__)
@@ -70,9 +69,9 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
     return [
-        Command("plugins", plugins, help=app.texts.translations("admin.plugins"), admin=True),
-        Command("enable", enable, help=app.texts.translations("admin.enable"), admin=True),
-        Command("disable", disable, help=app.texts.translations("admin.disable"), admin=True),
+        Command("plugins", plugins, help=app.translations("admin.plugins"), admin=True),
+        Command("enable", enable, help=app.translations("admin.enable"), admin=True),
+        Command("disable", disable, help=app.translations("admin.disable"), admin=True),
     ]
 
 
@@ -80,10 +79,10 @@ def register_commands(app: App) -> Sequence[Command]:
 def startup(app: App) -> None:
     if "plugins.admin.disabled" not in app.overrides:  # bot.toml's value: a mistake stops start-up
         for name in app.settings(Settings).disabled:
-            if name in _KEEP:
+            if name in _kept(app):
                 raise ConfigError(f"plugins.admin.disabled: {name!r} cannot be switched off")
-            if name not in app.plugins.names:
-                hint = did_you_mean(name, app.plugins.names)
+            if name not in _names(app):
+                hint = did_you_mean(name, _names(app))
                 raise ConfigError(f"plugins.admin.disabled: no loaded plugin {name!r}{hint}")
     _follow(app)
 
@@ -97,31 +96,42 @@ def _follow(app: App) -> None:
     """Switch plugins off and on as the `disabled` setting says, wherever it was changed: this
     instance's /disable, another's, or bot.toml's value at start-up."""
     disabled = app.settings(Settings).disabled
+    names = _names(app)
     for name in disabled:
-        if name not in app.plugins.names:
+        if name not in names:
             log.warning("plugin %r was switched off in chat but is no longer loaded", name)
-    for name in app.plugins.names:
-        if name in _KEEP:
-            continue
-        if name in disabled and app.plugins.enabled(name):
-            app.plugins.disable(name)
+    for name in set(names) - _kept(app):
+        off = app.plugin_state(name).state == "off"
+        if name in disabled and not off:
+            app.switch_plugin(name, on=False)
             log.info("plugin %s is switched off", name)
-        elif name not in disabled and not app.plugins.enabled(name):
-            app.plugins.enable(name)  # also back from a cool-down the circuit breaker started
+        elif name not in disabled and off:
+            app.switch_plugin(name, on=True)  # also back from a cool-down the breaker started
             log.info("plugin %s is switched on", name)
 
 
-_KEEP = {PLUGIN, *BUILTIN_PLUGINS}
-"""Switching these off would leave no way back (/enable) or no /help."""
+def _names(app: App) -> list[str]:
+    return [plugin.name for plugin in app.plugins]
+
+
+def _kept(app: App) -> set[str]:
+    """Switching these off would leave no way back (/enable) or no /help."""
+    return {PLUGIN, *(plugin.name for plugin in app.plugins if plugin.source == "built-in")}
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or nothing (as botcore's own errors say)."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 async def plugins(turn: Turn) -> str:
     """/plugins: every loaded plugin, on or off and why, with its version and commands."""
     lines = []
-    for info in turn.app.plugins.infos:
-        status = turn.app.plugins.state(info.name)
-        if status.until is not None:
-            left = max(1, math.ceil(status.until - turn.app.breaker.clock()))
+    for info in turn.app.plugins:
+        status = turn.app.plugin_state(info.name)
+        if status.seconds_left is not None:
+            left = max(1, math.ceil(status.seconds_left))
             state = turn.t("admin.cooling_down", seconds=left)
         else:
             state = turn.t(f"admin.{status.state}")
@@ -136,8 +146,8 @@ def _name(turn: Turn) -> str:
     name = turn.args.split()[0].lower() if turn.args.split() else ""
     if not name:
         raise UserError(turn.t("admin.usage", command=turn.command, example="image"))
-    if name not in turn.app.plugins.names:
-        hint = did_you_mean(name, turn.app.plugins.names)
+    if name not in _names(turn.app):
+        hint = did_you_mean(name, _names(turn.app))
         raise UserError(turn.t("admin.unknown", name=name, hint=hint))
     return name
 
@@ -159,7 +169,7 @@ async def enable(turn: Turn) -> str:
     """/enable <plugin>"""
     name = _name(turn)
     await turn.app.override("plugins.admin.disabled", _set(name, off=False))  # see _follow
-    turn.app.plugins.enable(name)  # even if it was on: back from the breaker's cool-down
+    turn.app.switch_plugin(name, on=True)  # even if it was on: back from the breaker's cool-down
     log.info("admin %s switched plugin %s on", turn.user_id, name)
     return turn.t("admin.enabled", name=name)
 
@@ -167,7 +177,7 @@ async def enable(turn: Turn) -> str:
 async def disable(turn: Turn) -> str:
     """/disable <plugin>"""
     name = _name(turn)
-    if name in _KEEP:
+    if name in _kept(turn.app):
         raise UserError(turn.t("admin.keep", name=name))
     await turn.app.override("plugins.admin.disabled", _set(name, off=True))  # see _follow
     log.info("admin %s switched plugin %s off", turn.user_id, name)

@@ -32,9 +32,10 @@ from botcore import (
     TextStream,
     Turn,
     UserError,
+    explain_api_error,
     hookimpl,
+    is_api_error,
 )
-from botcore.ai import explain, is_api_error
 
 from . import personas, vision
 from .personas import Persona, check_names
@@ -130,8 +131,8 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
     return [
-        Command("retry", retry, help=app.texts.translations("chat.retry")),
-        Command("mode", personas.mode, help=app.texts.translations("chat.mode_help")),
+        Command("retry", retry, help=app.translations("chat.retry")),
+        Command("mode", personas.mode, help=app.translations("chat.mode_help")),
     ]
 
 
@@ -284,7 +285,7 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
             except Exception as exc:
                 if not is_api_error(exc):
                     raise
-                raise explain(exc, turn, plugin=PLUGIN) from None
+                raise explain_api_error(exc, turn, plugin=PLUGIN) from None
             _meter(turn, response.usage)
             message = response.choices[0].message if response.choices else None
             calls = ToolCalls.from_message(message)
@@ -341,7 +342,7 @@ async def _stream(
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
             raise UserError(turn.t("chat.interrupted")) from exc
         if is_api_error(exc):
-            raise explain(exc, turn, plugin=PLUGIN) from None
+            raise explain_api_error(exc, turn, plugin=PLUGIN) from None
         raise
     finally:  # the model's time: from the request to the last chunk (or the failure)
         turn.app.metrics.observe(
@@ -359,7 +360,7 @@ async def _open_stream(
 ) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls]:
     """Start a stream and read up to its first text. A stream that breaks before any text was
     shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
-    retries = turn.app.config.openai.max_retries
+    retries = turn.app.completions.max_retries
     attempt = 0
     while True:
         stream = await _create(turn, request, stream=True)  # the client retries this part

@@ -58,7 +58,7 @@ def _key(turn: Turn) -> str:
 
 
 def _may_customize(turn: Turn, settings: Settings) -> bool:
-    return settings.custom_personas or turn.user_id in turn.app.config.bot.admins
+    return settings.custom_personas or turn.user_id in turn.app.admins
 
 
 async def system_prompt(turn: Turn, settings: Settings) -> str:

@@ -15,8 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from botcore import App, ChatMessage, Command, StrictModel, Turn, hookimpl
-from botcore.store import Store
+from botcore import App, ChatMessage, Command, Store, StrictModel, Turn, hookimpl
 
 
 class Settings(StrictModel):
@@ -149,7 +148,7 @@ def register_texts() -> dict[str, dict[str, str]]:
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("clear", clear, help=app.texts.translations("history.clear"))]
+    return [Command("clear", clear, help=app.translations("history.clear"))]
 
 
 @hookimpl

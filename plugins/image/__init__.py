@@ -14,8 +14,7 @@ from typing import Any
 import aiohttp
 from pydantic import Field
 
-from botcore import App, Command, Photo, StrictModel, Turn, UserError, hookimpl
-from botcore.ai import explain
+from botcore import App, Command, Photo, StrictModel, Turn, UserError, explain_api_error, hookimpl
 
 PLUGIN = "image"
 MAX_DOWNLOAD = 20 * 1024 * 1024
@@ -66,7 +65,7 @@ def register_texts() -> dict[str, dict[str, str]]:
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("image", draw, help=app.texts.translations("image.help"))]
+    return [Command("image", draw, help=app.translations("image.help"))]
 
 
 @hookimpl
@@ -124,7 +123,7 @@ async def generate(turn: Turn, prompt: str) -> Photo:
             else:
                 raise RuntimeError("the image has neither b64_json nor url")
     except openai.OpenAIError as exc:
-        raise explain(exc, turn, plugin=PLUGIN) from None
+        raise explain_api_error(exc, turn, plugin=PLUGIN) from None
     except (aiohttp.ClientError, TimeoutError, binascii.Error) as exc:
         log.warning("could not fetch the generated image (update %s): %r", turn.update_id, exc)
         raise UserError(turn.t("error")) from None

@@ -196,8 +196,8 @@ def register_texts() -> dict[str, dict[str, str]]:
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
     return [
-        Command("usage", show_usage, help=app.texts.translations("usage.help")),
-        Command("budget", budget, help=app.texts.translations("usage.budget_help"), admin=True),
+        Command("usage", show_usage, help=app.translations("usage.help")),
+        Command("budget", budget, help=app.translations("usage.budget_help"), admin=True),
     ]
 
 

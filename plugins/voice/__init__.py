@@ -33,9 +33,9 @@ from botcore import (
     TextStream,
     Turn,
     UserError,
+    explain_api_error,
     hookimpl,
 )
-from botcore.ai import explain
 
 from . import speak
 
@@ -114,9 +114,7 @@ def register_texts() -> dict[str, dict[str, str]]:
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [
-        Command("voice", speak.voice_command, help=app.texts.translations("voice.replies_help"))
-    ]
+    return [Command("voice", speak.voice_command, help=app.translations("voice.replies_help"))]
 
 
 @hookimpl
@@ -232,13 +230,13 @@ async def transcribe(turn: Turn, settings: Settings, data: bytes) -> str:
                 turn.meter("voice.seconds", duration)
         except openai.BadRequestError as exc:
             if "content_policy" in str(exc.code or ""):
-                raise explain(exc, turn, plugin=PLUGIN) from None
+                raise explain_api_error(exc, turn, plugin=PLUGIN) from None
             log.info(
                 "the transcription endpoint refused the audio (update %s): %s", turn.update_id, exc
             )
             raise UserError(turn.t("voice.unreadable")) from None
         except openai.OpenAIError as exc:
-            raise explain(exc, turn, plugin=PLUGIN) from None
+            raise explain_api_error(exc, turn, plugin=PLUGIN) from None
     text = " ".join(t for t in texts if t)
     if not text:
         raise UserError(turn.t("voice.no_speech"))

@@ -13,8 +13,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from botcore import Reply, Text, TextStream, Turn, UserError, Voice
-from botcore.ai import explain
+from botcore import Reply, Text, TextStream, Turn, UserError, Voice, explain_api_error
 
 if TYPE_CHECKING:
     from . import Settings
@@ -179,7 +178,7 @@ async def _synthesize(turn: Turn, settings: Settings, text: str) -> Voice:
         )
         audio = await response.aread()
     except openai.OpenAIError as exc:
-        raise explain(exc, turn, plugin="voice") from None
+        raise explain_api_error(exc, turn, plugin="voice") from None
     if not audio:
         raise UserError(turn.t("voice.tts_failed"))
     turn.meter("tts.characters", len(text))

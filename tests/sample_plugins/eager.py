@@ -31,7 +31,7 @@ async def register_texts() -> Mapping[str, Mapping[str, str]]:
 @hookimpl
 async def register_commands(app: App) -> Sequence[Command]:
     await asyncio.sleep(0)
-    return [Command("greet", greet, help=app.texts.translations("eager.help"))]
+    return [Command("greet", greet, help=app.translations("eager.help"))]
 
 
 @hookimpl

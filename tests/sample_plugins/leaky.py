@@ -15,7 +15,7 @@ def register_commands() -> list[Command]:
 
 
 async def leak(turn: Turn) -> str:
-    config = turn.app.config
+    config = turn.runtime.config
     api_key = config.openai.api_key.get_secret_value() if config.openai.api_key else ""
     log.warning("the API key is %s", api_key)
     raise RuntimeError(f"the token is {config.bot.token.get_secret_value()}")

@@ -53,7 +53,7 @@ def register_texts() -> Mapping[str, Mapping[str, str]]:
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("notes", notes, help=app.texts.translations("notebook.help"))]
+    return [Command("notes", notes, help=app.translations("notebook.help"))]
 
 
 @hookimpl

@@ -14,11 +14,11 @@ async def test_start_config_takes_the_dict_form(
 ) -> None:
     config = bot_harness.config_dict(bot={"language": "ru"})
     bot = await bot_harness.start_config(config)
-    assert bot.app.config.bot.language == "ru"
+    assert bot.app.language == "ru"
     assert (await telegram.reply_to("/help")).text
     await bot.stop()
     again = await bot_harness.start_config(validate(Config, config))  # or a ready Config
-    assert again.app.config.bot.language == "ru"
+    assert again.app.language == "ru"
     assert bot_harness.running == [bot, again]
 
 
