@@ -304,7 +304,13 @@ class Completions:
 
 def _httpx() -> Any:
     """The httpx package the installed SDK is built on (httpx, or httpx2 in newer releases)."""
+    # The package first: while the runner's thread imports the SDK, this waits for it. Asking
+    # for the submodule first would hold its import lock while that thread needs it, and
+    # Python's deadlock avoidance would hand one side a half-initialised module.
+    import openai
     import openai._base_client as base
+
+    assert base.__name__ == openai._base_client.__name__
 
     return getattr(base, "httpx2", None) or getattr(base, "httpx")  # noqa: B009
 
