@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from botcore.turn import Outcome
 from botcore.types import UserError
 
 if TYPE_CHECKING:
@@ -58,6 +59,6 @@ def explain_api_error(exc: BaseException, turn: Turn, *, plugin: str) -> UserErr
         log.warning(
             "plugin %s: API call failed (update %s): %s", plugin, turn.update_id, type(exc).__name__
         )
-    turn.outcome = "model_error"
+    turn.record.note(Outcome.MODEL_ERROR)
     turn.runtime.metrics.count("model_errors", plugin=plugin, reason=key.removeprefix("ai."))
     return UserError(turn.t(key))

@@ -24,8 +24,10 @@ from telegram.error import (
 )
 from telegram.ext import ExtBot
 
+from botcore.guard import STREAM, GuardedStream
 from botcore.scheduler import Deferred, Dropped, Kind, retry_after
 from botcore.split import Piece, split_message, utf16_len
+from botcore.turn import Outcome
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
@@ -104,13 +106,13 @@ class Delivery:
         """False once the Bot API server refused sendMessageDraft: private answers stream by edits
         for the rest of the process."""
 
-    async def deliver(self, turn: Turn, reply: Reply, *, plugin: str | None = None) -> None:
+    async def deliver(self, turn: Turn, reply: Reply) -> None:
         """Send one reply; errors are logged, never raised (the turn is over either way)."""
         try:
             if isinstance(reply, Text):
                 await self.send_text(turn, reply.text, markdown=reply.markdown)
             elif isinstance(reply, TextStream):
-                await self.send_stream(turn, reply, plugin=plugin)
+                await self.send_stream(turn, reply)
             elif isinstance(reply, Photo):
                 await self.api(
                     self.app.telegram.send_photo,
@@ -141,18 +143,18 @@ class Delivery:
                 )
         except RetryAfter:
             # The scheduler waited out flood control as long as bot.limits.max_wait allows.
-            turn.outcome = "undelivered"
+            turn.record.note(Outcome.UNDELIVERED)
             log.warning("flood control outlasted bot.limits.max_wait; update %s", turn.update_id)
             self._tell_after_ban(turn)
         except Forbidden:
-            turn.outcome = "blocked"
+            turn.record.note(Outcome.BLOCKED)
             log.info(
                 "chat %s blocked the bot or left; reply dropped (update %s)",
                 turn.chat_id,
                 turn.update_id,
             )
         except Exception:
-            turn.outcome = "undelivered"
+            turn.record.note(Outcome.UNDELIVERED)
             log.exception("could not deliver the reply to update %s", turn.update_id)
 
     def _tell_after_ban(self, turn: Turn) -> None:
@@ -243,9 +245,7 @@ class Delivery:
             log.warning("Telegram refused the formatting (%s); editing to plain text", exc)
             await self.api(self._post, "editMessageText", params)
 
-    async def send_stream(
-        self, turn: Turn, reply: TextStream, *, plugin: str | None = None
-    ) -> None:
+    async def send_stream(self, turn: Turn, reply: TextStream) -> None:
         """Show streamed text as it grows, then the final formatted text (split over several
         messages if it outgrows one): in private chats as drafts (sendMessageDraft, no edit
         flood, no flicker), in groups or without drafts as a message and throttled edits."""
@@ -279,13 +279,10 @@ class Delivery:
                     except TelegramError as exc:  # a lost preview is fine: the final text follows
                         log.warning("streaming preview failed (update %s): %s", turn.update_id, exc)
                     last_show = loop.time()
-            if plugin is not None:
-                self.app.breaker.success(plugin)
+            self.app.guard.succeeded(reply.plugin)
         except UserError as exc:
-            turn.outcome = turn.outcome or "user_error"
+            self.app.guard.user_error(turn, reply.plugin)
             error = exc.message
-            if plugin is not None:
-                self.app.breaker.success(plugin)
         except TelegramError:
             raise
         except asyncio.CancelledError:  # /cancel: leave what was shown, formatted and marked
@@ -294,13 +291,10 @@ class Delivery:
                     await self._show(turn, shown, render(buffer + " …", reply.markdown), final=True)
             raise
         except Exception as exc:
-            log.exception("plugin %s failed while streaming (update %s)", plugin, turn.update_id)
-            turn.failed = True
-            turn.errors.append(plugin or "?")
-            turn.outcome = "error"
+            if not isinstance(reply, GuardedStream):  # a guarded one was judged as it broke
+                self.app.guard.failed(turn, reply.plugin, STREAM, exc)
+            turn.record.note(Outcome.ERROR)  # whatever was shown, the answer broke off
             error = turn.t("error")
-            if plugin is not None:
-                self.app.breaker.failure(plugin, f"{type(exc).__name__} while streaming")
         finally:
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:

@@ -13,32 +13,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("botcore.updates")
 
 
-def outcome(turn: Turn, reply: Reply | None, kind: str) -> str:
-    """How the turn ended: answered, error, ignored, unknown_command, unsupported, or what was
-    set in `turn.outcome` on the way (user_error, model_error, blocked, undelivered)."""
-    if turn.outcome is not None:
-        return turn.outcome
-    if turn.failed and (reply is None or turn.replied_by is None or turn.replied_by in turn.errors):
-        return "error"
-    if reply is None:
-        return "answered" if turn.said else "ignored"
-    if turn.replied_by is None:  # the core's own answer: nobody takes this message
-        return "unknown_command" if kind == "command" else "unsupported"
-    return "answered"
-
-
 def record_turn(turn: Turn, reply: Reply | None, *, kind: str, started: float) -> None:
     """Log the turn's line and count it; `kind` is the message's kind as received (before a
     pre_message hook rewrote it), `started` its time.perf_counter() at arrival."""
     seconds = time.perf_counter() - started
-    result = outcome(turn, reply, kind)
+    result = turn.record.outcome(reply, kind)
     app = turn.runtime
     app.health.saw_update()
     metrics = app.metrics
     if metrics.enabled:
         metrics.count("updates", kind=kind, outcome=result)
         metrics.observe("turn_seconds", seconds, kind=kind)
-        for plugin in turn.errors:
+        for plugin in turn.record.errors:
             metrics.count("plugin_errors", plugin=plugin)
         for item, amount in turn.usage.items():
             metrics.count("usage", amount, item=item)
@@ -51,7 +37,7 @@ def record_turn(turn: Turn, reply: Reply | None, *, kind: str, started: float) -
             "command": turn.command,
             "plugin": turn.replied_by,
             "outcome": result,
-            "errors": turn.errors,
+            "errors": turn.record.errors,
             "ms": round(seconds * 1000, 1),
             "usage": {k: int(v) if v.is_integer() else v for k, v in turn.usage.items()},
         }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import re
 import secrets
@@ -21,9 +20,9 @@ from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.error import TelegramError
 
 from botcore.observe import record_turn
-from botcore.plugins import BUILTIN_PLUGINS, Impl, maybe_await
+from botcore.plugins import BUILTIN_PLUGINS
 from botcore.turn import Turn, topic_of
-from botcore.types import HandlerFunc, MessageKind, Reply, Text, TextStream, UserError, as_reply
+from botcore.types import MessageKind, Reply, Text, TextStream
 
 if TYPE_CHECKING:
     from botcore.runtime import Runtime
@@ -58,6 +57,7 @@ class Pipeline:
 
     def __init__(self, app: Runtime) -> None:
         self.app = app
+        self.guard = app.guard
         self._slots = asyncio.Semaphore(app.config.bot.concurrency)
         self._chats: dict[Place, _ChatLock] = {}
         self._asked: dict[str, asyncio.Future[None]] = {}
@@ -253,10 +253,10 @@ class Pipeline:
         try:
             reply = await self.run(turn)
             if reply is not None:
-                await self.app.delivery.deliver(turn, reply, plugin=turn.replied_by)
+                await self.app.delivery.deliver(turn, reply)
         finally:
             for impl in self.app.plugins.impls("turn_end", disabled=True):
-                await self.call(impl.plugin, "turn_end", impl, turn, turn=turn)
+                await self.guard.call(impl.plugin, "turn_end", impl, turn, turn=turn)
         record_turn(turn, reply, kind=kind, started=started)
 
     def make_turn(self, update_id: int, message: Message) -> Turn | None:
@@ -298,9 +298,9 @@ class Pipeline:
         """The reply that ends this turn, or None when there is nothing to say."""
         reply: Reply | None = None
         for impl in self.app.plugins.impls("pre_message"):
-            reply = await self.call(impl.plugin, "pre_message", impl, turn, turn=turn)
+            reply = await self.guard.call(impl.plugin, "pre_message", impl, turn, turn=turn)
             if reply is not None:
-                turn.replied_by = impl.plugin
+                turn.record.replied_by = impl.plugin
                 break
             if turn.ignored:
                 return None
@@ -308,19 +308,19 @@ class Pipeline:
             reply = await self.route(turn)
         if reply is not None:
             made, guarded = reply, None
-            if isinstance(made, TextStream) and turn.replied_by is not None:
+            if isinstance(made, TextStream):
                 # A post_message hook that reads the stream (voice speaks it) meets its
                 # plugin's failure: it counts against that plugin, not the hook's.
-                reply = guarded = self._guarded(turn, turn.replied_by, made)
+                reply = guarded = self.guard.reading(turn, made)
             for impl in self.app.plugins.impls("post_message"):
-                changed = await self.call(
+                changed = await self.guard.call(
                     impl.plugin, "post_message", impl, turn, turn=turn, reply=reply
                 )
                 if changed is not None:
                     reply = changed
             if guarded is not None and reply is guarded and not guarded.chunks.started:
                 reply = made  # unread and kept: delivery reads (and judges) the stream itself
-        elif turn.failed:
+        elif turn.record.failed:
             reply = Text(turn.t("error"))
         return reply
 
@@ -340,114 +340,26 @@ class Pipeline:
                 return Text(turn.t("admin_only", command=command.name))
             if not self.app.plugins.enabled(plugin):
                 return Text(turn.t("plugin_off", command=command.name))
-            turn.replied_by = plugin
-            reply = await self.call(plugin, f"/{command.name}", command.handler, turn, turn)
-            if reply is None and plugin in turn.unavailable:
+            turn.record.replied_by = plugin
+            reply = await self.guard.call(plugin, f"/{command.name}", command.handler, turn, turn)
+            if reply is None and plugin in turn.record.unavailable:
                 return Text(turn.t("unavailable"))
             return reply
         for plugin, handler in self.app.handlers:
             if turn.kind not in handler.kinds or not self.app.plugins.enabled(plugin):
                 continue
-            reply = await self.call(plugin, handler.name or "handler", handler.handler, turn, turn)
+            reply = await self.guard.call(
+                plugin, handler.name or "handler", handler.handler, turn, turn
+            )
             if reply is not None:
-                turn.replied_by = plugin
+                turn.record.replied_by = plugin
                 return reply
-        if turn.unavailable and turn.addressed and not turn.failed and not turn.said:
+        record = turn.record
+        if record.unavailable and turn.addressed and not record.failed and not record.said:
             return Text(turn.t("unavailable"))  # a switched-off plugin might have answered
-        if turn.is_private and not turn.failed and not turn.said:
+        if turn.is_private and not record.failed and not record.said:
             return Text(turn.t("commands_only" if turn.kind == "text" else "unsupported"))
         return None
-
-    async def call(
-        self,
-        plugin: str,
-        what: str,
-        function: Impl | HandlerFunc,
-        turn: Turn,
-        /,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Reply | None:
-        """Call one plugin function in isolation: UserError becomes its message, any other error is
-        logged with the plugin's name, marks the turn failed and counts against the plugin's
-        circuit breaker; a switched-off plugin is not called (the turn notes it as unavailable)."""
-        breaker = self.app.breaker
-        # Only a cool-down stops a call here: the callers skip what an admin switched off,
-        # except turn_end, which a plugin switched off during the turn still gets.
-        if not breaker.allows(plugin):
-            turn.unavailable.add(plugin)
-            return None
-        try:
-            reply = as_reply(await maybe_await(function(*args, **kwargs)))
-        except UserError as exc:
-            turn.outcome = turn.outcome or "user_error"
-            breaker.success(plugin)
-            return Text(exc.message)
-        except Exception as exc:
-            self.failed(turn, plugin, what, exc)
-            return None
-        # A stream is judged once delivery has read it; a pre/post_message hook that returns
-        # nothing proves too little to end a switched-off plugin's trial.
-        observed = reply is None and what in ("pre_message", "post_message")
-        if not isinstance(reply, TextStream) and not observed:
-            breaker.success(plugin)
-        return reply
-
-    def failed(self, turn: Turn, plugin: str, what: str, exc: Exception) -> None:
-        """A plugin's code raised an unexpected error: log it with the plugin's name and the
-        update id, mark the turn failed and count it against the plugin's circuit breaker."""
-        log.error("plugin %s failed in %s (update %s)", plugin, what, turn.update_id, exc_info=exc)
-        turn.failed = True
-        turn.errors.append(plugin)
-        self.app.breaker.failure(plugin, f"{type(exc).__name__} in {what}")
-
-    def _guarded(self, turn: Turn, plugin: str, stream: TextStream) -> _GuardedStream:
-        """`stream` as a post_message hook sees it: an unexpected error while it is read is the
-        failure of `plugin`, which made it (then raised on to the reader, which stops)."""
-
-        async def chunks() -> AsyncIterator[str]:
-            try:
-                async for chunk in stream.chunks:
-                    yield chunk
-            except (UserError, GeneratorExit):
-                raise
-            except Exception as exc:
-                self.failed(turn, plugin, "its streamed answer", exc)
-                raise
-            finally:
-                aclose = getattr(stream.chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-
-        return _GuardedStream(_Guarded(chunks()), stream.markdown)
-
-
-class _Guarded:
-    """A stream's chunks, remembering whether anyone began to read them."""
-
-    def __init__(self, chunks: AsyncIterator[str]) -> None:
-        self._chunks = chunks
-        self.started = False
-
-    def __aiter__(self) -> _Guarded:
-        return self
-
-    async def __anext__(self) -> str:
-        self.started = True
-        return await anext(self._chunks)
-
-    async def aclose(self) -> None:
-        if self.started:
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
-@dataclasses.dataclass(frozen=True)
-class _GuardedStream(TextStream):
-    """A TextStream whose chunks say whether they were read."""
-
-    chunks: _Guarded
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

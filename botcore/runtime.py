@@ -16,6 +16,7 @@ from botcore.app import App, PluginState
 from botcore.breaker import Breaker, State
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, loose_models, validate
 from botcore.delivery import Delivery
+from botcore.guard import Guard
 from botcore.i18n import Texts, plugin_locales, read_locales
 from botcore.logs import redact
 from botcore.menu import publish_menu
@@ -59,6 +60,8 @@ class Runtime:
             limits.failures, limits.window, limits.cooldown, on_change=self._breaker_changed
         )
         """Per-plugin circuit breaker: counts failures; `plugins.state(name)` says who is off."""
+        self.guard = Guard(self.breaker)
+        """The one place plugin code is called and judged (botcore.guard)."""
         self.plugins = Plugins(config.bot.plugins, self.breaker)
         self.texts = Texts(config.bot.language)
         self._base_tables = config.plugins

@@ -193,13 +193,10 @@ class Tools:
             known = ", ".join(self.by_name) or "none"
             return ToolResult(f"Error: there is no tool {name!r} (tools: {known}).", ok=False)
         if not self.serving(tool.plugin):  # switched off since the model was offered it
-            turn.unavailable.add(tool.plugin)
+            turn.record.unavailable.add(tool.plugin)
             return ToolResult(f"Error: {name} is switched off right now.", ok=False)
         result = await tool.call(turn, arguments, timeout=timeout)
-        if result.failure is not None:  # a tool's bug counts against its plugin, as a command's
-            turn.runtime.breaker.failure(tool.plugin, result.failure)
-        elif result.ok:
-            turn.runtime.breaker.success(tool.plugin)
+        turn.runtime.guard.tool_result(tool.plugin, result)
         return result
 
 

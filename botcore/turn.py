@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message
@@ -37,6 +38,69 @@ def topic_of(message: Message) -> int | None:
     return message.message_thread_id if message.is_topic_message else None
 
 
+class Outcome(StrEnum):
+    """How a turn ended, as the log line and the `updates` metric say."""
+
+    ANSWERED = "answered"
+    ERROR = "error"
+    """A plugin raised: the user got the friendly error (or its answer broke off)."""
+    USER_ERROR = "user_error"
+    """A UserError's message was shown."""
+    MODEL_ERROR = "model_error"
+    """The model's API failed (botcore.explain_api_error)."""
+    BLOCKED = "blocked"
+    """The user blocked the bot or left the chat: the reply was dropped."""
+    UNDELIVERED = "undelivered"
+    """Telegram refused the reply or flood control outlasted bot.limits.max_wait."""
+    IGNORED = "ignored"
+    UNKNOWN_COMMAND = "unknown_command"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass
+class Record:
+    """botcore's notes on one turn, written by the pipeline, the guard and delivery, read when
+    it ends (the log line, the metrics, the fallback answers). Not plugin API."""
+
+    replied_by: str | None = None
+    """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
+    unavailable: set[str] = field(default_factory=set)
+    """Plugins skipped for this turn because they are switched off or cooling down."""
+    said: bool = False
+    """Set once something was sent with `turn.send()`: the turn is then not left unanswered."""
+    errors: list[str] = field(default_factory=list)
+    """The plugins that raised while handling this turn, in order (logged and counted)."""
+    noted: Outcome | None = None
+    """What the reply alone cannot tell; see `note`."""
+
+    @property
+    def failed(self) -> bool:
+        """A plugin raised during this turn: a user left without an answer gets the friendly error."""
+        return bool(self.errors)
+
+    def note(self, outcome: Outcome) -> None:
+        """Note how the turn ended where the reply alone cannot tell. A later note wins (an
+        answer that could not be delivered is undelivered, whatever it said), except that a
+        UserError's message never hides the failure it explains (a model error)."""
+        if outcome is not Outcome.USER_ERROR or self.noted is None:
+            self.noted = outcome
+
+    def outcome(self, reply: Reply | None, kind: str) -> Outcome:
+        """How the turn ended, worked out once, when it ends: the noted outcome, else from the
+        reply and who made it (`kind`: the message's kind as received)."""
+        if self.noted is not None:
+            return self.noted
+        if self.failed and (
+            reply is None or self.replied_by is None or self.replied_by in self.errors
+        ):
+            return Outcome.ERROR
+        if reply is None:
+            return Outcome.ANSWERED if self.said else Outcome.IGNORED
+        if self.replied_by is None:  # the core's own answer: nobody takes this message
+            return Outcome.UNKNOWN_COMMAND if kind == "command" else Outcome.UNSUPPORTED
+        return Outcome.ANSWERED
+
+
 @dataclass
 class Turn:
     """An incoming message: who sent it, what it says, and how to answer.
@@ -55,26 +119,19 @@ class Turn:
     """The command name without slash or @botname, for kind == "command"."""
     args: str = ""
     """What follows the command, stripped."""
-    failed: bool = False
-    """Set when a plugin raised while handling this turn; the user then gets the friendly error."""
-    replied_by: str | None = None
-    """The plugin whose reply ends the turn (named in the log if delivering it fails)."""
-    unavailable: set[str] = field(default_factory=set)
-    """Plugins skipped for this turn because they are switched off (see botcore.breaker)."""
-    said: bool = False
-    """Set once something was sent with `send()`: the turn is then not left unanswered."""
-    errors: list[str] = field(default_factory=list)
-    """The plugins that raised while handling this turn, in order (logged and counted)."""
-    outcome: str | None = None
-    """How the turn ended when the reply alone does not tell: "user_error" (a UserError's text was
-    shown), "model_error" (botcore.explain_api_error), "blocked", "undelivered"; the log line and the
-    metrics derive the rest (botcore.observe)."""
     ignored: bool = False
     """Set by a pre_message hook to end the turn in silence: nothing routes, nothing is sent."""
     usage: dict[str, float] = field(default_factory=dict)
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
+    record: Record = field(default_factory=lambda: Record(), repr=False)
+    """What botcore notes about the turn on its way (not plugin API)."""
+
+    @property
+    def replied_by(self) -> str | None:
+        """The plugin whose reply ends the turn (a post_message hook may ask), or None."""
+        return self.record.replied_by
 
     @property
     def app(self) -> App:
@@ -155,7 +212,7 @@ class Turn:
 
     async def send(self, reply: Reply | str) -> None:
         """Send a reply now, before the turn ends (a transcript before the answer, a progress note)."""
-        self.said = True
+        self.record.said = True
         await self.runtime.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
 
     @contextlib.asynccontextmanager

@@ -55,6 +55,9 @@ class TextStream:
 
     chunks: AsyncIterator[str]
     markdown: bool = True
+    plugin: str | None = None
+    """Set by botcore to the plugin whose code made the stream: a failure while it is read is
+    that plugin's, whoever reads it."""
 
 
 Reply: TypeAlias = Text | Photo | Voice | Document | TextStream

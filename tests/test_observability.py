@@ -171,7 +171,7 @@ async def test_metrics_and_health_over_http(
         openai_server.fail("chat/completions", ErrorReply.rate_limit())
         assert "Too many requests" in ((await telegram.reply_to("again", settle=0.3)).text or "")
         app.metrics.count("budget_rejections", plugin="usage")  # the API the usage plugin calls
-        await telegram.wait_for(lambda: app.health.updates == 4, poll_interval=0.05)
+        await telegram.wait_for(lambda: running.runtime.health.updates == 4, poll_interval=0.05)
         status, text = await get("/metrics")
         after = scrape(text)
         assert value(after, "botcore_updates_total", kind="text", outcome="answered") == 1
