@@ -188,6 +188,31 @@ async def test_voice_temporary_files_are_private_and_removed(
     assert files, "no temporary file was seen while transcribing"
 
 
+async def test_the_sqlite_store_is_private_to_the_bot_user(
+    start_bot, telegram: FakeTelegram, tmp_path: Path
+) -> None:
+    """The database holds every conversation: it, its -wal and -shm, and the folder made for
+    them are the bot user's alone, even under the usual umask 022."""
+    folder = tmp_path / "data"
+    db_path = folder / "bot.sqlite3"
+    old = os.umask(0o022)
+    try:
+        await start_bot(["history", "chat"], store={"path": str(db_path)})
+        await telegram.reply_to("remember me")
+    finally:
+        os.umask(old)
+    modes = {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in (
+            db_path,
+            db_path.with_name("bot.sqlite3-wal"),
+            db_path.with_name("bot.sqlite3-shm"),
+        )
+    }
+    assert modes == dict.fromkeys(modes, 0o600), {k: oct(v) for k, v in modes.items()}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
 async def test_oversized_files_are_refused_before_any_download(
     start_bot, telegram: FakeTelegram
 ) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import signal
 import struct
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from PIL import Image
 
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 
 CHAT = {"stream": False, "model": "text-model", "vision_model": "vision-model"}
 SETTINGS: dict[str, Any] = {"history": {}, "chat": CHAT}
@@ -38,6 +42,21 @@ def png_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"")
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def sparse_png(side: int) -> bytes:
+    """A real 1-bit PNG of side x side, all white: a few KB that unpack to side**2 bytes."""
+    buffer = io.BytesIO()
+    Image.new("1", (side, side), 1).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory in bytes (Linux: VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(
+        int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+    )
 
 
 def image_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -162,6 +181,8 @@ async def test_unusable_images_get_clear_messages(
         (b"not an image at all", "image/jpeg", "broken.jpg", "I could not read this image."),
         # Refused from its header, before 100 megapixels are decoded.
         (png_header(10_000, 10_000), "image/png", "bomb.png", "The image is too large: at most 50"),
+        # Past Pillow's own bomb guard (DecompressionBombError): the same message.
+        (png_header(20_000, 20_000), "image/png", "huge.png", "The image is too large: at most 50"),
     ]
     for data, mime, name, expected in cases:
         await telegram.send_voice(data, kind="document", mime_type=mime, file_name=name)
@@ -294,3 +315,48 @@ async def test_a_rotated_camera_photo_is_sent_upright(
     await telegram.next_message(42)
     sent = decoded(image_parts(openai_server.last_chat_messages()[-1])[0])
     assert sent.size == (100, 200)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+async def test_images_that_unpack_huge_keep_the_bot_s_memory_bounded(
+    telegram: FakeTelegram, openai_server: FakeOpenAI, bot_harness: BotHarness, bot_output
+) -> None:
+    """The real `botcore run`: eight 7000 x 7000 1-bit PNGs (a few KB each, 49 MB each decoded)
+    at once get the size message from their header; eight 5500 x 5500 ones, inside the decoding
+    budget, are decoded two at a time. The process's peak memory grows by about two budgets,
+    not by eight decoded images (before: +1.6 GB)."""
+    from plugins.chat import vision
+
+    config = bot_harness.write_config(
+        "bot.toml", ["chat"], bot={"poll_timeout": 5}, settings={"chat": {"stream": False}}
+    )
+    bot = await bot_harness.spawn(
+        config, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await telegram.send_photo(image(64, 64), user_id=1)  # Pillow and the SDK are loaded
+        await telegram.next_message(1, timeout=30)
+        before = peak_rss(bot.pid)
+        bomb, big = sparse_png(7000), sparse_png(5500)
+        assert len(bomb) < 32 * 1024
+        for user in range(100, 108):
+            await telegram.send_voice(
+                bomb, kind="document", mime_type="image/png", file_name="scan.png", user_id=user
+            )
+        for user in range(200, 208):
+            await telegram.send_voice(
+                big, kind="document", mime_type="image/png", file_name="page.png", user_id=user
+            )
+        for user in range(100, 108):
+            reply = await telegram.next_message(user, timeout=60)
+            assert reply.text == "The image is too large: at most 41 megapixels.", reply.text
+        for user in range(200, 208):
+            await telegram.next_message(user, timeout=60)
+        assert len(openai_server.chat_requests) == 1 + 8  # the warm-up and the eight pages
+        grown = peak_rss(bot.pid) - before
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        await bot.wait()
+        bot_output((await bot.stderr.read()).decode() if bot.stderr else "")
+    bound = vision.DECODERS * vision.DECODE_BUDGET * 3 // 2
+    assert grown < bound, f"peak memory grew by {grown // 2**20} MB"

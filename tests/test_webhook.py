@@ -5,12 +5,20 @@ status and never reaches the bot. The whole bot over its webhook: test_core_e2e,
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
-from collections.abc import AsyncIterator
+import logging
+import resource
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from botcore import webhook
+from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.harness import BotHarness
 from botcore.webhook import WebhookServer
 
 SECRET = "s3cret-for-the-webhook-test"
@@ -38,8 +46,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        assert self.server._server is not None
-        return int(self.server._server.sockets[0].getsockname()[1])
+        return int(self.server.sockets[0].getsockname()[1])
 
 
 @pytest.fixture
@@ -84,6 +91,13 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes
         if line.lower().startswith(b"content-length:")
     )
     return status, head, await reader.readexactly(length)
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait for the server to get somewhere (a failure if it never does)."""
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110  (the server has no event to wait on)
+            await asyncio.sleep(0.01)
 
 
 async def test_an_update_with_the_secret_is_queued_and_answered_empty(hook: Server) -> None:
@@ -231,6 +245,7 @@ async def test_idle_and_slow_connections_are_closed(
     await asyncio.sleep(0.1)
     monkeypatch.setattr(webhook, "IDLE_TIMEOUT", 0.05)
     monkeypatch.setattr(webhook, "REQUEST_TIMEOUT", 0.05)
+    monkeypatch.setattr(webhook, "HEAD_TIMEOUT", 0.05)
     hook.server._sweep()
     assert await asyncio.wait_for(idle_reader.read(), 5) == b""
     assert await asyncio.wait_for(slow_reader.read(), 5) == b""
@@ -274,3 +289,176 @@ async def test_a_failure_while_answering_is_a_logged_500(
     assert "webhook: answering a request failed" in caplog.text
     assert "a bug in the health check" in caplog.text
     assert (await exchange(hook.port, post()))[0][0] == 200  # the server goes on
+
+
+async def test_an_update_without_the_secret_is_refused_from_its_head(hook: Server) -> None:
+    """The secret and Content-Length are checked once the headers are in: a request without the
+    secret gets its 403 before its body arrives, and the body is dropped as it comes, never held
+    (300 unfinished 1 MB ones took 300 MB); an oversized one gets 413 unread."""
+    whole = webhook.MAX_BODY
+    head = post(b"x" * whole, secret="wrong")[:-whole]
+    part = b"x" * (whole // 2)
+    clients = []
+    for _ in range(10):
+        reader, writer = await asyncio.open_connection("127.0.0.1", hook.port)
+        writer.write(head + part)  # half the body: the request is unfinished
+        clients.append((reader, writer))
+    for reader, _ in clients:
+        status, answer, _ = await read_response(reader)
+        assert status == 403 and b"connection: close" not in answer.lower()
+    await until(lambda: sum(c.received for c in hook.server.connections) == 10 * len(part))
+    assert [c.buffered for c in hook.server.connections] == [0] * 10
+    # The body is still read to its end, so the connection goes on with the next request.
+    reader, writer = clients[0]
+    writer.write(b"x" * (whole - len(part)) + post())
+    assert (await read_response(reader))[0] == 200
+    for _, writer in clients:
+        writer.close()
+    # Too long for an update: refused from its Content-Length, secret or not, and closed.
+    reader, writer = await asyncio.open_connection("127.0.0.1", hook.port)
+    writer.write(post(b"x" * (whole + 1))[: -(whole + 1)] + b"x" * 1000)
+    status, answer, _ = await read_response(reader)
+    assert status == 413 and b"Connection: close" in answer
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert hook.updates == [json.loads(UPDATE)]
+
+
+async def test_past_the_cap_the_longest_silent_connection_makes_room(hook: Server) -> None:
+    hook.server.cap = 4
+    silent = [await asyncio.open_connection("127.0.0.1", hook.port) for _ in range(10)]
+    reader, writer = await asyncio.open_connection("127.0.0.1", hook.port)
+    writer.write(post())
+    assert (await read_response(reader))[0] == 200
+    assert len(hook.server.connections) <= 4
+    # The four slots: the update's connection and three others; the rest were closed.
+    await until(lambda: sum(r.at_eof() for r, _ in silent) >= 10 - 3)
+    for _, silent_writer in silent:
+        silent_writer.close()
+    writer.close()
+
+
+class _Starved:
+    """A listening socket whose accept() fails as out of file descriptors, until fed."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.starved = True
+        self.calls = 0
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        self.calls += 1
+        if self.starved:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.real.accept()
+
+
+async def test_a_failing_accept_pauses_with_one_log_line_and_frees_a_descriptor(
+    hook: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio retried a failing accept() at once and logged each failure (42,960 lines in 16 s
+    without file descriptors); here accepting pauses, with a backoff, one log line, and the
+    connection silent longest is closed to give a descriptor back."""
+    monkeypatch.setattr(webhook, "ACCEPT_RETRY", (0.01, 0.05))
+    caplog.set_level(logging.WARNING, logger="botcore.webhook")
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", hook.port)
+    await until(lambda: len(hook.server.connections) == 1)
+    loop = asyncio.get_running_loop()
+    port = hook.port
+    real = hook.server.sockets[0]
+    starved = _Starved(real)
+    loop.remove_reader(real.fileno())
+    loop.add_reader(real.fileno(), hook.server._accept, starved)
+    hook.server.sockets = [starved]  # type: ignore[list-item]  # what _resume listens on
+    try:
+        await _starve(hook, starved, port, caplog, idle_reader)
+    finally:
+        hook.server.sockets = [real]
+        idle_writer.close()
+
+
+async def _starve(
+    hook: Server,
+    starved: _Starved,
+    port: int,
+    caplog: pytest.LogCaptureFixture,
+    idle_reader: asyncio.StreamReader,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # waits in the backlog
+    writer.write(post())
+    await until(lambda: starved.calls >= 6)
+    assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # closed to free a descriptor
+    lines = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert len(lines) == 1 and "Too many open files" in lines[0].getMessage()
+    assert lines[0].exc_info is None  # one line, no traceback
+    starved.starved = False
+    assert (await read_response(reader))[0] == 200  # accepting resumed by itself
+    writer.close()
+
+
+async def test_idle_sockets_under_a_low_file_limit_leave_the_webhook_answering(
+    telegram: FakeTelegram, bot_harness: BotHarness, bot_output
+) -> None:
+    """The real `botcore run` with 256 file descriptors, 600 silent connections to its webhook:
+    an update that comes after them is still answered, and the log stays a few lines (before:
+    no answer, and asyncio's "socket.accept() out of system resource" with a traceback, again
+    and again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = bot_harness.write_config(
+        "bot.toml",
+        ["chat"],
+        settings={"chat": {"stream": False}},
+        bot={
+            "mode": "webhook",
+            "webhook": {
+                "url": f"http://127.0.0.1:{port}/hook",
+                "listen": "127.0.0.1",
+                "port": port,
+                "path": "/hook",
+            },
+        },
+    )
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    bot = await bot_harness.spawn(
+        config,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=low_limit,
+    )
+    loop = asyncio.get_running_loop()
+    held: list[socket.socket] = []
+
+    async def hold() -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        held.append(sock)
+        # Past the backlog of a server that stopped accepting, a connect never completes.
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), 5)
+
+    try:
+        await telegram.wait_for(
+            lambda: telegram.webhook is not None or bot.returncode is not None, timeout=30
+        )
+        assert bot.returncode is None, (await bot.stderr.read()).decode() if bot.stderr else ""
+        await asyncio.gather(*(hold() for _ in range(600)))
+        await telegram.send_message("still there?")
+        assert (await telegram.next_message(42, timeout=30)).text == "echo: still there?"
+    finally:
+        for sock in held:
+            sock.close()
+        if bot.returncode is None:
+            bot.send_signal(signal.SIGTERM)
+        await bot.wait()
+        stderr = (await bot.stderr.read()).decode() if bot.stderr else ""
+        bot_output(stderr)
+    assert "out of system resource" not in stderr
+    assert len(stderr.splitlines()) < 40, stderr[-2000:]

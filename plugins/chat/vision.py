@@ -15,6 +15,7 @@ import binascii
 import io
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,16 @@ READABLE = {"JPEG", "PNG", "WEBP", "GIF"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
 MAX_PIXELS = 50_000_000
 """Larger images are refused before they are decoded (a decompression bomb guard)."""
+DECODE_BUDGET = 80 * 1024 * 1024
+"""Bytes one image may take at full size (decoded, converted, premultiplied): checked from the
+header, so a tiny file that unpacks to a huge 1-bit or palette frame is refused, not decoded.
+That is 20 megapixels of RGB, 10 of RGBA, 40 of 1-bit (JPEGs count at their draft scale)."""
+PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+"""Bytes a pixel takes in Pillow's memory, by mode (every other mode takes 4, RGB included)."""
+DECODERS = 2
+"""Images decoded at once, whatever the number of turns: bounds their memory together."""
+_DECODING = ThreadPoolExecutor(max_workers=DECODERS, thread_name_prefix="chat-vision")
+"""Image work waits here rather than in the shared default pool, which other work needs too."""
 LOW_DETAIL_TOKENS = 85
 """What OpenAI bills for an image at "detail": "low", whatever its size."""
 PLACEHOLDER = "[image]"
@@ -109,8 +120,9 @@ async def picture(turn: Turn, settings: Settings) -> Picture | None:
         data = await turn.download(file_id, size=size)
         if len(data) > limit:
             raise _Refused("chat.image_too_big", limit_mb=_mb(settings.vision_max_mb))
-        return await asyncio.to_thread(
-            _prepare, data, settings.vision_side, settings.vision_history_side
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            _DECODING, _prepare, data, settings.vision_side, settings.vision_history_side
         )
     except _Refused as refused:
         raise UserError(turn.t(refused.key, **refused.values)) from None
@@ -121,7 +133,11 @@ def _mb(value: float) -> str:
 
 
 def _prepare(data: bytes, side: int, history_side: int) -> Picture:
-    """Check the image, take its first frame upright in RGB, and encode both sizes (blocking)."""
+    """Check the image, take its first frame upright in RGB, and encode both sizes (blocking).
+
+    It is scaled down before anything else is done to it, in a mode Pillow resamples well, so
+    the only full-size copies are the decoded frame and at most one conversion; their bytes are
+    checked against DECODE_BUDGET from the header, before any pixel is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -134,9 +150,20 @@ def _prepare(data: bytes, side: int, history_side: int) -> Picture:
             image.seek(0)
             if image.format == "JPEG":
                 image.draft("RGB", (side, side))  # decode at 1/2, 1/4, 1/8 scale: much faster
-            frame = ImageOps.exif_transpose(image)
-        if frame.mode in ("RGBA", "LA", "PA") or "transparency" in frame.info:
-            frame = frame.convert("RGBA")
+            mode = _resizable_mode(image)
+            per_pixel = PIXEL_BYTES.get(image.mode, 4)
+            if mode != image.mode:
+                per_pixel += PIXEL_BYTES.get(mode, 4)
+            if mode in ("LA", "RGBA"):
+                per_pixel += 4  # Pillow resamples a premultiplied copy
+            width, height = image.size
+            if width * height * per_pixel > DECODE_BUDGET:
+                limit = min(DECODE_BUDGET // per_pixel, MAX_PIXELS) // 1_000_000
+                raise _Refused("chat.image_pixels", megapixels=limit)
+            frame = image.convert(mode) if mode != image.mode else image
+            frame.thumbnail((side, side))
+            frame = ImageOps.exif_transpose(frame)  # conversions keep the EXIF data
+        if frame.mode in ("RGBA", "LA"):
             flat = Image.new("RGB", frame.size, "white")
             flat.paste(frame, mask=frame.getchannel("A"))
             frame = flat
@@ -144,14 +171,26 @@ def _prepare(data: bytes, side: int, history_side: int) -> Picture:
             frame = frame.convert("RGB")
     except _Refused:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # Pillow's own guard, past 2 x its MAX_IMAGE_PIXELS
+        raise _Refused("chat.image_pixels", megapixels=MAX_PIXELS // 1_000_000) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         log.info("an image could not be read: %r", exc)
         raise _Refused("chat.image_unreadable") from None
-    frame.thumbnail((side, side))
     now = {"type": "image_url", "image_url": {"url": _data_url(frame)}}
     frame.thumbnail((history_side, history_side))
     kept = {"type": "image_url", "image_url": {"url": _data_url(frame), "detail": "low"}}
     return Picture(now, kept)
+
+
+def _resizable_mode(image: PILImage.Image) -> str:
+    """The mode to scale `image` down in: its own when Pillow resamples it smoothly (it falls
+    back to nearest-neighbour for 1-bit and palette images), with alpha when it has any."""
+    alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info
+    if alpha:
+        return "LA" if image.mode in ("1", "L", "LA", "La") else "RGBA"
+    if image.mode in ("1", "L"):
+        return "L"
+    return "RGB"
 
 
 def _data_url(image: PILImage.Image) -> str:
