@@ -107,6 +107,53 @@ async def test_a_stream_the_user_saw_is_never_sent_again(
     assert user_texts(openai_server.last_chat_messages()) == ["tell me", "again"]
 
 
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_streams_cut_mid_line_are_the_endpoints_fault_not_chats(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, http_client: str
+) -> None:
+    """A body that ends inside a `data:` line is a broken endpoint: each user is told the model
+    is unavailable, and the circuit breaker (10 failures) never switches chat off for all."""
+    running = await start_bot(
+        ["history", "chat"],
+        settings=HISTORY,
+        openai={"max_retries": 1},
+        bot={"http_client": http_client},
+    )
+    users = range(1001, 1013)  # 12 faults in a row, more than the breaker's 10
+    openai_server.script_chat(
+        *[ChatReply(chunks=["never ", "shown"], cut_mid_line_after=0)] * (2 * len(users))
+    )
+    for user in users:
+        reply = await telegram.reply_to("hello", user_id=user, timeout=10)
+        assert reply.text == "The model is unavailable right now. Please try again in a minute."
+    assert chat_requests(openai_server) == 2 * len(users)  # each asked again once, then told
+    assert running.app.breaker.state("chat") == "closed"
+    assert running.app.breaker.plugins.get("chat") is None or not (
+        running.app.breaker.plugins["chat"].failures
+    )
+    assert (await telegram.reply_to("still on?")).text == "echo: still on?"
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_a_stream_cut_mid_line_after_its_first_words_says_so(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, http_client: str
+) -> None:
+    running = await start_bot(
+        ["history", "chat"], settings=HISTORY, bot={"http_client": http_client}
+    )
+    openai_server.script_chat(
+        ChatReply(chunks=["The answer ", "begins ", "and then"], cut_mid_line_after=2)
+    )
+    await telegram.send_message("tell me")
+    shown = await telegram.next_message(42, timeout=10)
+    notice = await telegram.next_message(42, timeout=10)
+    await telegram.wait_for(lambda: shown.text == "The answer begins")
+    assert notice.text == "The answer was cut off. Please try again."
+    assert running.app.breaker.plugins.get("chat") is None or not (
+        running.app.breaker.plugins["chat"].failures
+    )
+
+
 @pytest.mark.parametrize("drop_after", [0, 1], ids=["before-headers-body", "after-role-chunk"])
 async def test_a_stream_dropped_before_any_text_is_retried(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, drop_after: int
