@@ -100,6 +100,11 @@ JSONDict = dict[str, Any]
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+MAX_ENTITIES = 100
+"""Formatting entities Telegram keeps in one message or caption: the rest are dropped without an
+error, the text kept (observed: rubenlagus/TelegramBots#854, "sent successfully but all tags
+after the 100th are ignored"; tdlib/telegram-bot-api#820, "up to 100 ... entities (custom
+emojis, bold, hyperlinks...)"). Not in the Bot API docs."""
 MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_UPLOAD = 50 * 1024 * 1024
 DRAFT_TTL = 30.0
@@ -1946,6 +1951,8 @@ class FakeTelegram:
             plain, ents = text, []
         else:
             raise _bad(f"unsupported parse_mode {parse_mode}")
+        if len(ents) > MAX_ENTITIES:  # kept in text order, the rest silently dropped
+            ents = sorted(ents, key=lambda e: (e["offset"], -e["length"]))[:MAX_ENTITIES]
         if not caption and not allow_empty and not plain.strip():
             raise _bad("message text is empty")
         if utf16_len(plain) > limit:
