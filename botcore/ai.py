@@ -33,8 +33,8 @@ def explain_api_error(exc: BaseException, turn: Turn, *, plugin: str) -> UserErr
         key = "ai.unavailable"
     elif isinstance(exc, openai.RateLimitError):
         key = "ai.rate_limited"
-    elif isinstance(exc, openai.InternalServerError):
-        key = "ai.unavailable"
+    elif isinstance(exc, (openai.InternalServerError, openai.APIResponseValidationError)):
+        key = "ai.unavailable"  # a server error, or a body that is not what the API sends
     elif isinstance(exc, openai.BadRequestError):
         code = str(exc.code or "")
         message = str(exc.message or "").lower()

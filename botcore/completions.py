@@ -191,7 +191,10 @@ class Completions:
                 raise self._connection_error(exc) from exc
             finally:
                 response.release()
-            return loads(data)
+            try:
+                return loads(data)
+            except json.JSONDecodeError as exc:
+                raise self._invalid(exc) from exc
         return ChunkStream(self, response)
 
     async def close(self) -> None:
@@ -208,13 +211,17 @@ class Completions:
         from openai import AsyncStream
         from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-        return await self.client.post(
-            "/chat/completions",
-            body=body,
-            cast_to=ChatCompletion,
-            stream=stream,
-            stream_cls=AsyncStream[ChatCompletionChunk],
-        )
+        try:
+            result = await self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                stream=stream,
+                stream_cls=AsyncStream[ChatCompletionChunk],
+            )
+        except json.JSONDecodeError as exc:
+            raise self._invalid(exc) from exc
+        return _CheckedStream(self, result) if stream else result
 
     async def _opened(self) -> aiohttp.ClientSession:
         """The session; the first caller opens it and callers arriving meanwhile wait for that
@@ -301,6 +308,26 @@ class Completions:
             return openai.APITimeoutError(request=self._request())
         return openai.APIConnectionError(request=self._request())
 
+    def _cut(self) -> Exception:
+        """A stream whose body ended before the answer did (mid-event, or with no finish
+        reason): the endpoint's fault, raised as the SDK raises a dropped connection."""
+        import openai
+
+        return openai.APIConnectionError(
+            message="The answer stream ended before the answer did.", request=self._request()
+        )
+
+    def _invalid(self, exc: json.JSONDecodeError) -> Exception:
+        """A body that is not JSON: the endpoint's fault (an API error for the user), never a
+        bug of the plugin that asked (a bare JSONDecodeError would count against its breaker)."""
+        import openai
+
+        log.debug("chat/completions: invalid JSON: %s", exc.msg)
+        response = _httpx().Response(200, request=self._request())
+        return openai.APIResponseValidationError(
+            response, None, message="The endpoint answered with invalid JSON."
+        )
+
 
 def _httpx() -> Any:
     """The httpx package the installed SDK is built on (httpx, or httpx2 in newer releases)."""
@@ -331,6 +358,8 @@ class ChunkStream:
         self._pending = b""
         self._data: list[bytes] = []
         self._done = False
+        self._finished = False
+        """A choice has had its finish reason: the answer is whole even without [DONE]."""
 
     def __aiter__(self) -> ChunkStream:
         return self
@@ -353,10 +382,13 @@ class ChunkStream:
             await self.close()
             raise self._owner._connection_error(exc) from exc
         if not data:  # the body ended (without [DONE])
-            if self._pending.strip() or self._data:
-                self._feed(b"\n\n")
+            # An unfinished event is discarded (as the SSE spec says); it, or an answer with no
+            # finish reason, means the answer was cut: an endpoint fault, said as one.
+            cut = bool(self._pending.strip() or self._data) or not self._finished
             self._done = True
             await self.close()
+            if cut:
+                raise self._owner._cut()
             return
         self._feed(data)
 
@@ -380,7 +412,10 @@ class ChunkStream:
         if data.startswith(b"[DONE]"):
             self._done = True  # the rest of the body is drained by close()
             return
-        chunk = loads(data)
+        try:
+            chunk = loads(data)
+        except json.JSONDecodeError as exc:
+            raise self._owner._invalid(exc) from exc
         if isinstance(chunk, dict) and chunk.get("error"):
             import openai
 
@@ -393,6 +428,8 @@ class ChunkStream:
                 self._owner._request(),
                 body=error,
             )
+        if not self._finished and _finishes(chunk):
+            self._finished = True
         self._chunks.append(chunk)
 
     async def close(self) -> None:
@@ -413,6 +450,45 @@ class ChunkStream:
             response.close()
         finally:
             response.release()
+
+    aclose = close
+
+
+def _finishes(chunk: Any) -> bool:
+    """Whether a chunk (a Data or the SDK's model) gives a choice its finish reason."""
+    return any(getattr(c, "finish_reason", None) for c in getattr(chunk, "choices", None) or ())
+
+
+class _CheckedStream:
+    """The SDK's stream (``http_client = "httpx"``) with the endpoint faults ChunkStream raises:
+    invalid JSON and a body that ends before the answer (the SDK drops an unfinished event
+    and ends quietly, which would pass a cut answer off as whole)."""
+
+    def __init__(self, owner: Completions, stream: Any) -> None:
+        self._owner = owner
+        self._stream = stream
+        self._iterator = stream.__aiter__()
+        self._finished = False
+
+    def __aiter__(self) -> _CheckedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._iterator.__anext__()
+        except StopAsyncIteration:
+            if not self._finished:
+                raise self._owner._cut() from None
+            raise
+        except json.JSONDecodeError as exc:
+            await self.close()
+            raise self._owner._invalid(exc) from exc
+        if not self._finished and _finishes(chunk):
+            self._finished = True
+        return chunk
+
+    async def close(self) -> None:
+        await self._stream.close()
 
     aclose = close
 

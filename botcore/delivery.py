@@ -25,7 +25,7 @@ from telegram.error import (
 from telegram.ext import ExtBot
 
 from botcore.guard import STREAM, GuardedStream
-from botcore.scheduler import Deferred, Dropped, Kind, retry_after
+from botcore.scheduler import Deferred, Dropped, Kind, Scheduler, retry_after
 from botcore.split import Piece, split_message, utf16_len
 from botcore.turn import Outcome
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
@@ -40,6 +40,12 @@ T = TypeVar("T")
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
 NETWORK_ATTEMPTS = 3
+PATIENT_FIRST_WAIT = 0.25
+PATIENT_MAX_WAIT = 30.0
+"""A final answer's edit, safe to repeat, is retried after network errors with waits doubling
+from the first to the second, for as long as bot.limits.max_wait allows (flood control's
+ceiling): five resets in a row once took an answer that three tries 1.5 s apart gave up on."""
+_GONE = ("message to edit not found", "message can't be edited")
 
 
 class Sent(NamedTuple):
@@ -157,6 +163,21 @@ class Delivery:
             turn.record.note(Outcome.UNDELIVERED)
             log.exception("could not deliver the reply to update %s", turn.update_id)
 
+    async def chat_moved(self, old: int, new: int) -> None:
+        """A group became supergroup `new` (Telegram's service messages; each comes twice, once
+        per chat): replies to it go to `new`, and its history follows when the history store
+        can move (`move_chat`, an optional extra of a HistoryStore)."""
+        scheduler = getattr(self.app.telegram, "rate_limiter", None)
+        if isinstance(scheduler, Scheduler):
+            scheduler.moved.setdefault(old, new)
+        move = getattr(self.app.history, "move_chat", None)
+        if move is None:
+            return
+        try:
+            await move(old, new)
+        except Exception:
+            log.exception("could not move the history of chat %s to supergroup %s", old, new)
+
     def _tell_after_ban(self, turn: Turn) -> None:
         """Once flood control lets the chat be written to again, say that an answer was lost
         (once per chat and ban: botcore.scheduler.Scheduler.notify_after_ban)."""
@@ -176,20 +197,32 @@ class Delivery:
             return None
         return ReplyParameters(turn.message.message_id, allow_sending_without_reply=True)
 
-    async def api(self, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Call the Bot API, retrying network errors a few times. Flood control is the
+    async def api(
+        self, call: Callable[..., Awaitable[T]], *args: Any, patient: bool = False, **kwargs: Any
+    ) -> T:
+        """Call the Bot API, retrying network errors a few times; `patient` (a final answer's
+        edit: repeating it is harmless) for up to bot.limits.max_wait. Flood control is the
         scheduler's (botcore.scheduler): a RetryAfter that gets here has outlasted max_wait."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         attempt = 0
         while True:
             try:
                 return await call(*args, **kwargs)
             except (BadRequest, RetryAfter):
                 raise
-            except (TimedOut, NetworkError):
+            except (TimedOut, NetworkError) as exc:
                 attempt += 1
-                if attempt >= NETWORK_ATTEMPTS:
+                if patient:
+                    wait = min(PATIENT_FIRST_WAIT * 2 ** (attempt - 1), PATIENT_MAX_WAIT)
+                    if loop.time() + wait - started > self.app.config.bot.limits.max_wait:
+                        raise
+                    log.info("Bot API: %s; trying again in %.2f s", type(exc).__name__, wait)
+                elif attempt >= NETWORK_ATTEMPTS:
                     raise
-                await asyncio.sleep(0.5 * attempt)
+                else:
+                    wait = 0.5 * attempt
+                await asyncio.sleep(wait)
 
     async def send_text(self, turn: Turn, text: str, *, markdown: bool = False) -> list[Sent]:
         """Send text in as many messages as it needs."""
@@ -227,7 +260,9 @@ class Delivery:
             result = await self.api(self._post, "sendMessage", params, kind=kind)
         return Sent(result["chat"]["id"], result["message_id"])
 
-    async def _edit_piece(self, message: Sent, piece: Piece) -> None:
+    async def _edit_piece(self, message: Sent, piece: Piece) -> bool:
+        """Make a sent message show `piece`; False if the message is gone (deleted, or left
+        behind in a group that became a supergroup): the caller sends the piece anew."""
         text, entities = piece
         params: dict[str, Any] = {
             "chat_id": message.chat_id,
@@ -235,15 +270,23 @@ class Delivery:
             "text": text,
         }
         try:
-            await self.api(self._post, "editMessageText", {**params, "entities": entities or None})
+            await self.api(
+                self._post,
+                "editMessageText",
+                {**params, "entities": entities or None},
+                patient=True,
+            )
         except BadRequest as exc:
             reason = str(exc).lower()
             if "not modified" in reason:
-                return
+                return True
+            if any(gone in reason for gone in _GONE):
+                return False
             if not entities or "entit" not in reason:
                 raise
             log.warning("Telegram refused the formatting (%s); editing to plain text", exc)
-            await self.api(self._post, "editMessageText", params)
+            await self.api(self._post, "editMessageText", params, patient=True)
+        return True
 
     async def send_stream(self, turn: Turn, reply: TextStream) -> None:
         """Show streamed text as it grows, then the final formatted text (split over several
@@ -322,7 +365,12 @@ class Delivery:
             if index < len(shown.messages):
                 if shown.pieces[index] != piece:
                     if final:
-                        await self._edit_piece(shown.messages[index], piece)
+                        if not await self._edit_piece(shown.messages[index], piece):
+                            log.info(
+                                "a preview is gone (update %s): the answer goes anew",
+                                turn.update_id,
+                            )
+                            shown.messages[index] = await self._send_piece(turn, piece)
                     elif not await self._edit_preview(shown.messages[index], piece):
                         continue  # not shown: the final edit must still try (as plain text)
                     shown.pieces[index] = piece

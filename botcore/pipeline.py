@@ -94,6 +94,12 @@ class Pipeline:
                 await self._edited(update.update_id, edited)
             return  # channel posts and anything else are not for the pipeline
         message = update.message
+        if message.migrate_to_chat_id or message.migrate_from_chat_id:  # a group upgraded
+            await self.app.delivery.chat_moved(
+                message.migrate_from_chat_id or message.chat_id,
+                message.migrate_to_chat_id or message.chat_id,
+            )
+            return
         update_id = update.update_id
         place = (message.chat_id, topic_of(message))
         entry = self._chats.get(place)

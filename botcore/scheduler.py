@@ -57,7 +57,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import ChatMigrated, RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
@@ -281,6 +281,9 @@ class Scheduler(BaseRateLimiter[str]):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notices: set[int | str | None] = set()
         self._stopping = False
+        self.moved: dict[int, int] = {}
+        """Groups upgraded to supergroups (Telegram's ChatMigrated): old chat id -> new. Every
+        later call to the old id goes to the new one."""
 
     async def initialize(self) -> None:
         """Nothing to set up: state is made as chats appear."""
@@ -325,7 +328,34 @@ class Scheduler(BaseRateLimiter[str]):
         data: dict[str, Any],
         rate_limit_args: str | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        """Send one Bot API call when its budgets allow (see the module for the rules)."""
+        """Send one Bot API call when its budgets allow (see the module for the rules). A call to
+        a group that became a supergroup goes to the supergroup, now and from then on: the
+        answer being written there is not lost."""
+        old = _chat_id(data.get("chat_id"))
+        new = self.moved.get(old) if old is not None else None
+        followed = new is not None
+        if followed:
+            data["chat_id"] = new  # `args` holds the same dict
+        try:
+            return await self._process(callback, args, kwargs, endpoint, data, rate_limit_args)
+        except ChatMigrated as exc:
+            if old is None or followed:
+                raise
+            if old not in self.moved:  # else a call made at the same time got here first
+                self.moved[old] = exc.new_chat_id
+                log.info("chat %s became supergroup %s: following it", old, exc.new_chat_id)
+            data["chat_id"] = self.moved[old]
+            return await self._process(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+    async def _process(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: str | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         method = endpoint.lower()
         if method in MESSAGE_METHODS:
             messages = True
@@ -668,6 +698,14 @@ class Scheduler(BaseRateLimiter[str]):
         task = asyncio.get_running_loop().create_task(notice())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _chat_id(value: Any) -> int | None:
+    """A call's chat_id as a number (None for none or a @username)."""
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _too_many(seconds: float) -> RetryAfter:

@@ -36,6 +36,10 @@ class Entity(Protocol):
     def custom_emoji_id(self) -> str | None: ...
 
 
+MAX_ENTITIES = 100
+"""Entities Telegram keeps in one message: it drops the rest without a word (a link past the
+100th loses its URL), so a piece holds at most this many (see botcore.testing.fake_telegram)."""
+
 PARAGRAPH, LINE, SENTENCE, WORD, PUNCTUATION, GRAPHEME = range(6)
 """Cut levels, best first."""
 
@@ -82,9 +86,12 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
-def split_message(text: str, entities: Sequence[Entity], limit: int) -> list[Piece]:
-    """(text, entities) -> pieces of at most `limit` UTF-16 units, none blank, with each entity
-    clipped to the pieces it covers (offsets rebased; a code block keeps its language).
+def split_message(
+    text: str, entities: Sequence[Entity], limit: int, *, max_entities: int = MAX_ENTITIES
+) -> list[Piece]:
+    """(text, entities) -> pieces of at most `limit` UTF-16 units and `max_entities` entities,
+    none blank, with each entity clipped to the pieces it covers (offsets rebased; a code block
+    keeps its language).
 
     Cuts at the best boundary that fits, in this order: a blank line, a line break, the end of a
     sentence, a space, after punctuation (text without spaces), a grapheme cluster; never inside
@@ -93,9 +100,10 @@ def split_message(text: str, entities: Sequence[Entity], limit: int) -> list[Pie
     code line that starts a piece."""
     if limit < 2:
         raise ValueError("a piece must hold at least one character (2 UTF-16 units)")
-    if len(text) <= limit // 2 or utf16_len(text) <= limit:  # the common case costs nothing more
+    fits = len(text) <= limit // 2 or utf16_len(text) <= limit
+    if fits and len(entities) <= max_entities:  # the common case costs nothing more
         return [(text, [_message_entity(e) for e in entities])] if text.strip() else []
-    return _Splitter(text, entities, limit).pieces()
+    return _Splitter(text, entities, limit, max_entities=max_entities).pieces()
 
 
 def _message_entity(entity: Entity, offset: int | None = None, length: int = 0) -> MessageEntity:
@@ -159,10 +167,17 @@ class _Splitter:
     """One split: the text's UTF-16 offsets, its entities, and the spans a cut should avoid."""
 
     def __init__(
-        self, text: str, entities: Sequence[Entity], limit: int, *, quick: bool = True
+        self,
+        text: str,
+        entities: Sequence[Entity],
+        limit: int,
+        *,
+        quick: bool = True,
+        max_entities: int = MAX_ENTITIES,
     ) -> None:
         self.text = text
         self.limit = limit
+        self.max_entities = max_entities
         self.quick = quick  # False only to test that the quick scans choose as the full ones do
         self.ascii = text.isascii()  # then no cluster spans a space, and no check is needed
         # Code point <-> UTF-16 offsets: identity until the first character outside the BMP.
@@ -205,15 +220,31 @@ class _Splitter:
         ranges: list[tuple[int, int]] = []
         start = 0
         while start < size:
-            if total - self.u16(start) <= self.limit:
+            bound = self.entity_bound(start)
+            if total - self.u16(start) <= self.limit and bound is None:
                 end, following = size, size
             else:
-                cut = self.cut(start, self.floor(self.u16(start) + self.limit))
+                last = self.floor(self.u16(start) + self.limit)
+                cut = self.cut(start, last if bound is None else min(last, bound))
                 end, following = cut.end, cut.start
             if text[start:end].strip():
                 ranges.append((start, end))
             start = following
         return self.with_entities(ranges)
+
+    def entity_bound(self, start: int) -> int | None:
+        """Where the entity one past `max_entities` in a piece from `start` begins (the piece
+        must end by then), or None if the rest of the text has no more than that many (or they
+        all begin at `start`, where no cut can part them)."""
+        if len(self.entities) <= self.max_entities:
+            return None
+        count = 0
+        for begin, end, _ in self.entities:  # sorted by where they begin
+            if end > start:
+                count += 1
+                if count > self.max_entities:
+                    return begin if begin > start else None
+        return None
 
     def cut(self, start: int, last: int) -> _Cut:
         """The best cut for a piece from `start` that may end no later than `last`: outside

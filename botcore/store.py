@@ -92,6 +92,12 @@ class Store(Protocol):
         """Forget every message appended before unix time `before` (retention)."""
         ...
 
+    async def move(self, old: str, new: str) -> None:
+        """Give every conversation keyed `old`, or `old` + ":" + more, the key with `new` in
+        place of `old` (a group became a supergroup: its conversations follow it). Messages the
+        new key already holds come after the moved ones, which are older."""
+        ...
+
     # Records: small JSON values by namespace and key (per-user settings, admin overrides).
 
     async def get(self, namespace: str, key: str) -> Any:

@@ -107,6 +107,53 @@ async def test_a_stream_the_user_saw_is_never_sent_again(
     assert user_texts(openai_server.last_chat_messages()) == ["tell me", "again"]
 
 
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_streams_cut_mid_line_are_the_endpoints_fault_not_chats(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, http_client: str
+) -> None:
+    """A body that ends inside a `data:` line is a broken endpoint: each user is told the model
+    is unavailable, and the circuit breaker (10 failures) never switches chat off for all."""
+    running = await start_bot(
+        ["history", "chat"],
+        settings=HISTORY,
+        openai={"max_retries": 1},
+        bot={"http_client": http_client},
+    )
+    users = range(1001, 1013)  # 12 faults in a row, more than the breaker's 10
+    openai_server.script_chat(
+        *[ChatReply(chunks=["never ", "shown"], cut_mid_line_after=0)] * (2 * len(users))
+    )
+    for user in users:
+        reply = await telegram.reply_to("hello", user_id=user, timeout=10)
+        assert reply.text == "The model is unavailable right now. Please try again in a minute."
+    assert chat_requests(openai_server) == 2 * len(users)  # each asked again once, then told
+    assert running.app.breaker.state("chat") == "closed"
+    assert running.app.breaker.plugins.get("chat") is None or not (
+        running.app.breaker.plugins["chat"].failures
+    )
+    assert (await telegram.reply_to("still on?")).text == "echo: still on?"
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_a_stream_cut_mid_line_after_its_first_words_says_so(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, http_client: str
+) -> None:
+    running = await start_bot(
+        ["history", "chat"], settings=HISTORY, bot={"http_client": http_client}
+    )
+    openai_server.script_chat(
+        ChatReply(chunks=["The answer ", "begins ", "and then"], cut_mid_line_after=2)
+    )
+    await telegram.send_message("tell me")
+    shown = await telegram.next_message(42, timeout=10)
+    notice = await telegram.next_message(42, timeout=10)
+    await telegram.wait_for(lambda: shown.text == "The answer begins")
+    assert notice.text == "The answer was cut off. Please try again."
+    assert running.app.breaker.plugins.get("chat") is None or not (
+        running.app.breaker.plugins["chat"].failures
+    )
+
+
 @pytest.mark.parametrize("drop_after", [0, 1], ids=["before-headers-body", "after-role-chunk"])
 async def test_a_stream_dropped_before_any_text_is_retried(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, drop_after: int
@@ -275,6 +322,73 @@ async def test_a_user_who_blocked_the_bot_mid_stream(
     )
     assert len([c for c in telegram.calls("sendMessage") if to_chat(42)(c)]) == 1  # no retry loop
     assert telegram.calls("editMessageText") == []
+
+
+NO_DRAFTS = {"status": 404, "description": "Not Found"}  # a server without drafts: edits
+
+
+async def test_a_deleted_preview_gets_its_final_answer_as_a_new_message(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat"], settings=HISTORY)
+    telegram.fail("sendMessageDraft", **NO_DRAFTS)  # type: ignore[arg-type]
+    openai_server.script_chat(
+        ChatReply(chunks=["The first words ", "and the rest ", "of it."], chunk_delay=1.0)
+    )
+    await telegram.send_message("tell me")
+    preview = await telegram.next_message(42, timeout=10)
+    telegram.delete_message(42, preview.message_id)  # the user deletes it while it streams
+    answer = await telegram.next_message(42, timeout=15)
+    await telegram.wait_for(lambda: answer.text == "The first words and the rest of it.")
+    assert any(
+        c.response and "message to edit not found" in str(c.response)
+        for c in telegram.calls("editMessageText")
+    )
+    assert (await telegram.reply_to("next")).text == "echo: next"
+
+
+async def test_a_group_upgraded_to_a_supergroup_mid_answer_gets_it_there(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    running = await start_bot(["history", "chat"], settings={**HISTORY, "chat": {"groups": "all"}})
+    group = {"chat_id": -555, "chat_type": "group"}
+    assert (await telegram.reply_to("my name is Ann", **group)).text == "echo: Test: my name is Ann"
+    openai_server.script_chat(
+        ChatReply(chunks=["The first words ", "and the rest ", "of it."], chunk_delay=1.5)
+    )
+    await telegram.send_message("tell me", **group)  # type: ignore[arg-type]
+    await telegram.next_message(-555, timeout=10)  # its first preview, in the old group
+    supergroup = await telegram.migrate_group(-555)
+    answer = await telegram.next_message(supergroup, timeout=15)
+    await telegram.wait_for(lambda: answer.text == "The first words and the rest of it.")
+    # Later messages come from the supergroup: the same conversation goes on there.
+    later = await telegram.reply_to("what is my name?", chat_id=supergroup, chat_type="supergroup")
+    assert later.text == "echo: Test: what is my name?"
+    assert user_texts(openai_server.last_chat_messages()) == [
+        "Test: my name is Ann",
+        "Test: tell me",
+        "Test: what is my name?",
+    ]
+    scheduler = running.app.telegram.rate_limiter
+    assert scheduler.moved == {-555: supergroup}
+
+
+async def test_a_final_edit_outlasts_five_connection_resets(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat"])
+    telegram.fail("sendMessageDraft", **NO_DRAFTS)  # type: ignore[arg-type]
+    openai_server.script_chat(ChatReply(chunks=["Some ", "**bold** ", "text"], chunk_delay=0.3))
+    telegram.fail(
+        "editMessageText", disconnect=True, times=5, when=lambda c: "entities" in str(c.params)
+    )
+    await telegram.send_message("go")
+    message = await telegram.next_message(42)
+    await telegram.wait_for(lambda: message.text == "Some bold text", timeout=30)
+    assert message.entities
+    resets = [c for c in telegram.calls("editMessageText") if c.status == 0]
+    assert len(resets) == 5
+    assert len(telegram.bot_messages(42)) == 1
 
 
 @pytest.mark.parametrize("disconnect", [True, False], ids=["connection-reset", "502"])

@@ -483,3 +483,35 @@ def test_the_quick_scans_choose_as_the_full_ones_do(sample: Sample, limit: int) 
     quick = split_message(sample.text, sample.entities, limit)
     full = _Splitter(sample.text, sample.entities, limit, quick=False).pieces()
     assert quick == full or utf16_len(sample.text) <= limit
+
+
+def test_500_links_are_split_at_most_100_entities_a_piece() -> None:
+    """Telegram keeps 100 entities of a message and drops the rest (botcore.split.MAX_ENTITIES)."""
+    answer = " ".join(f"[site {i}](https://example.com/{i})" for i in range(500))
+    pieces = render(answer, markdown=True)
+    assert all(len(entities) <= 100 for _, entities in pieces)
+    urls = [e.url for _, entities in pieces for e in entities if e.type == "text_link"]
+    assert urls == [f"https://example.com/{i}" for i in range(500)]
+    assert (
+        " ".join(text for text, _ in pieces).split()
+        == " ".join(f"site {i}" for i in range(500)).split()
+    )
+    assert len(pieces) == 5  # as few as the limit allows: 5000 characters, 500 entities
+
+
+async def test_an_answer_with_500_links_arrives_with_every_link(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat"], settings={"chat": {"stream": False}})
+    openai_server.script_chat(
+        "\n".join(f"{i}. [source {i}](https://example.com/{i})" for i in range(500))
+    )
+    await telegram.send_message("sources please")
+    await telegram.wait_for(
+        lambda: any("source 499" in (m.text or "") for m in telegram.bot_messages(42)),
+        timeout=20,
+    )
+    messages = telegram.bot_messages(42)
+    assert all(len(m.entities) <= 100 for m in messages)
+    links = [e["url"] for m in messages for e in m.entities if e["type"] == "text_link"]
+    assert links == [f"https://example.com/{i}" for i in range(500)]  # none dropped

@@ -104,6 +104,34 @@ async def test_replace_is_the_whole_conversation(store: Store) -> None:
     assert len(await store.messages("d", limit=10)) == 1
 
 
+async def test_move_renames_a_conversation_and_those_under_it(store: Store) -> None:
+    def said(*texts: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": t} for t in texts]
+
+    await store.append("chat:-5", said("a", "b"), keep=10)
+    await store.append("chat:-5:user:7", said("u"), keep=10)
+    await store.append("chat:-50", said("other group"), keep=10)
+    await store.append("chat:-100", said("already there"), keep=10)
+    await store.move("chat:-5", "chat:-100")
+    assert await store.messages("chat:-5", limit=10) == []
+    assert await store.messages("chat:-5:user:7", limit=10) == []
+    assert [m["content"] for m in await store.messages("chat:-100", limit=10)] == [
+        "a",
+        "b",
+        "already there",  # newer than the moved ones
+    ]
+    assert [m["content"] for m in await store.messages("chat:-100:user:7", limit=10)] == ["u"]
+    assert [m["content"] for m in await store.messages("chat:-50", limit=10)] == ["other group"]
+    await store.move("chat:-5", "chat:-100")  # again: nothing left to move, nothing changes
+    assert len(await store.messages("chat:-100", limit=10)) == 3
+    await store.append("chat:-100", said("c"), keep=10)
+    await store.expire(0)
+    assert [m["content"] for m in await store.messages("chat:-100", limit=2)] == [
+        "already there",
+        "c",
+    ]
+
+
 async def test_records(store: Store) -> None:
     assert await store.get("settings", "42") is None
     await store.put("settings", "42", {"voice": True, "persona": "пират"})

@@ -19,6 +19,10 @@ from botcore.store import (
 )
 
 
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ":")
+
+
 class MemoryStore(LocalSignals):
     """Dicts and lists; values are copied in and out, as a real backend would serialize them."""
 
@@ -65,6 +69,13 @@ class MemoryStore(LocalSignals):
         self._conversations.pop(conversation, None)
         if messages:
             await self.append(conversation, messages, keep=len(messages))
+
+    async def move(self, old: str, new: str) -> None:
+        """Rename `old` and the conversations under it; what `new` held goes after."""
+        for key in [k for k in self._conversations if _under(k, old)]:
+            moved = self._conversations.pop(key)
+            target = new + key[len(old) :]
+            self._conversations[target] = moved + self._conversations.get(target, [])
 
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`."""

@@ -236,6 +236,19 @@ class PostgresStore:
                 rows,
             )
 
+    async def move(self, old: str, new: str) -> None:
+        """Rename `old` and the conversations under it, in one statement (the moved rows keep
+        their lower ids, so they stay before what `new` held)."""
+        await self.pool.execute(
+            "UPDATE botcore_messages SET conversation = $1 || substr(conversation, $2) "
+            "WHERE conversation = $3 OR left(conversation, $4) = $5",
+            new,
+            len(old) + 1,
+            old,
+            len(old) + 1,
+            old + ":",
+        )
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`."""
         await self.pool.execute("DELETE FROM botcore_messages WHERE created < $1", before)

@@ -56,6 +56,17 @@ while true do
 end
 """
 
+MOVE = """
+local moved = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = #moved, 1, -1 do redis.call('LPUSH', KEYS[2], moved[i]) end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if #moved > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+return #moved
+"""
+"""Prepend one conversation's list to another's and forget it, atomically (an append to either
+cannot fall between the read and the delete)."""
+
 TRY_LOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -162,6 +173,7 @@ class RedisStore:
         for name, source in (
             ("add", ADD),
             ("expire", EXPIRE),
+            ("move", MOVE),
             ("try_lock", TRY_LOCK),
             ("renew", RENEW),
             ("release", RELEASE),
@@ -229,6 +241,20 @@ class RedisStore:
             else:
                 pipe.srem(CONVERSATIONS, conversation)
             await pipe.execute()
+
+    async def move(self, old: str, new: str) -> None:
+        """Rename `old` and the conversations under it, each atomically (MOVE)."""
+        found = [
+            str(name)
+            async for name in self.redis.sscan_iter(CONVERSATIONS, count=500)
+            if str(name) == old or str(name).startswith(old + ":")
+        ]
+        for name in found:
+            target = new + name[len(old) :]
+            await self._scripts["move"](
+                keys=[_conversation(name), _conversation(target), CONVERSATIONS],
+                args=[name, target],
+            )
 
     async def expire(self, before: float) -> None:
         """Forget messages older than `before`: drop them from the head of every list."""

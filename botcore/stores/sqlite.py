@@ -217,6 +217,21 @@ class SQLiteStore(LocalSignals):
         await self._run(_execute, "DELETE FROM messages WHERE conversation = ?", conversation)
         self._wrote()
 
+    async def move(self, old: str, new: str) -> None:
+        """Rename `old` and the conversations under it, in one statement (the moved rows keep
+        their lower ids, so they stay before what `new` held)."""
+        await self._run(
+            _execute,
+            "UPDATE messages SET conversation = ? || substr(conversation, ?) "
+            "WHERE conversation = ? OR substr(conversation, 1, ?) = ?",
+            new,
+            len(old) + 1,
+            old,
+            len(old) + 1,
+            old + ":",
+        )
+        self._wrote()
+
     async def expire(self, before: float) -> None:
         """Forget messages older than `before` (on the thread: it may delete many rows)."""
         await self._ready()

@@ -199,6 +199,10 @@ class ChatReply:
     error: ErrorReply | None = None
     drop_after_chunks: int | None = None
     """Streaming: abort the connection after this many chunks, never sending [DONE]."""
+    cut_mid_line_after: int | None = None
+    """Streaming: after this many chunks send the first half of the next ``data:`` line and end
+    the body there, cleanly (no [DONE]): what a proxy or an overloaded server that gives up
+    mid-event leaves the client."""
     usage: dict[str, Any] | None = None
     """Default: prompt ~ len(json(messages))//4, completion ~ len(text + arguments)//4."""
     total_duration: float | None = None
@@ -807,6 +811,11 @@ class FakeOpenAI:
                 await asyncio.sleep(delay)
             if drop is not None and i >= drop:
                 return self._abort(request, resp)
+            if reply.cut_mid_line_after is not None and i >= reply.cut_mid_line_after:
+                line = b"data: " + _JSON_DUMPS(event).encode()
+                await resp.write(line[: len(line) // 2])
+                await resp.write_eof()
+                return resp
             await resp.write(b"data: " + _JSON_DUMPS(event).encode() + b"\n\n")
         if drop is not None:
             return self._abort(request, resp)

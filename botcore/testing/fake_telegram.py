@@ -100,6 +100,11 @@ JSONDict = dict[str, Any]
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+MAX_ENTITIES = 100
+"""Formatting entities Telegram keeps in one message or caption: the rest are dropped without an
+error, the text kept (observed: rubenlagus/TelegramBots#854, "sent successfully but all tags
+after the 100th are ignored"; tdlib/telegram-bot-api#820, "up to 100 ... entities (custom
+emojis, bold, hyperlinks...)"). Not in the Bot API docs."""
 MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_UPLOAD = 50 * 1024 * 1024
 DRAFT_TTL = 30.0
@@ -786,6 +791,7 @@ class FakeTelegram:
         self._failures: dict[str, list[_Failure]] = {}
         self._topics: dict[int, dict[int, str]] = {}  # forum chat -> {thread id: topic name}
         self._draft_cleared: dict[tuple[int, int | None], float] = {}  # (chat, thread) -> when
+        self._migrated: dict[int, int] = {}  # upgraded group -> its supergroup
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._cursors: dict[int, int] = {}
         self._last_activity = time.monotonic()
@@ -1127,6 +1133,50 @@ class FakeTelegram:
         self._webhook_wakeup.set()
         self._notify()
         return update
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user (or an admin) deletes a message, the bot's included: editing it then answers
+        "message to edit not found", as Telegram does."""
+        message = self._bot_msgs.get((chat_id, message_id))
+        if message is not None:
+            message.deleted = True
+        else:
+            self._user_msgs.pop((chat_id, message_id), None)
+
+    async def migrate_group(self, chat_id: int, *, user_id: int = 42) -> int:
+        """Upgrade a group to a supergroup, as Telegram does when a group gets a public link,
+        topics or more admin rights: the group gets a service message with
+        ``migrate_to_chat_id``, the new supergroup one with ``migrate_from_chat_id``, and every
+        later call that names the old id is refused with 400 and ``parameters.migrate_to_chat_id``
+        (python-telegram-bot's ``ChatMigrated``). Returns the supergroup's id."""
+        old = self._chat(chat_id)
+        if old["type"] != "group":
+            raise ValueError("only a group (not a supergroup or a private chat) is migrated")
+        new_id = -(10**12) - abs(chat_id)  # supergroup ids are -100xxxxxxxxxx
+        user = self._user(user_id, "Test", None, "en")
+        date = int(time.time())
+        await self._push_message(
+            {
+                "message_id": self._new_message_id(chat_id),
+                "date": date,
+                "chat": old,
+                "from": user,
+                "migrate_to_chat_id": new_id,
+            }
+        )
+        self._migrated[chat_id] = new_id
+        new = self._chat(new_id, "supergroup")
+        new["title"] = old.get("title", new["title"])
+        await self._push_message(
+            {
+                "message_id": self._new_message_id(new_id),
+                "date": date,
+                "chat": new,
+                "from": user,
+                "migrate_from_chat_id": chat_id,
+            }
+        )
+        return new_id
 
     def add_file(self, data: bytes, *, file_path_suffix: str = "") -> tuple[str, str]:
         """Store bytes as a downloadable file for hand-made updates: (file_id, file_unique_id)."""
@@ -1841,7 +1891,7 @@ class FakeTelegram:
         if isinstance(value, bool):
             raise _bad("chat not found")
         if isinstance(value, int):
-            return value
+            return self._not_migrated(value)
         text = str(value)
         if text.startswith("@"):
             name = text[1:].lower()
@@ -1856,9 +1906,20 @@ class FakeTelegram:
                 }
             return self._usernames[name]
         try:
-            return int(text)
+            return self._not_migrated(int(text))
         except ValueError:
             raise _bad("chat not found") from None
+
+    def _not_migrated(self, chat_id: int) -> int:
+        """`chat_id`, unless the group was upgraded: then Telegram's 400 naming the new id."""
+        new_id = self._migrated.get(chat_id)
+        if new_id is not None:
+            raise _ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": new_id},
+            )
+        return chat_id
 
     def _message_key(self, params: JSONDict) -> tuple[int, int]:
         chat_id = self._resolve_chat_id(params.get("chat_id"))
@@ -1890,6 +1951,8 @@ class FakeTelegram:
             plain, ents = text, []
         else:
             raise _bad(f"unsupported parse_mode {parse_mode}")
+        if len(ents) > MAX_ENTITIES:  # kept in text order, the rest silently dropped
+            ents = sorted(ents, key=lambda e: (e["offset"], -e["length"]))[:MAX_ENTITIES]
         if not caption and not allow_empty and not plain.strip():
             raise _bad("message text is empty")
         if utf16_len(plain) > limit:

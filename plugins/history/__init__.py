@@ -45,6 +45,8 @@ class History:
         self.store = store
         self._settings = settings
         self._last_expire = 0.0
+        self._moved: dict[int, int] = {}
+        """Groups that became supergroups: turns begun in the old one keep to the new key."""
 
     @property
     def settings(self) -> Settings:
@@ -55,7 +57,7 @@ class History:
     def conversation(self, turn: Turn) -> str:
         """The conversation key of a turn (keys without topics are those of earlier versions)."""
         settings = self.settings
-        key = f"chat:{turn.chat_id}"
+        key = f"chat:{self._moved.get(turn.chat_id, turn.chat_id)}"
         if turn.topic_id is not None and settings.topic_scope == "topic":
             key += f":topic:{turn.topic_id}"
         if not turn.is_private and settings.scope == "user":
@@ -103,6 +105,12 @@ class History:
             return None
         await self.store.replace(key, past[:last])
         return past[last]
+
+    async def move_chat(self, old: int, new: int) -> None:
+        """A group became supergroup `new`: its conversations go on there (the answer still
+        being written in the old one is stored there too)."""
+        self._moved[old] = new
+        await self.store.move(f"chat:{old}", f"chat:{new}")
 
     async def expire(self) -> None:
         """Delete what retention no longer keeps (hourly, and at start-up)."""

@@ -268,6 +268,19 @@ async def test_text_and_entity_validation(fake: FakeTelegram, bot: Bot) -> None:
     assert [c.status for c in fake.calls("sendMessage")] == [200, 400, 200, 400, 400]
 
 
+async def test_entities_past_the_100th_are_dropped_as_telegram_does(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    text = " ".join(f"w{i}" for i in range(150))
+    bold = [MessageEntity("bold", text.index(f"w{i} "), 2) for i in range(120)]
+    sent = await bot.send_message(42, text, entities=bold[::-1])  # in any order
+    assert sent.text == text  # accepted, the text whole
+    assert [e.offset for e in sent.entities] == [e.offset for e in bold[:100]]
+    assert len(fake.bot_messages(42)[0].entities) == 100
+    html = await bot.send_message(42, "<b>x</b> " * 101, parse_mode="HTML")
+    assert len(html.entities) == 100
+
+
 async def test_parse_modes_are_checked(fake: FakeTelegram, bot: Bot) -> None:
     sent = await bot.send_message(42, "*bold* text\\.", parse_mode="MarkdownV2")
     assert sent.text == "bold text."
