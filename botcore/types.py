@@ -55,6 +55,9 @@ class TextStream:
 
     chunks: AsyncIterator[str]
     markdown: bool = True
+    on_show: Callable[[str], Awaitable[None]] | None = None
+    """Awaited with the whole text before delivery shows it (each preview and the final text),
+    so that the plugin can keep what the user saw: a kill -9 mid-answer then loses nothing."""
 
 
 Reply: TypeAlias = Text | Photo | Voice | Document | TextStream
