@@ -286,6 +286,7 @@ async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path
         "store: written by a newer botcore (schema 2; this one reads 1): upgrade botcore"
     )
 
+
 async def test_sqlite_opens_once_however_many_first_uses_arrive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
