@@ -505,8 +505,8 @@ async def test_kill_9_during_a_burst_loses_no_answered_turn(
         question = text.removeprefix("echo: ")
         assert {"role": "user", "content": question} in rows, question
         assert {"role": "assistant", "content": text} in rows, text
-    # The restarted bot serves the same chats with their history. (Updates it had fetched but
-    # not answered are gone: polling confirms a batch when it asks for the next one.)
+    # The restarted bot serves the same chats with their history (and answers from its journal
+    # the updates it had confirmed but not answered: tests/test_durability.py).
     openai_server.latency = 0
     bot = await start()
     try:
