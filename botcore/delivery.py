@@ -313,6 +313,7 @@ class Delivery:
                     continue
                 if not shown.started or now - last_show >= interval:
                     rendered = (buffer, render(buffer, reply.markdown))
+                    await _before_show(turn, reply, buffer)
                     try:
                         await self._show(turn, shown, rendered[1], final=False)
                     except RetryAfter as exc:
@@ -344,6 +345,8 @@ class Delivery:
                 await aclose()
         if buffer.strip():
             pieces = rendered[1] if rendered[0] == buffer else render(buffer, reply.markdown)
+            if rendered[0] != buffer:
+                await _before_show(turn, reply, buffer)
             await self._show(turn, shown, pieces, final=True)
         if error is not None:
             await self.send_text(turn, error)
@@ -431,6 +434,17 @@ class Delivery:
                 log.debug("preview edit refused: %s", exc)
                 return False
         return True
+
+
+async def _before_show(turn: Turn, reply: TextStream, text: str) -> None:
+    """Let the stream's plugin keep `text` before the user sees it (TextStream.on_show); its
+    failure is logged and the answer goes on."""
+    if reply.on_show is None:
+        return
+    try:
+        await reply.on_show(text)
+    except Exception:
+        log.exception("keeping the shown answer failed (update %s)", turn.update_id)
 
 
 def _rate_limit_args(kind: Kind) -> dict[str, Any]:

@@ -107,7 +107,9 @@ class Guard:
                 if aclose is not None:
                     await aclose()
 
-        return GuardedStream(Watched(chunks()), stream.markdown, stream.plugin)
+        return GuardedStream(
+            Watched(chunks()), stream.markdown, plugin=stream.plugin, on_show=stream.on_show
+        )
 
 
 class Watched:

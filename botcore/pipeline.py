@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.error import TelegramError
 
+from botcore.journal import Journal
 from botcore.observe import record_turn
 from botcore.plugins import BUILTIN_PLUGINS
 from botcore.turn import Turn, topic_of
@@ -65,6 +66,10 @@ class Pipeline:
         self._idle = asyncio.Event()
         """Set while no chat has an update under way (``_chats`` is empty)."""
         self._idle.set()
+        self.journal = Journal(app.store)
+        """Updates taken but not yet handled (the runner journals them; `handle` ends them)."""
+        self.interrupted: set[int] = set()
+        """Updates whose turn a kill cut off (from the journal): `handle` says so, in order."""
 
     async def wait_idle(self) -> None:
         """Return once no update is being handled or waits for its chat."""
@@ -85,6 +90,14 @@ class Pipeline:
         """
         if not isinstance(update, Update):
             return
+        try:
+            await self._handle(update)
+        finally:
+            current = asyncio.current_task()
+            if current is None or not current.cancelling():  # not cut off: handled
+                await self.journal.done(update.update_id)
+
+    async def _handle(self, update: Update) -> None:
         if update.callback_query is not None:
             await self._button(update.callback_query)
             return
@@ -126,7 +139,12 @@ class Pipeline:
         entry.users += 1
         try:
             async with entry.lock, self._shared_lock(place, update_id), self._slots:
-                task = asyncio.create_task(self.process(update_id, message))
+                await self.journal.started(update_id)
+                if update_id in self.interrupted:
+                    self.interrupted.discard(update_id)
+                    task = asyncio.create_task(self._tell_interrupted(update_id, message))
+                else:
+                    task = asyncio.create_task(self.process(update_id, message))
                 entry.current, entry.update_id = task, update_id
                 try:
                     await task
@@ -195,6 +213,14 @@ class Pipeline:
         if turn is not None:
             text = turn.t("cancelled" if stopped else "nothing_to_cancel")
             await self.app.delivery.deliver(turn, Text(text))
+
+    async def _tell_interrupted(self, update_id: int, message: Message) -> None:
+        """A message whose turn was cut off by a kill (its preview froze, or nothing came): ask
+        the user to send it again. Group chatter not meant for the bot is left alone."""
+        turn = self.make_turn(update_id, message)
+        if turn is not None and turn.addressed:
+            await self.app.delivery.deliver(turn, Text(turn.t("interrupted")))
+        log.info("update %s: its turn was cut off by a restart; the user was told", update_id)
 
     async def _stop_elsewhere(self, place: Place, update_id: int, *, answer: bool = False) -> bool:
         """Ask every instance on the shared store to stop this chat's (topic's) turn if it runs an

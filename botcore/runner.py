@@ -14,6 +14,7 @@ import re
 import signal
 import ssl
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, TypeHandler
 
 from botcore.config import StartupError
+from botcore.journal import LEASE, JournalQueue
 from botcore.logs import redact
 from botcore.menu import publish_menu
 from botcore.metrics import MetricsServer
@@ -93,6 +95,10 @@ class Runner:
         builder = builder.rate_limiter(Scheduler(Limits(**settings.limits.model_dump())))
         if settings.mode == "webhook":
             builder = builder.updater(None)
+        # Every update is journaled as it is queued, before Telegram is told it arrived.
+        self.journal = app.pipeline.journal
+        self.queue = JournalQueue(self.journal)
+        builder = builder.update_queue(self.queue)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         # Non-blocking: every update becomes a task at once; the pipeline orders them per chat
         # and bounds how many run (bot.concurrency), and Application.stop() awaits them all.
@@ -108,6 +114,7 @@ class Runner:
         self._secret = ""
         self._stop = asyncio.Event()
         self._sdk: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def _on_error(self, update: object, context: Any) -> None:
         log.error("unhandled error in update processing", exc_info=context.error)
@@ -131,6 +138,10 @@ class Runner:
             await self.metrics_server.start()
         settle_heap()
         await application.start()
+        await self.journal.open()
+        await self._take_over()  # queued before polling's first batch: they came first
+        if self.app.store.shared:  # another instance may die while this one runs
+            self._sweeper = asyncio.create_task(self._sweep())
         menu = asyncio.ensure_future(self.register_commands())  # its round trips overlap polling's
         try:
             if settings.mode == "webhook":
@@ -153,6 +164,45 @@ class Runner:
             settings.mode,
             ", ".join(self.app.plugins.names),
         )
+
+    async def _take_over(self) -> None:
+        """Handle the updates that a killed process (this bot's last run, or a dead instance on
+        a shared store) had confirmed but not finished: one whose turn never began is queued as
+        if it had just arrived; the user of one cut off mid-turn is told (pipeline)."""
+        entries = await self.journal.take_over()
+        for entry in entries:
+            try:
+                update = Update.de_json(entry.update, self.app.telegram)
+            except Exception as exc:
+                log.warning("journal: update %s cannot be read: %r", entry.update_id, exc)
+                update = None
+            if update is None:
+                await self.journal.done(entry.update_id)
+                continue
+            if entry.started:
+                self.app.pipeline.interrupted.add(entry.update_id)
+            self.queue.put_nowait(update)  # journaled already: straight into the queue
+            self.queue.replayed.add(entry.update_id)
+            if self.app.config.bot.mode == "polling":
+                self.queue.through = max(self.queue.through, entry.update_id)
+        if entries:
+            cut = sum(entry.started for entry in entries)
+            log.info(
+                "journal: %d unfinished updates from a stopped run: %d handled now, "
+                "%d users told their answer was cut off",
+                len(entries),
+                len(entries) - cut,
+                cut,
+            )
+
+    async def _sweep(self) -> None:
+        """On a shared store: now and then take over what an instance that died left."""
+        while True:
+            await asyncio.sleep(LEASE / 2)
+            try:
+                await self._take_over()
+            except Exception:
+                log.exception("journal: taking over unfinished updates failed")
 
     async def _connect(self) -> bool:
         """Ask Telegram who the bot is (getMe); while the network is down, try again after 1, 2,
@@ -242,10 +292,11 @@ class Runner:
             certificate=certificate,
         )
 
-    def _on_update(self, body: bytes) -> None:
-        """One update POSTed by Telegram, queued for the Application (raises if it is none)."""
+    def _on_update(self, body: bytes) -> Awaitable[None]:
+        """One update POSTed by Telegram (raises at once if it is none); the server answers 200
+        once the returned awaitable has journaled and queued it."""
         update = Update.de_json(json.loads(body), self.app.telegram)
-        self.application.update_queue.put_nowait(update)
+        return self.queue.put(update)
 
     async def stop(self) -> None:
         """Stop taking updates, finish the ones in flight, shut the plugins down."""
@@ -253,6 +304,11 @@ class Runner:
         if self._sdk is not None:
             self._sdk.cancel()
             self._sdk = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._webhook is not None:
             await self._webhook.stop()
             self._webhook = None
@@ -264,6 +320,7 @@ class Runner:
             await application.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+        await self.journal.close()  # every update taken was handled (or stays for the next run)
         await self.app.shutdown()
         with contextlib.suppress(TelegramError):
             await application.shutdown()

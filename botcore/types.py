@@ -58,6 +58,9 @@ class TextStream:
     plugin: str | None = None
     """Set by botcore to the plugin whose code made the stream: a failure while it is read is
     that plugin's, whoever reads it."""
+    on_show: Callable[[str], Awaitable[None]] | None = None
+    """Awaited with the whole text before delivery shows it (each preview and the final text),
+    so that the plugin can keep what the user saw: a kill -9 mid-answer then loses nothing."""
 
 
 Reply: TypeAlias = Text | Photo | Voice | Document | TextStream

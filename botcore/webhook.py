@@ -19,7 +19,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import httptools
@@ -97,8 +97,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class WebhookServer:
     """Takes Telegram's POSTs to `path` (and GET /healthz) on one listening socket.
 
-    `on_update` gets each update's body (JSON bytes), synchronously: it queues the update and
-    returns; anything it raises answers 400, so Telegram retries and then drops that update.
+    `on_update` gets each update's body (JSON bytes), synchronously: anything it raises answers
+    400, so Telegram retries and then drops that update. It may return an awaitable (keeping the
+    update in the journal): the 200 waits for it, so Telegram re-sends what was not kept.
     `health` answers /healthz, verbose (JSON) or not.
     """
 
@@ -106,7 +107,7 @@ class WebhookServer:
         self,
         path: str,
         secret: str,
-        on_update: Callable[[bytes], None],
+        on_update: Callable[[bytes], Awaitable[None] | None],
         health: Callable[[bool], HealthAnswer],
     ) -> None:
         self.path = path.encode()
@@ -116,6 +117,8 @@ class WebhookServer:
         self.cap = connection_cap()
         """Connections (and TLS handshakes) open at once, at most."""
         self.connections: set[_Connection] = set()
+        self.writing: set[asyncio.Future[None]] = set()
+        """Answers waiting for their update to be kept (journaled)."""
         self.sockets: list[socket.socket] = []
         """The listening sockets."""
         self._tls: ssl.SSLContext | None = None
@@ -143,6 +146,8 @@ class WebhookServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self.writing:  # each is a store write or two away: Telegram gets its 200
+            await asyncio.wait(set(self.writing))
         loop = asyncio.get_running_loop()
         for sock in self.sockets:
             loop.remove_reader(sock.fileno())
@@ -275,8 +280,8 @@ class WebhookServer:
 
     def answer(
         self, method: bytes, url: bytes, secret: bytes | None, body: bytes, keep_alive: bool
-    ) -> bytes:
-        """The response to one whole request."""
+    ) -> bytes | Awaitable[bytes]:
+        """The response to one whole request (awaitable when the update is being kept)."""
         path, _, query = url.partition(b"?")
         if path == self.path:
             if method != b"POST":
@@ -284,11 +289,12 @@ class WebhookServer:
             if secret is None or not hmac.compare_digest(secret, self.secret):
                 return response(403, b"forbidden", keep_alive=keep_alive)
             try:
-                self.on_update(body)
+                kept = self.on_update(body)
             except Exception as exc:  # not an update: Telegram never sends one, so say why
                 log.warning("webhook: refused a request body: %s", type(exc).__name__)
                 return response(400, b"bad update", keep_alive=keep_alive)
-            return _OK if keep_alive else _OK_CLOSE
+            ok = _OK if keep_alive else _OK_CLOSE
+            return ok if kept is None else _after(kept, ok)
         if path == b"/healthz":
             if method not in (b"GET", b"HEAD"):
                 allow = "GET, HEAD"
@@ -337,6 +343,11 @@ async def _listen(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list
     return sockets
 
 
+async def _after(kept: Awaitable[None], ok: bytes) -> bytes:
+    await kept
+    return ok
+
+
 class _Connection(asyncio.Protocol):
     """One client connection; httptools calls the on_* methods as a request arrives, and several
     pipelined requests are answered in order."""
@@ -366,6 +377,8 @@ class _Connection(asyncio.Protocol):
         """Refused: what arrives is dropped until the client closes."""
         self._body: list[bytes] = []
         self._head = 0
+        self._writing: asyncio.Future[None] | None = None
+        """The answers still being made, in request order (pipelined requests)."""
 
     @property
     def buffered(self) -> int:
@@ -494,6 +507,38 @@ class _Connection(asyncio.Protocol):
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._body = []
         method = self.parser.get_method()
-        self.transport.write(self.server.answer(method, self._url, self._secret, body, keep_alive))
-        if not keep_alive:
-            self.close()
+        answer = self.server.answer(method, self._url, self._secret, body, keep_alive)
+        if isinstance(answer, bytes) and self._writing is None:
+            self._write(answer, keep_alive)
+            return
+        writing = asyncio.ensure_future(self._write_later(self._writing, answer, keep_alive))
+        self._writing = writing
+        self.server.writing.add(writing)
+        writing.add_done_callback(self._written)
+
+    async def _write_later(
+        self,
+        before: asyncio.Future[None] | None,
+        answer: bytes | Awaitable[bytes],
+        keep_alive: bool,
+    ) -> None:
+        """Write an answer once it is made and the answers before it are written."""
+        try:
+            made = answer if isinstance(answer, bytes) else await answer
+        except Exception:
+            log.exception("webhook: answering a request failed")
+            made, keep_alive = response(500, keep_alive=False), False
+        if before is not None:
+            await asyncio.wait({before})
+        self._write(made, keep_alive)
+
+    def _written(self, writing: asyncio.Future[None]) -> None:
+        self.server.writing.discard(writing)
+        if self._writing is writing:
+            self._writing = None
+
+    def _write(self, answer: bytes, keep_alive: bool) -> None:
+        if self.transport is not None:
+            self.transport.write(answer)
+            if not keep_alive:
+                self.close()

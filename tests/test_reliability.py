@@ -127,9 +127,9 @@ async def test_streams_cut_mid_line_are_the_endpoints_fault_not_chats(
         reply = await telegram.reply_to("hello", user_id=user, timeout=10)
         assert reply.text == "The model is unavailable right now. Please try again in a minute."
     assert chat_requests(openai_server) == 2 * len(users)  # each asked again once, then told
-    assert running.app.breaker.state("chat") == "closed"
-    assert running.app.breaker.plugins.get("chat") is None or not (
-        running.app.breaker.plugins["chat"].failures
+    assert running.runtime.breaker.state("chat") == "closed"
+    assert running.runtime.breaker.plugins.get("chat") is None or not (
+        running.runtime.breaker.plugins["chat"].failures
     )
     assert (await telegram.reply_to("still on?")).text == "echo: still on?"
 
@@ -149,8 +149,8 @@ async def test_a_stream_cut_mid_line_after_its_first_words_says_so(
     notice = await telegram.next_message(42, timeout=10)
     await telegram.wait_for(lambda: shown.text == "The answer begins")
     assert notice.text == "The answer was cut off. Please try again."
-    assert running.app.breaker.plugins.get("chat") is None or not (
-        running.app.breaker.plugins["chat"].failures
+    assert running.runtime.breaker.plugins.get("chat") is None or not (
+        running.runtime.breaker.plugins["chat"].failures
     )
 
 
@@ -369,7 +369,7 @@ async def test_a_group_upgraded_to_a_supergroup_mid_answer_gets_it_there(
         "Test: tell me",
         "Test: what is my name?",
     ]
-    scheduler = running.app.telegram.rate_limiter
+    scheduler = running.runtime.telegram.rate_limiter
     assert scheduler.moved == {-555: supergroup}
 
 
@@ -619,8 +619,8 @@ async def test_kill_9_during_a_burst_loses_no_answered_turn(
         question = text.removeprefix("echo: ")
         assert {"role": "user", "content": question} in rows, question
         assert {"role": "assistant", "content": text} in rows, text
-    # The restarted bot serves the same chats with their history. (Updates it had fetched but
-    # not answered are gone: polling confirms a batch when it asks for the next one.)
+    # The restarted bot serves the same chats with their history (and answers from its journal
+    # the updates it had confirmed but not answered: tests/test_durability.py).
     openai_server.latency = 0
     bot = await start()
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from botcore.config import Config, StartupError, validate
+from botcore.journal import Journal
 from botcore.runtime import Runtime
 from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
@@ -335,3 +336,37 @@ async def test_sqlite_opens_once_however_many_first_uses_arrive(
     finally:
         await store.close()
     assert len(opened) == 1
+
+
+async def test_the_update_journal_hands_a_dead_instances_updates_to_exactly_one(
+    store: Store,
+) -> None:
+    """botcore.journal on every backend: an owner's entries are left alone while it lives, and
+    once it is gone exactly one of the instances that try takes each over, with what it knew."""
+    alive = Journal(store)
+    await alive.open()
+    await alive.record(7, {"update_id": 7, "message": {"text": "first"}})
+    await alive.record(8, {"update_id": 8, "message": {"text": "second"}})
+    await alive.record(9, {"update_id": 9})
+    await alive.started(7)
+    await alive.done(9)
+    others = [Journal(store) for _ in range(3)]
+    for journal in others:
+        await journal.open()
+    assert await others[0].take_over() == []  # its owner holds its lease: alive
+    await alive.close()  # as a kill -9 leaves it once the lease has lapsed
+    taken = await asyncio.gather(*(journal.take_over() for journal in others))
+    winners = [entries for entries in taken if entries]
+    assert len(winners) == 1
+    assert [(e.update_id, e.started, e.update["message"]) for e in winners[0]] == [
+        (7, True, {"text": "first"}),
+        (8, False, {"text": "second"}),
+    ]
+    for journal in others:
+        assert await journal.take_over() == []  # now a live instance's
+    winner = others[[bool(entries) for entries in taken].index(True)]
+    for entry in winners[0]:
+        await winner.done(entry.update_id)
+    assert await store.scan("journal") == {}
+    for journal in others:
+        await journal.close()

@@ -1235,6 +1235,12 @@ class FakeTelegram:
         wanted = method.lower()
         return [call for call in self.requests if call.method.lower() == wanted]
 
+    @property
+    def pending_updates(self) -> int:
+        """Updates the bot has not confirmed yet (Telegram sends them again to the next
+        getUpdates; a getUpdates with a higher offset forgets them)."""
+        return len(self._updates)
+
     def bot_messages(self, chat_id: int) -> list[BotMessage]:
         """Messages the bot sent to ``chat_id``, in order (deleted ones included, flagged)."""
         return list(self.messages.get(chat_id, ()))

@@ -2,7 +2,8 @@
 
 Reads and writes history through `app.history` (whatever plugin provides it; none means every
 message stands alone). The user's message is stored before the model is called, so an API failure
-never loses it; the answer is stored once it is complete. Photos and image files are answered the
+never loses it; the answer is stored once it is complete, and a streamed one, before each time it
+is shown, as the history's draft (a kill -9 keeps what the user saw). Photos and image files are answered the
 same way with the image attached (vision.py); /mode picks the system prompt (personas.py).
 
 Tools (`register_tools` of any plugin) are offered to the model; when it calls them, the calls run
@@ -248,7 +249,8 @@ async def respond(
         }
     )
     if settings.stream:
-        return TextStream(_stream(turn, settings, messages), markdown=True)
+        shown = _Shown(turn)
+        return TextStream(_stream(turn, settings, messages, shown), on_show=shown.keep)
     return Text(await _complete(turn, settings, messages), markdown=True)
 
 
@@ -303,10 +305,45 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
     return "\n\n".join([*said, text])
 
 
+class _Shown:
+    """What the user has seen of one streamed answer, kept as the history's draft before it is
+    shown (TextStream.on_show), so that a kill -9 mid-answer loses none of it."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.offset = 0
+        """Where this round's text begins in the stream (earlier rounds went with tool calls)."""
+        self.kept = ""
+        self.done = False
+        """The answer is stored whole: nothing is left to keep."""
+
+    async def keep(self, text: str) -> None:
+        """Delivery is about to show `text` (the whole stream so far)."""
+        draft = getattr(self.turn.app.history, "draft", None)  # a HistoryStore may have none
+        content = text[self.offset :].strip()
+        if draft is None or self.done or not content or content == self.kept:
+            return
+        self.kept = content
+        await draft(self.turn, content)
+
+    def stored(self, offset: int) -> None:
+        """The text so far is in the history (with tool calls); the next round begins at offset."""
+        self.offset, self.kept = offset, ""
+
+    async def drop(self) -> None:
+        """/cancel: the user stopped the answer, so its half is not kept."""
+        draft = getattr(self.turn.app.history, "draft", None)
+        if draft is not None and self.kept:
+            self.kept = ""
+            await draft(self.turn, None)
+
+
 async def _stream(
-    turn: Turn, settings: Settings, messages: list[ChatMessage]
+    turn: Turn, settings: Settings, messages: list[ChatMessage], shown: _Shown | None = None
 ) -> AsyncIterator[str]:
-    """Yield the answer as it arrives; store it once complete."""
+    """Yield the answer as it arrives; store it once complete (what is shown meanwhile is kept
+    as a draft by `shown`)."""
+    shown = shown or _Shown(turn)
     parts: list[str] = []  # everything shown, over all rounds
     rounds = 0
     started = time.perf_counter()
@@ -320,9 +357,12 @@ async def _stream(
                     turn, _request(turn, settings, messages)
                 )
             if first:
-                if parts:  # text before an earlier round's tool calls: keep the two apart
-                    parts.append("\n\n")
-                    yield "\n\n"
+                separator = "\n\n" if parts else ""  # from an earlier round's text, if any
+                if separator:
+                    parts.append(separator)
+                shown.stored(sum(map(len, parts)))
+                if separator:
+                    yield separator
                 said.append(first)
                 parts.append(first)
                 yield first
@@ -336,6 +376,9 @@ async def _stream(
                 await _use_tools(turn, settings, messages, "".join(said), calls, rounds)
             rounds += 1
     except UserError:
+        raise
+    except (GeneratorExit, asyncio.CancelledError):
+        await shown.drop()
         raise
     except Exception as exc:
         if parts:  # the stream broke after the answer began: say so, keep what was shown
@@ -353,6 +396,7 @@ async def _stream(
         raise UserError(turn.t("chat.empty_answer"))
     if text := "".join(said).strip():
         await _remember(turn, text)
+    shown.done = True
 
 
 async def _open_stream(

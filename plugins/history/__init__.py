@@ -36,6 +36,11 @@ class Settings(StrictModel):
 
 
 EXPIRE_EVERY = 3600.0
+DRAFTS = "history.drafts"
+"""The store namespace of answers being shown: conversation key -> {"update", "content"}."""
+INTERRUPTED = " … [interrupted]"
+"""How a shown answer that never finished (a kill, a broken stream) ends in the history, so the
+model knows it was cut off."""
 
 
 class History:
@@ -47,6 +52,8 @@ class History:
         self._last_expire = 0.0
         self._moved: dict[int, int] = {}
         """Groups that became supergroups: turns begun in the old one keep to the new key."""
+        self._drafting: dict[str, int] = {}
+        """Conversations with an answer being shown by this process, and the update it answers."""
 
     @property
     def settings(self) -> Settings:
@@ -72,6 +79,7 @@ class History:
         """The conversation (its newest `limit` messages), oldest first, within the retention
         limits; [] once it went idle."""
         key = self.conversation(turn)
+        await self._fold(key, turn.update_id)
         if self.settings.idle_minutes:
             recent = time.time() - self.settings.idle_minutes * 60
             if not await self.store.messages(key, limit=1, since=recent):
@@ -83,18 +91,54 @@ class History:
         )
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
-        """Add messages: durable once this returns."""
-        await self.store.append(self.conversation(turn), messages, keep=self.settings.max_messages)
+        """Add messages: durable once this returns. They replace the turn's draft (the answer
+        being shown is now stored whole, or the part before a tool call is)."""
+        key = self.conversation(turn)
+        await self.store.append(key, messages, keep=self.settings.max_messages)
+        if self._drafting.get(key) == turn.update_id:
+            del self._drafting[key]
+            await self.store.put(DRAFTS, key, None)
         if self.settings.max_age_days and time.time() - self._last_expire > EXPIRE_EVERY:
             await self.expire()
 
+    async def draft(self, turn: Turn, content: str | None) -> None:
+        """The turn's answer as far as the user has seen it, kept beside the conversation until
+        `append` stores it: after a kill -9 the next `load` adds it, marked as interrupted.
+        None drops it (/cancel: the user chose to stop it)."""
+        key = self.conversation(turn)
+        if content is None:
+            if self._drafting.pop(key, None) is not None:
+                await self.store.put(DRAFTS, key, None)
+            return
+        self._drafting[key] = turn.update_id
+        await self.store.put(DRAFTS, key, {"update": turn.update_id, "content": content})
+
+    async def _fold(self, key: str, update_id: int) -> None:
+        """A draft another turn left unfinished (its process was killed, or its stream broke)
+        joins the conversation, marked: it is what the user saw."""
+        found = await self.store.get(DRAFTS, key)
+        if not isinstance(found, dict) or found.get("update") == update_id:
+            return
+        # (With topic_scope = "chat", a draft another topic's turn is showing right now is
+        # taken too; its final answer then follows it: a repeat, never a loss.)
+        self._drafting.pop(key, None)
+        content = str(found.get("content") or "").rstrip()
+        if content:
+            message = {"role": "assistant", "content": content + INTERRUPTED}
+            await self.store.append(key, [message], keep=self.settings.max_messages)
+        await self.store.put(DRAFTS, key, None)
+
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
-        await self.store.clear(self.conversation(turn))
+        key = self.conversation(turn)
+        await self.store.clear(key)
+        self._drafting.pop(key, None)
+        await self.store.put(DRAFTS, key, None)
 
     async def rewind(self, turn: Turn) -> ChatMessage | None:
         """Drop the last user message and what followed it; return that message."""
         key = self.conversation(turn)
+        await self._fold(key, turn.update_id)
         past = await self.store.messages(
             key, limit=self.settings.max_messages, since=self._oldest_kept()
         )
