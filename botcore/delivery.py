@@ -26,6 +26,7 @@ from telegram.ext import ExtBot
 
 from botcore.scheduler import Deferred, Dropped, Kind, retry_after
 from botcore.split import Piece, split_message, utf16_len
+from botcore.transport import MaybeSent
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
@@ -139,6 +140,9 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                     message_thread_id=turn.topic_id,
                 )
+        except MaybeSent as exc:
+            turn.outcome = "undelivered"
+            log.warning("%s (update %s); not sent again", exc, turn.update_id)
         except RetryAfter:
             # The scheduler waited out flood control as long as bot.limits.max_wait allows.
             turn.outcome = "undelivered"
@@ -181,7 +185,7 @@ class Delivery:
         while True:
             try:
                 return await call(*args, **kwargs)
-            except (BadRequest, RetryAfter):
+            except (BadRequest, RetryAfter, MaybeSent):  # MaybeSent: again could mean twice
                 raise
             except (TimedOut, NetworkError):
                 attempt += 1
