@@ -82,12 +82,13 @@ async def test_a_webhook_update_delivered_twice_is_answered_once(
 
 
 @pytest.mark.telegram_limits(None)
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
 async def test_a_send_answered_after_the_read_timeout_is_not_sent_again(
-    start_bot: Any, telegram: FakeTelegram
+    start_bot: Any, telegram: FakeTelegram, http_client: str
 ) -> None:
     """Telegram acted on the sendMessage but answered after the 5 s read timeout: sending it
     again would show the answer twice (three times, with the retries)."""
-    await start_bot([ECHO])
+    await start_bot([ECHO], bot={"http_client": http_client})
     telegram.slow("sendMessage", 6.0)
     await telegram.send_message("hello")
     await telegram.wait_for(lambda: bool(telegram.calls("sendMessage")), timeout=10)
