@@ -14,7 +14,8 @@ from botcore.config import Config, StartupError, load_config
 
 DEFAULT_CONFIG = "bot.toml"
 EXIT_CODES = """exit codes: 0 stopped (SIGINT/SIGTERM); 2 the config is wrong (bot.toml, a plugin's
-settings, bot.base_url not a Bot API server...); 3 Telegram rejected the token; 4 Telegram
+settings, bot.base_url not a Bot API server...); 3 Telegram rejected the token (at start-up,
+or later: revoked); 4 Telegram
 stayed unreachable for bot.startup_timeout seconds (by default start-up retries network errors
 for ever, waiting 1, 2, 4... up to 60 s)"""
 

@@ -27,6 +27,7 @@ from telegram.ext import ExtBot
 from botcore.guard import STREAM, GuardedStream
 from botcore.scheduler import Deferred, Dropped, Kind, Scheduler, retry_after
 from botcore.split import Piece, split_message, utf16_len
+from botcore.transport import MaybeSent
 from botcore.turn import Outcome
 from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
 
@@ -147,6 +148,9 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                     message_thread_id=turn.topic_id,
                 )
+        except MaybeSent as exc:
+            turn.record.note(Outcome.UNDELIVERED)
+            log.warning("%s (update %s); not sent again", exc, turn.update_id)
         except RetryAfter:
             # The scheduler waited out flood control as long as bot.limits.max_wait allows.
             turn.record.note(Outcome.UNDELIVERED)
@@ -209,7 +213,7 @@ class Delivery:
         while True:
             try:
                 return await call(*args, **kwargs)
-            except (BadRequest, RetryAfter):
+            except (BadRequest, RetryAfter, MaybeSent):  # MaybeSent: again could mean twice
                 raise
             except (TimedOut, NetworkError) as exc:
                 attempt += 1

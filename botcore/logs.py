@@ -1,4 +1,5 @@
-"""Logging set-up: plain key=value lines or one JSON object per line, secrets kept out of both.
+"""Logging set-up: plain key=value lines or one JSON object per line, secrets and what users
+write kept out of both.
 
 A record may carry structured fields (`log.info("update", extra={"fields": {...}})`): the plain
 format appends them as key=value, the JSON format puts them at the top level of the object.
@@ -12,6 +13,8 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
+
+from telegram import TelegramObject
 
 QUIET = (
     "httpx",
@@ -27,6 +30,31 @@ QUIET = (
 secret_token) or per-request noise: held at WARNING even when bot.log_level is DEBUG."""
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class NoUserText(logging.Filter):
+    """Puts a short name (`Update 17`) in place of a Telegram object in a record's arguments:
+    python-telegram-bot logs whole updates at DEBUG ("Processing update Update(... text=...)"),
+    and what users write must never reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, TelegramObject) for a in args):
+            record.args = tuple(_named(a) if isinstance(a, TelegramObject) else a for a in args)
+        elif isinstance(args, Mapping) and any(
+            isinstance(a, TelegramObject) for a in args.values()
+        ):
+            record.args = {
+                k: _named(a) if isinstance(a, TelegramObject) else a for k, a in args.items()
+            }
+        return True
+
+
+def _named(value: TelegramObject) -> str:
+    """`Update 17`, `Message 5`, or the class name alone: no field that a user wrote."""
+    number = getattr(value, "update_id", None) or getattr(value, "message_id", None)
+    name = type(value).__name__
+    return f"{name} {number}" if isinstance(number, int) else name
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -140,6 +168,7 @@ def setup_logging(
     WARNING."""
     handler = logging.StreamHandler()
     handler.setFormatter(make_formatter(log_format, secrets))
+    handler.addFilter(NoUserText())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,9 +20,11 @@ from typing import Any
 
 from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, TypeHandler
+from telegram.ext import Application, ApplicationBuilder, ApplicationHandlerStop, TypeHandler
+from telegram.request import BaseRequest
 
 from botcore.config import StartupError
+from botcore.intake import PollingBot, Seen
 from botcore.journal import LEASE, JournalQueue
 from botcore.logs import redact
 from botcore.menu import publish_menu
@@ -71,28 +73,29 @@ class Runner:
     def __init__(self, app: Runtime) -> None:
         self.app = app
         settings = app.config.bot
-        builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder().token(
-            settings.token.get_secret_value()
-        )
-        if settings.base_url:
-            builder = builder.base_url(settings.base_url)
-        if settings.base_file_url:
-            builder = builder.base_file_url(settings.base_file_url)
+        api: BaseRequest
+        polls: BaseRequest
         if settings.http_client == "aiohttp":
-            api, polls = (
-                AiohttpRequest(connection_limit=settings.concurrency),
-                AiohttpRequest(connection_limit=1),
-            )
-            builder = builder.request(api).get_updates_request(polls)
-            app.health.telegram_ok = lambda: api.last_ok
-            app.health.poll_ok = lambda: polls.last_ok
+            api = aiohttp_api = AiohttpRequest(connection_limit=settings.concurrency)
+            polls = aiohttp_polls = AiohttpRequest(connection_limit=1)
+            app.health.telegram_ok = lambda: aiohttp_api.last_ok
+            app.health.poll_ok = lambda: aiohttp_polls.last_ok
         else:  # python-telegram-bot's defaults (256 and 1 connections)
-            builder = builder.request(CheckedHTTPXRequest(connection_pool_size=256))
-            builder = builder.get_updates_request(CheckedHTTPXRequest(connection_pool_size=1))
-        if settings.local_mode:
-            builder = builder.local_mode(True)
-        # Every send and edit, the plugins' own too, goes through one scheduler (flood limits).
-        builder = builder.rate_limiter(Scheduler(Limits(**settings.limits.model_dump())))
+            api = CheckedHTTPXRequest(connection_pool_size=256)
+            polls = CheckedHTTPXRequest(connection_pool_size=1)
+        # Our own ExtBot: it reads updates one by one and reports a token revoked mid-run.
+        bot = PollingBot(
+            settings.token.get_secret_value(),
+            base_url=settings.base_url or "https://api.telegram.org/bot",
+            base_file_url=settings.base_file_url or "https://api.telegram.org/file/bot",
+            request=api,
+            get_updates_request=polls,
+            local_mode=settings.local_mode,
+            # Every send and edit, the plugins' own too, goes through one scheduler (flood limits).
+            rate_limiter=Scheduler(Limits(**settings.limits.model_dump())),
+            on_rejected=self._token_rejected,
+        )
+        builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = ApplicationBuilder().bot(bot)
         if settings.mode == "webhook":
             builder = builder.updater(None)
         # Every update is journaled as it is queued, before Telegram is told it arrived.
@@ -103,6 +106,9 @@ class Runner:
         # Non-blocking: every update becomes a task at once; the pipeline orders them per chat
         # and bounds how many run (bot.concurrency), and Application.stop() awaits them all.
         self.application.add_handler(TypeHandler(Update, app.pipeline.handle, block=False))
+        # First, and awaited: an update_id seen before (a redelivery) goes no further.
+        self.seen = Seen(app.store, lambda: app.bot_id)
+        self.application.add_handler(TypeHandler(Update, self._once), group=-1)
         self.application.add_error_handler(self._on_error)
         self._webhook: WebhookServer | None = None
         metrics = settings.metrics
@@ -115,6 +121,26 @@ class Runner:
         self._stop = asyncio.Event()
         self._sdk: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._fatal: StartupError | None = None
+
+    async def _once(self, update: Update, _context: object) -> None:
+        """Stop a repeat of an update here, before any handler. One taken over from the journal
+        was claimed by the run a kill cut off: it is the journal's to hand out (once, under its
+        lease), not a repeat."""
+        if update.update_id in self.queue.replayed:
+            return
+        if not await self.seen.first(update.update_id):
+            log.info("update %s came again; handled once", update.update_id)
+            raise ApplicationHandlerStop
+
+    def _token_rejected(self, exc: InvalidToken) -> None:
+        """Telegram refused the token after start-up (revoked with @BotFather): stop, and have
+        `botcore run` exit 3 with one line, as at start-up; restarting would not mend it."""
+        self._fatal = TokenRejected(
+            "bot.token: Telegram no longer accepts the token (revoked or changed with "
+            "@BotFather?); stopped"
+        )
+        self._stop.set()
 
     async def _on_error(self, update: object, context: Any) -> None:
         log.error("unhandled error in update processing", exc_info=context.error)
@@ -338,6 +364,8 @@ class Runner:
         finally:
             log.info("shutting down")
             await self.stop()
+        if self._fatal is not None:
+            raise self._fatal
 
 
 def tls_context(cert: Path, key: Path | None) -> ssl.SSLContext:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import aiohttp
+import httpx
 from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import JSONDict
@@ -27,6 +28,28 @@ class NotBotApi(NetworkError):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}, and not a Telegram Bot API answer")
         self.status = status
+
+
+class MaybeSent(TimedOut):
+    """The request reached Telegram but its answer did not come within the read timeout: Telegram
+    may well have acted on it. For a call that creates something (a message) that is not retried:
+    sending it again could show it twice. Other calls time out as TimedOut, and are retried."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"Telegram did not answer {method} in time; it may have been done")
+        self.method = method
+
+
+_REPEATABLE = frozenset({"sendChatAction", "sendMessageDraft"})
+"""Calls named like a send that are safe to make twice (the second replaces the first)."""
+
+
+def creates(url: str) -> str | None:
+    """The Bot API method of `url` if calling it twice would create two things, else None."""
+    method = url.rpartition("/")[2]
+    if method.startswith(("send", "copy", "forward", "create")) and method not in _REPEATABLE:
+        return method
+    return None
 
 
 def check_answer(status: int, body: bytes) -> None:
@@ -60,9 +83,15 @@ class CheckedHTTPXRequest(HTTPXRequest):
 
     __slots__ = ()
 
-    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+    async def do_request(self, url: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
         """Send one request (see HTTPXRequest.do_request)."""
-        status, body = await super().do_request(*args, **kwargs)
+        try:
+            status, body = await super().do_request(url, *args, **kwargs)
+        except TimedOut as exc:
+            created = creates(url)
+            if created is not None and isinstance(exc.__cause__, httpx.ReadTimeout):
+                raise MaybeSent(created) from None
+            raise
         check_answer(status, body)
         return status, body
 
@@ -194,6 +223,11 @@ class AiohttpRequest(BaseRequest):
             ) as response:
                 status, answer = response.status, await response.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            # Only sock_read means the request went out whole (the total timeout also covers
+            # waiting for a free connection, when nothing was sent).
+            created = creates(url) if isinstance(exc, aiohttp.SocketTimeoutError) else None
+            if created is not None:
+                raise MaybeSent(created) from None
             raise TimedOut from exc
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: yarl refused the URL
             # The URL holds the bot token: keep it out of the message (and so out of any log).

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -460,4 +461,29 @@ async def test_budget_disable_and_enable_bind_every_instance_and_the_menu_follow
     assert menus(telegram)[len(started) :] == [
         started[-1].replace(" retry mode", ""),
         started[-1],
+    ]
+
+
+async def test_an_update_delivered_again_to_another_instance_is_answered_once(
+    cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """Telegram redelivers an update whose answer it missed, and the balancer sends it to
+    another instance: the store lets one instance take it."""
+    message = {
+        "message_id": 1,
+        "date": int(time.time()),
+        "chat": {"id": 7, "type": "private", "first_name": "Test"},
+        "from": {"id": 7, "is_bot": False, "first_name": "Test", "language_code": "en"},
+        "text": "once",
+    }
+    await telegram.send_update({"update_id": 900, "message": message})
+    await telegram.send_update({"update_id": 900, "message": message})
+    await telegram.wait_for(lambda: len(telegram.webhook_deliveries) == 2, timeout=20)
+    assert cluster.proxy.turn == 2  # round robin: the two deliveries went to two instances
+    assert (await telegram.next_message(7, timeout=20)).text == "echo: once"
+    assert (await telegram.reply_to("next", user_id=7, timeout=20)).text == "echo: next"
+    assert [m.text for m in telegram.bot_messages(7)] == ["echo: once", "echo: next"]
+    assert [conversation(r)[-1] for r in openai_server.chat_requests] == [
+        ("user", "once"),
+        ("user", "next"),
     ]

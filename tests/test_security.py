@@ -248,3 +248,30 @@ async def test_a_button_press_is_answered_and_its_data_reaches_no_code(
     assert telegram.callback_answers[0]["text"] == "Эта кнопка больше не работает."
     assert len(openai_server.requests) == requests_before
     assert (await telegram.reply_to("still here?")).text == "echo: still here?"
+
+
+async def test_a_debug_log_never_shows_what_users_write(
+    telegram: FakeTelegram, bot_harness: BotHarness, bot_output: Any
+) -> None:
+    """`botcore run` at DEBUG: python-telegram-bot logs every update it processes, and used to
+    print the whole Update, the user's text with it ("Processing update Update(... text=...)")."""
+    config = bot_harness.write_config(
+        "bot.toml", [ECHO], bot={"poll_timeout": 1, "log_level": "DEBUG"}
+    )
+    pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    bot = await bot_harness.spawn(
+        config,
+        env=bot_harness.env(PYTHONPATH=pythonpath),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    private = "my diary entry 7731"
+    try:
+        assert (await telegram.reply_to(private, timeout=20)).text == f"echo: {private}"
+    finally:
+        if bot.returncode is None:
+            bot.send_signal(signal.SIGTERM)
+        output = (await bot.communicate())[0].decode()
+    bot_output(output)
+    assert "diary" not in output, output
+    assert "Processing update Update " in output  # the line is there, without the update

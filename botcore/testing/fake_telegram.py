@@ -789,6 +789,8 @@ class FakeTelegram:
         self._callback_counter = itertools.count(1)
         self._open_callbacks: set[str] = set()
         self._failures: dict[str, list[_Failure]] = {}
+        self._slow: dict[str, list[tuple[float, int]]] = {}  # method -> [(seconds, times left)]
+        self._revocations = 0
         self._topics: dict[int, dict[int, str]] = {}  # forum chat -> {thread id: topic name}
         self._draft_cleared: dict[tuple[int, int | None], float] = {}  # (chat, thread) -> when
         self._migrated: dict[int, int] = {}  # upgraded group -> its supergroup
@@ -1440,6 +1442,29 @@ class FakeTelegram:
         failure = _Failure(status, description, parameters, times, when, disconnect)
         self._failures.setdefault(method.lower(), []).append(failure)
 
+    def slow(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` ``seconds`` late, having acted on each at
+        once, as an overloaded Telegram does: a client that stops waiting has still sent it."""
+        self._slow.setdefault(method.lower(), []).append((seconds, times))
+
+    def _slow_answer(self, key: str) -> float:
+        queue = self._slow.get(key)
+        if not queue:
+            return 0.0
+        seconds, times = queue[0]
+        if times <= 1:
+            queue.pop(0)
+        else:
+            queue[0] = (seconds, times - 1)
+        return seconds
+
+    def revoke_token(self) -> str:
+        """What /revoke in @BotFather does: the current token is refused (401 Unauthorized) from
+        now on; returns the new one, which the fake accepts instead."""
+        self._revocations += 1
+        self.token = f"{self.bot_id}:NEW-TOKEN-{self._revocations}"
+        return self.token
+
     def _injected_failure(self, key: str, call: ApiCall) -> _ApiError | None:
         failures = self._failures.get(key)
         if not failures:
@@ -1496,6 +1521,9 @@ class FakeTelegram:
             else:
                 call.response = await handler(call)
             response = _json_response(200, {"ok": True, "result": call.response})
+            late = self._slow_answer(key)
+            if late:
+                await asyncio.sleep(late)
         except _ApiError as exc:
             if taken is not None:  # refused for another reason: the call used no budget
                 self.flood.give_back(taken)
