@@ -10,6 +10,8 @@ from botcore.testing.fake_openai import ChatReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 SLOW = ChatReply(text="word " * 200, first_chunk_delay=0.05, total_duration=30)
+THEIRS = "This answer is for someone else: only they or a bot admin can stop it."
+BLOCKED = "Sorry, you may not use this bot."
 
 
 def user_texts(messages: list[dict]) -> list[str]:
@@ -120,6 +122,48 @@ async def test_retry_in_a_group_keeps_the_speaker(
     await telegram.reply_to("hello all", **group)
     assert (await telegram.reply_to("/retry", **group)).text == "echo: Ann: hello all"
     assert user_texts(openai_server.last_chat_messages()) == ["Ann: hello all"]
+
+
+async def test_in_a_group_only_the_asker_or_a_bot_admin_stops_an_answer(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"chat": {"groups": "all"}, "access": {"blocked": [9]}}
+    await start_bot(["access", "chat"], bot={"admins": [1]}, settings=settings)
+    group = {"chat_id": -5, "chat_type": "group"}
+    openai_server.script_chat(SLOW, SLOW)
+    await telegram.send_message("a story please", user_id=7, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    assert (await telegram.reply_to("/cancel", user_id=8, **group)).text == THEIRS
+    assert (await telegram.reply_to("/cancel", sender_chat=-1002, **group)).text == THEIRS
+    # A blocked member is told so (once), as for any message, and stops nothing.
+    assert (await telegram.reply_to("/cancel", user_id=9, **group)).text == BLOCKED
+    await telegram.send_message("/cancel", user_id=9, **group)
+    assert (await telegram.reply_to("/cancel", user_id=7, **group)).text == "Stopped."
+    assert (answer.text or "").endswith(" …")
+    assert [m.text for m in telegram.bot_messages(-5)].count(BLOCKED) == 1
+    # A bot admin may stop anyone's answer.
+    await telegram.send_message("another story", user_id=8, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    assert (await telegram.reply_to("/cancel", user_id=1, **group)).text == "Stopped."
+    assert (answer.text or "").endswith(" …")
+    ru = await telegram.reply_to("/cancel", user_id=8, language_code="ru", **group)
+    assert ru.text.startswith("Нечего")
+
+
+async def test_a_new_message_stops_only_the_senders_own_answer(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["chat"], bot={"new_message_cancels": True}, settings={"chat": {"groups": "all"}}
+    )
+    group = {"chat_id": -5, "chat_type": "group"}
+    openai_server.script_chat(ChatReply(text="word " * 20, total_duration=1))
+    await telegram.send_message("a story please", user_id=7, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    await telegram.send_message("me too", user_id=8, **group)  # waits its turn, stops nothing
+    after = await telegram.next_message(-5, timeout=5)
+    assert after.text == "echo: Test: me too"
+    assert (answer.text or "").strip() == ("word " * 20).strip()
 
 
 async def test_an_idle_conversation_starts_afresh(

@@ -275,6 +275,7 @@ async def test_messages_on_behalf_of_a_chat_and_edits_arrive_as_telegram_sends_t
     assert second.message.from_user is not None
     assert second.message.from_user.id == ANONYMOUS_ADMIN
     assert second.message.sender_chat is not None and second.message.sender_chat.id == -1001
+    assert anonymous["sender_chat"] == anonymous["chat"]  # the group itself
     # An edit is the whole message again: same id and date, the new text, an edit_date.
     assert third.message is None and third.edited_message is not None
     assert third.edited_message.message_id == posted["message_id"]
