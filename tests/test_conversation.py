@@ -10,6 +10,10 @@ from botcore.testing.fake_openai import ChatReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 SLOW = ChatReply(text="word " * 200, first_chunk_delay=0.05, total_duration=30)
+NOT_YOURS = (
+    "The last question here was someone else's: only they can /retry it. "
+    "Send your question again instead."
+)
 THEIRS = "This answer is for someone else: only they or a bot admin can stop it."
 BLOCKED = "Sorry, you may not use this bot."
 
@@ -122,6 +126,33 @@ async def test_retry_in_a_group_keeps_the_speaker(
     await telegram.reply_to("hello all", **group)
     assert (await telegram.reply_to("/retry", **group)).text == "echo: Ann: hello all"
     assert user_texts(openai_server.last_chat_messages()) == ["Ann: hello all"]
+
+
+async def test_retry_in_a_shared_group_history_is_only_the_askers(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat"], settings={"chat": {"stream": False, "groups": "all"}})
+    ann = {"chat_id": -7, "chat_type": "group", "first_name": "Ann", "user_id": 1}
+    bob = {**ann, "first_name": "Bob", "user_id": 2}
+    await telegram.reply_to("hello all", **ann)
+    # Bob's /retry would re-ask Ann's question (and drop her answer): refused, nothing changes.
+    assert (await telegram.reply_to("/retry", **bob)).text == NOT_YOURS
+    assert len(openai_server.chat_requests) == 1
+    # A channel and an anonymous admin are no more Ann than Bob is.
+    assert (await telegram.reply_to("/retry", sender_chat=-1002, **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", sender_chat=-7, **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", **ann)).text == "echo: Ann: hello all"
+    await telegram.reply_to("my turn", **bob)
+    assert (await telegram.reply_to("/retry", **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", **bob)).text == "echo: Bob: my turn"
+    # The model never sees who is who beyond the names in the text.
+    assert openai_server.last_chat_messages()[1:] == [
+        {"role": "user", "content": "Ann: hello all"},
+        {"role": "assistant", "content": "echo: Ann: hello all"},
+        {"role": "user", "content": "Bob: my turn"},
+    ]
+    ru = await telegram.reply_to("/retry", language_code="ru", **ann)
+    assert ru.text.startswith("Последний вопрос здесь задал кто-то другой")
 
 
 async def test_in_a_group_only_the_asker_or_a_bot_admin_stops_an_answer(
