@@ -151,7 +151,8 @@ class BotSettings(StrictModel):
     group_stream_edit_interval: float = Field(3.0, ge=0.1, le=60)
     """The same in groups, where Telegram allows about 20 messages a minute."""
     new_message_cancels: bool = False
-    """A new message in a chat stops the answer in progress there (as /cancel does)."""
+    """A new message in a chat stops the answer in progress there if it is the sender's own
+    (as /cancel does)."""
     poll_timeout: int = Field(30, ge=0, le=60)
     startup_timeout: float = Field(0, ge=0)
     """Seconds start-up keeps retrying while Telegram cannot be reached (network down, DNS,

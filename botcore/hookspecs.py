@@ -116,7 +116,9 @@ async def pre_message(turn: Turn) -> Reply | str | None:
 
     Change `turn.text` / `turn.kind` to rewrite (voice turns audio into text here), or return a
     reply to answer at once: the chain stops and no command or handler runs (access control).
-    Set `turn.ignored = True` (and return None) to end the turn in silence.
+    Set `turn.ignored = True` (and return None) to end the turn in silence. An edited message
+    (private chats) and a /cancel answered at once pass through here too, so refusing them works
+    the same; an edit comes as kind "other" (it only gets a hint that edits do not count).
     """
 
 

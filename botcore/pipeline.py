@@ -22,7 +22,7 @@ from telegram.error import TelegramError
 from botcore.journal import Journal
 from botcore.observe import record_turn
 from botcore.plugins import BUILTIN_PLUGINS
-from botcore.turn import Turn, topic_of
+from botcore.turn import Outcome, Turn, sender_of, topic_of
 from botcore.types import MessageKind, Reply, Text, TextStream
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ class Pipeline:
         self.guard = app.guard
         self._slots = asyncio.Semaphore(app.config.bot.concurrency)
         self._chats: dict[Place, _ChatLock] = {}
-        self._asked: dict[str, asyncio.Future[None]] = {}
-        """Cancel requests sent to other instances, by id, until one answers that it stopped."""
+        self._asked: dict[str, asyncio.Future[str]] = {}
+        """Cancel requests sent to other instances, by id, until one answers that it stopped the
+        turn ("stopped") or that the turn is someone else's ("theirs")."""
         self._idle = asyncio.Event()
         """Set while no chat has an update under way (``_chats`` is empty)."""
         self._idle.set()
@@ -86,7 +87,10 @@ class Pipeline:
 
         Each update gets its own task; the chat's lock (a forum topic's, in a forum) keeps its turns
         in arrival order, and it is taken before a concurrency slot, so a flood in one chat never
-        starves the others. /cancel is answered at once, not queued behind the turn it stops.
+        starves the others. /cancel is answered at once, not queued behind the turn it stops; it
+        stops only the sender's own answer (any, for a bot admin), as a new message does with
+        `bot.new_message_cancels`: in a group, one member never stops another's. An edit (in a
+        private chat) is a turn of its own, in order with the chat's others.
         """
         if not isinstance(update, Update):
             return
@@ -101,12 +105,12 @@ class Pipeline:
         if update.callback_query is not None:
             await self._button(update.callback_query)
             return
-        if update.message is None:
-            edited = update.edited_message
-            if edited is not None and edited.chat.type == "private":
-                await self._edited(update.update_id, edited)
-            return  # channel posts and anything else are not for the pipeline
         message = update.message
+        edit = message is None
+        if message is None:
+            message = update.edited_message
+            if message is None or message.chat.type != "private":
+                return  # channel posts, edits in groups and anything else are not for us
         if message.migrate_to_chat_id or message.migrate_from_chat_id:  # a group upgraded
             await self.app.delivery.chat_moved(
                 message.migrate_from_chat_id or message.chat_id,
@@ -116,23 +120,27 @@ class Pipeline:
         update_id = update.update_id
         place = (message.chat_id, topic_of(message))
         entry = self._chats.get(place)
-        if self._is_cancel(message):
+        sender, admin = sender_of(message), self._admin(message)
+        if not edit and self._is_cancel(message):
             running = entry.current if entry is not None else None
-            stopped = entry is not None and entry.stop()
+            busy = running is not None and not running.done()
+            theirs = busy and entry is not None and not entry.owned(sender, admin)
+            stopped = entry is not None and not theirs and entry.stop()
             if stopped and running is not None:
                 # The stopped answer first leaves what it showed (a draft becomes a message),
                 # so "Stopped." comes under it, as under an edited answer; bounded, not queued.
                 await asyncio.wait({running}, timeout=CANCEL_SETTLE)
-            if not stopped and self.app.store.shared:
-                stopped = await self._stop_elsewhere(place, update_id, answer=True)
-            if stopped or entry is not None:
-                await self.cancel(update_id, message, stopped=stopped)
+            if not stopped and not theirs and self.app.store.shared:
+                found = await self._stop_elsewhere(place, update_id, sender, admin, answer=True)
+                stopped, theirs = found == "stopped", found == "theirs"
+            if stopped or theirs or entry is not None:
+                await self.cancel(update_id, message, stopped=stopped, theirs=theirs)
                 return
             # with nothing under way, /cancel goes the usual way (access control first)
-        if self.app.config.bot.new_message_cancels:
-            stopped = entry is not None and entry.stop()
+        if not edit and self.app.config.bot.new_message_cancels:
+            stopped = entry is not None and entry.owned(sender) and entry.stop()
             if not stopped and self.app.store.shared:
-                self.app.in_background(self._stop_elsewhere(place, update_id))
+                self.app.in_background(self._stop_elsewhere(place, update_id, sender))
         if entry is None:
             entry = self._chats[place] = _ChatLock()
             self._idle.clear()
@@ -145,7 +153,7 @@ class Pipeline:
                     task = asyncio.create_task(self._tell_interrupted(update_id, message))
                 else:
                     task = asyncio.create_task(self.process(update_id, message))
-                entry.current, entry.update_id = task, update_id
+                entry.current, entry.update_id, entry.sender = task, update_id, sender
                 try:
                     await task
                 except asyncio.CancelledError:
@@ -153,7 +161,7 @@ class Pipeline:
                     if not task.cancelled() or (current is not None and current.cancelling()):
                         raise  # the bot is shutting down, not a user's /cancel
                 finally:
-                    entry.current = entry.update_id = None
+                    entry.current = entry.update_id = entry.sender = None
         finally:
             entry.users -= 1
             if entry.users == 0:
@@ -194,6 +202,15 @@ class Pipeline:
                 log.warning("store: no lock for chat %s: %s", chat_id, type(exc).__name__)
             yield
 
+    def _admin(self, message: Message) -> bool:
+        """Whether a bot admin sent the message (not on behalf of a chat: then who is unknown)."""
+        user = message.from_user
+        return (
+            message.sender_chat is None
+            and user is not None
+            and user.id in self.app.config.bot.admins
+        )
+
     def _is_cancel(self, message: Message) -> bool:
         text = message.text or ""
         owner = self.app.commands.get("cancel")
@@ -206,13 +223,22 @@ class Pipeline:
             not target or not username or target.lower() == username.lower()
         )
 
-    async def cancel(self, update_id: int, message: Message, *, stopped: bool) -> None:
+    async def cancel(
+        self, update_id: int, message: Message, *, stopped: bool, theirs: bool = False
+    ) -> None:
         """Answer a /cancel: the turn in progress was stopped (what it showed stays, nothing is
-        lost), or there was none."""
+        lost), it is someone else's, or there was none. The pre_message hooks see it first, as
+        any message: a sender refused access hears only what access control says."""
         turn = self.make_turn(update_id, message)
-        if turn is not None:
-            text = turn.t("cancelled" if stopped else "nothing_to_cancel")
-            await self.app.delivery.deliver(turn, Text(text))
+        if turn is None:
+            return
+        reply = await self.pre_message(turn)
+        if reply is None and turn.ignored:
+            return
+        if reply is None:
+            key = "cancelled" if stopped else "cancel_theirs" if theirs else "nothing_to_cancel"
+            reply = Text(turn.t(key))
+        await self.app.delivery.deliver(turn, reply)
 
     async def _tell_interrupted(self, update_id: int, message: Message) -> None:
         """A message whose turn was cut off by a kill (its preview froze, or nothing came): ask
@@ -222,46 +248,64 @@ class Pipeline:
             await self.app.delivery.deliver(turn, Text(turn.t("interrupted")))
         log.info("update %s: its turn was cut off by a restart; the user was told", update_id)
 
-    async def _stop_elsewhere(self, place: Place, update_id: int, *, answer: bool = False) -> bool:
+    async def _stop_elsewhere(
+        self,
+        place: Place,
+        update_id: int,
+        sender: int | None,
+        admin: bool = False,
+        *,
+        answer: bool = False,
+    ) -> str | None:
         """Ask every instance on the shared store to stop this chat's (topic's) turn if it runs an
-        earlier update; with `answer`, wait a moment to hear whether one did."""
+        earlier update of `sender`'s (anyone's, for an `admin`); with `answer`, wait a moment to
+        hear whether one did: "stopped", "theirs" (one runs someone else's), or None."""
         chat_id, topic = place
         request: dict[str, Any] = {
             "kind": "cancel",
             "chat": chat_id,
             "topic": topic,
             "before": update_id,
+            "sender": sender,
+            "admin": admin,
         }
-        heard: asyncio.Future[None] | None = None
+        heard: asyncio.Future[str] | None = None
         if answer:
             request["id"] = secrets.token_hex(8)
             heard = self._asked[request["id"]] = asyncio.get_running_loop().create_future()
         try:
             if not await self._broadcast(request) or heard is None:
-                return False
-            await asyncio.wait_for(heard, REMOTE_CANCEL_WAIT)
-            return True
+                return None
+            return await asyncio.wait_for(heard, REMOTE_CANCEL_WAIT)
         except TimeoutError:
-            return False
+            return None
         finally:
             if answer:
                 del self._asked[request["id"]]
 
     def _on_signal(self, message: dict[str, Any]) -> None:
-        """Another instance's request to stop a chat's (topic's) turn, or its answer that it did."""
-        if message.get("kind") == "stopped":
+        """Another instance's request to stop a chat's (topic's) turn, or its answer that it did
+        (or that the turn is someone else's)."""
+        if message.get("kind") in ("stopped", "theirs"):
             heard = self._asked.get(str(message.get("id")))
             if heard is not None and not heard.done():
-                heard.set_result(None)
+                heard.set_result(str(message["kind"]))
             return
         if message.get("kind") != "cancel":
             return
         entry = self._chats.get((message.get("chat", 0), message.get("topic")))
         before = message.get("before")
         running = entry.update_id if entry is not None else None
-        if not isinstance(before, int) or running is None or running >= before:
+        if entry is None or not isinstance(before, int) or running is None or running >= before:
             return  # nothing here, or the turn of that very message (or a later one)
-        if entry is not None and entry.stop() and message.get("id"):
+        sender = message.get("sender")
+        if not entry.owned(
+            sender if isinstance(sender, int) else None, message.get("admin") is True
+        ):
+            if message.get("id"):
+                self.app.in_background(self._broadcast({"kind": "theirs", "id": message["id"]}))
+            return
+        if entry.stop() and message.get("id"):
             self.app.in_background(self._broadcast({"kind": "stopped", "id": message["id"]}))
 
     async def _broadcast(self, message: dict[str, Any]) -> bool:
@@ -275,15 +319,17 @@ class Pipeline:
         return True
 
     async def process(self, update_id: int, message: Message) -> None:
-        """One message, start to finish: the turn, the plugins, the delivery, the log line."""
+        """One message (or an edit of one: it has an `edit_date`), start to finish: the turn, the
+        plugins, the delivery, the log line."""
         started = time.perf_counter()
         turn = self.make_turn(update_id, message)
         if turn is None:
             return
-        kind = turn.kind
+        edit = message.edit_date is not None
+        kind = "edited" if edit else turn.kind
         reply: Reply | None = None
         try:
-            reply = await self.run(turn)
+            reply = await (self._edited(turn) if edit else self.run(turn))
             if reply is not None:
                 await self.app.delivery.deliver(turn, reply)
         finally:
@@ -320,23 +366,35 @@ class Pipeline:
                 turn.args = message.text[first.length :].strip()
         return turn
 
-    async def _edited(self, update_id: int, message: Message) -> None:
-        """An edit of a message already answered: say that only new messages count."""
-        turn = self.make_turn(update_id, message)
-        if turn is not None:
-            await self.app.delivery.deliver(turn, Text(turn.t("edited")))
+    async def _edited(self, turn: Turn) -> Reply | None:
+        """An edit of a message already answered: say that only new messages count. The
+        pre_message hooks see it first, as kind "other" (nothing in it is new to transcribe or
+        answer): access control refuses an edit as it refuses a message, told once."""
+        turn.kind = "other"
+        reply = await self.pre_message(turn)
+        if reply is None and not turn.ignored:
+            turn.record.note(Outcome.EDITED)
+            reply = Text(turn.t("edited"))
+        return reply
 
-    async def run(self, turn: Turn) -> Reply | None:
-        """The reply that ends this turn, or None when there is nothing to say."""
-        reply: Reply | None = None
+    async def pre_message(self, turn: Turn) -> Reply | None:
+        """Run the pre_message hooks in order: the reply one of them ends the turn with at once
+        (access control), or None (with `turn.ignored` set: the turn ends in silence)."""
         for impl in self.app.plugins.impls("pre_message"):
             reply = await self.guard.call(impl.plugin, "pre_message", impl, turn, turn=turn)
             if reply is not None:
                 turn.record.replied_by = impl.plugin
-                break
+                return reply
             if turn.ignored:
                 return None
+        return None
+
+    async def run(self, turn: Turn) -> Reply | None:
+        """The reply that ends this turn, or None when there is nothing to say."""
+        reply = await self.pre_message(turn)
         if reply is None:
+            if turn.ignored:
+                return None
             reply = await self.route(turn)
         if reply is not None:
             made, guarded = reply, None
@@ -409,7 +467,7 @@ class _ChatLock:
     """A chat's lock, the turn it is running, and how many of its updates hold or wait for it
     (dropped at zero)."""
 
-    __slots__ = ("current", "lock", "update_id", "users")
+    __slots__ = ("current", "lock", "sender", "update_id", "users")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -417,6 +475,12 @@ class _ChatLock:
         self.current: asyncio.Task[None] | None = None
         self.update_id: int | None = None
         """The update whose turn is running."""
+        self.sender: int | None = None
+        """Who sent it (`botcore.turn.sender_of`)."""
+
+    def owned(self, sender: int | None, admin: bool = False) -> bool:
+        """Whether `sender` may stop the running turn: their own, or anyone's for an `admin`."""
+        return admin or (sender is not None and sender == self.sender)
 
     def stop(self) -> bool:
         """Cancel the running turn; False if there was none."""

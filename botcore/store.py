@@ -180,7 +180,8 @@ class HistoryStore(Protocol):
 
     async def rewind(self, turn: Turn) -> ChatMessage | None:
         """Remove the last user message and everything after it, and return that message (None if
-        there is none): /retry asks the model again."""
+        there is none): /retry asks the model again. Raises UserError (removing nothing) when the
+        turn's sender may not take it back: someone else's, in a conversation several share."""
         ...
 
 

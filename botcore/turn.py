@@ -53,6 +53,8 @@ class Outcome(StrEnum):
     UNDELIVERED = "undelivered"
     """Telegram refused the reply or flood control outlasted bot.limits.max_wait."""
     IGNORED = "ignored"
+    EDITED = "edited"
+    """An edit of a message: the user was told only new messages count."""
     UNKNOWN_COMMAND = "unknown_command"
     UNSUPPORTED = "unsupported"
 
@@ -99,6 +101,15 @@ class Record:
         if self.replied_by is None:  # the core's own answer: nobody takes this message
             return Outcome.UNKNOWN_COMMAND if kind == "command" else Outcome.UNSUPPORTED
         return Outcome.ANSWERED
+
+
+def sender_of(message: Message) -> int | None:
+    """Who speaks in a message: the chat it is sent on behalf of (a channel posting in a group;
+    the group itself for an anonymous admin), else the user. For those, `from` is a placeholder
+    Telegram gives every channel (Channel_Bot) or every anonymous admin (GroupAnonymousBot)."""
+    if message.sender_chat is not None:
+        return message.sender_chat.id
+    return message.from_user.id if message.from_user else None
 
 
 @dataclass
@@ -151,8 +162,16 @@ class Turn:
 
     @property
     def user_id(self) -> int | None:
-        """The sender; None for channel posts and anonymous admins."""
+        """The user in the message's `from`; for a message sent on behalf of a chat, Telegram's
+        placeholder shared by all such senders: tell senders apart with `sender_id`."""
         return self.message.from_user.id if self.message.from_user else None
+
+    @property
+    def sender_id(self) -> int | None:
+        """Who speaks, for access, conversations and /cancel: the user, or the chat a message is
+        sent on behalf of (a channel's id; the group's own for an anonymous admin). See
+        `sender_of`."""
+        return sender_of(self.message)
 
     @property
     def chat_type(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tomllib
 from pathlib import Path
 
@@ -249,3 +250,94 @@ async def test_the_command_menu_follows_disable_and_enable_once_each(
     assert (await telegram.reply_to("/plugins", user_id=ADMIN)).text  # the menu was set once
     assert menus() == ["start help cancel clear", "start help cancel", "start help cancel clear"]
     assert menus(admin)[-1] == "start help cancel plugins enable disable clear"
+
+
+# Ways around a block (issue 16.11): edits, posting as a channel, anonymous admins.
+
+BLOCKED = "Sorry, you may not use this bot."
+GROUP = {"chat_id": -1001, "chat_type": "supergroup"}
+
+
+async def test_a_blocked_users_edits_are_refused_like_messages_told_once(
+    start_bot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "botcore.updates")
+    blocked = {"access": {"blocked": [7]}, "chat": {"stream": False}}
+    await start_bot(["access", "chat"], bot={"admins": [ADMIN]}, settings=blocked)
+    sent = await telegram.send_message("hello", user_id=7)
+    assert (await telegram.next_message(7)).text == BLOCKED
+    for n in range(3):
+        sent = await telegram.edit_message(sent, f"hello {n}")
+
+    def seen() -> int:  # turns the bot logged for chat 7: the message, then each edit
+        return sum(r.name == "botcore.updates" and r.fields["chat_id"] == 7 for r in caplog.records)
+
+    # A log line comes without a Bot API call to wake wait_for: look every 50 ms as well.
+    await telegram.wait_for(
+        lambda: seen() == 4 or len(telegram.bot_messages(7)) > 1, poll_interval=0.05
+    )
+    assert [m.text for m in telegram.bot_messages(7)] == [BLOCKED]  # told once, edits or not
+    edits = [r.fields for r in caplog.records if r.name == "botcore.updates"][1:]
+    assert [(f["kind"], f["outcome"]) for f in edits] == [("edited", "ignored")] * 3
+    # Once allowed, an edit gets the usual hint.
+    assert (
+        await telegram.reply_to("/allow 7", user_id=ADMIN)
+    ).text == "User 7 may use the bot now."
+    await telegram.edit_message(sent, "hello again")
+    assert (await telegram.next_message(7)).text == (
+        "I only see new messages: please send the corrected text as a new message."
+    )
+
+
+async def test_a_channel_posting_in_a_group_is_a_sender_of_its_own(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"chat": {"stream": False, "groups": "all"}, "access": {"remind_hours": 0}}
+    app = (await start_bot(["access", "chat"], bot={"admins": [ADMIN]}, settings=settings)).app
+    post = await telegram.send_message("hi", sender_chat=-1002, user_id=7, **GROUP)
+    assert (await telegram.next_message(-1001)).text == "echo: Channel: hi"
+    # /deny in reply to the channel's post blocks the channel: not the group (its `from` is
+    # Telegram's Channel_Bot placeholder, a bot), not every channel (they all share that id).
+    reply = await telegram.reply_to(
+        "/deny", user_id=ADMIN, reply_to_message_id=post["message_id"], **GROUP
+    )
+    assert reply.text == "Chat -1002 may no longer use the bot."
+    assert app.config.plugins["access"]["blocked"] == [-1002]
+    assert (await telegram.reply_to("/start", sender_chat=-1002, **GROUP)).text == BLOCKED
+    await telegram.send_message("hi again", sender_chat=-1002, **GROUP)  # told once: silence
+    other = await telegram.reply_to("hi", sender_chat=-1003, **GROUP)
+    assert other.text == "echo: Channel: hi"
+    assert (await telegram.reply_to("hi", user_id=7, **GROUP)).text == "echo: Test: hi"
+    assert [m.text for m in telegram.bot_messages(-1001)].count(BLOCKED) == 1
+    # /deny by id works the same, and /allow lets the channel back in.
+    assert (await telegram.reply_to("/allow -1002", user_id=ADMIN)).text == (
+        "Chat -1002 may use the bot now."
+    )
+    assert (await telegram.reply_to("hey", sender_chat=-1002, **GROUP)).text == "echo: Channel: hey"
+    await telegram.reply_to("/deny -1003", user_id=ADMIN)
+    assert (await telegram.reply_to("/start", sender_chat=-1003, **GROUP)).text == BLOCKED
+
+
+async def test_a_private_bot_names_the_chat_a_channel_or_anonymous_admin_speaks_for(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {**PRIVATE, "chat": {"stream": False, "groups": "all"}}
+    await start_bot(["access", "chat"], bot={"admins": [ADMIN]}, settings=settings)
+    refused = "Sorry, this bot is private. Ask its owner for access and give them your id: {}."
+    # An anonymous admin speaks for the group itself: the id to allow is the group's.
+    assert (await telegram.reply_to("/start", sender_chat=-1001, **GROUP)).text == refused.format(
+        -1001
+    )
+    assert (await telegram.reply_to("/start", sender_chat=-1002, **GROUP)).text == refused.format(
+        -1002
+    )
+    await telegram.reply_to("/allow -1002", user_id=ADMIN)
+    assert (await telegram.reply_to("hi", sender_chat=-1002, **GROUP)).text == "echo: Channel: hi"
+    # Allowing the channel is not allowing the group (nor the other anonymous senders).
+    await telegram.send_message("/start", sender_chat=-1001, **GROUP)
+    assert (await telegram.reply_to("/start", sender_chat=-1003, **GROUP)).text == refused.format(
+        -1003
+    )
+    await telegram.reply_to("/allow -1001", user_id=ADMIN)
+    assert (await telegram.reply_to("hi", sender_chat=-1001, **GROUP)).text == "echo: Group: hi"
+    assert openai_server.chat_requests  # the allowed ones reached the model

@@ -10,6 +10,12 @@ from botcore.testing.fake_openai import ChatReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 SLOW = ChatReply(text="word " * 200, first_chunk_delay=0.05, total_duration=30)
+NOT_YOURS = (
+    "The last question here was someone else's: only they can /retry it. "
+    "Send your question again instead."
+)
+THEIRS = "This answer is for someone else: only they or a bot admin can stop it."
+BLOCKED = "Sorry, you may not use this bot."
 
 
 def user_texts(messages: list[dict]) -> list[str]:
@@ -120,6 +126,75 @@ async def test_retry_in_a_group_keeps_the_speaker(
     await telegram.reply_to("hello all", **group)
     assert (await telegram.reply_to("/retry", **group)).text == "echo: Ann: hello all"
     assert user_texts(openai_server.last_chat_messages()) == ["Ann: hello all"]
+
+
+async def test_retry_in_a_shared_group_history_is_only_the_askers(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat"], settings={"chat": {"stream": False, "groups": "all"}})
+    ann = {"chat_id": -7, "chat_type": "group", "first_name": "Ann", "user_id": 1}
+    bob = {**ann, "first_name": "Bob", "user_id": 2}
+    await telegram.reply_to("hello all", **ann)
+    # Bob's /retry would re-ask Ann's question (and drop her answer): refused, nothing changes.
+    assert (await telegram.reply_to("/retry", **bob)).text == NOT_YOURS
+    assert len(openai_server.chat_requests) == 1
+    # A channel and an anonymous admin are no more Ann than Bob is.
+    assert (await telegram.reply_to("/retry", sender_chat=-1002, **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", sender_chat=-7, **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", **ann)).text == "echo: Ann: hello all"
+    await telegram.reply_to("my turn", **bob)
+    assert (await telegram.reply_to("/retry", **ann)).text == NOT_YOURS
+    assert (await telegram.reply_to("/retry", **bob)).text == "echo: Bob: my turn"
+    # The model never sees who is who beyond the names in the text.
+    assert openai_server.last_chat_messages()[1:] == [
+        {"role": "user", "content": "Ann: hello all"},
+        {"role": "assistant", "content": "echo: Ann: hello all"},
+        {"role": "user", "content": "Bob: my turn"},
+    ]
+    ru = await telegram.reply_to("/retry", language_code="ru", **ann)
+    assert ru.text.startswith("Последний вопрос здесь задал кто-то другой")
+
+
+async def test_in_a_group_only_the_asker_or_a_bot_admin_stops_an_answer(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"chat": {"groups": "all"}, "access": {"blocked": [9]}}
+    await start_bot(["access", "chat"], bot={"admins": [1]}, settings=settings)
+    group = {"chat_id": -5, "chat_type": "group"}
+    openai_server.script_chat(SLOW, SLOW)
+    await telegram.send_message("a story please", user_id=7, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    assert (await telegram.reply_to("/cancel", user_id=8, **group)).text == THEIRS
+    assert (await telegram.reply_to("/cancel", sender_chat=-1002, **group)).text == THEIRS
+    # A blocked member is told so (once), as for any message, and stops nothing.
+    assert (await telegram.reply_to("/cancel", user_id=9, **group)).text == BLOCKED
+    await telegram.send_message("/cancel", user_id=9, **group)
+    assert (await telegram.reply_to("/cancel", user_id=7, **group)).text == "Stopped."
+    assert (answer.text or "").endswith(" …")
+    assert [m.text for m in telegram.bot_messages(-5)].count(BLOCKED) == 1
+    # A bot admin may stop anyone's answer.
+    await telegram.send_message("another story", user_id=8, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    assert (await telegram.reply_to("/cancel", user_id=1, **group)).text == "Stopped."
+    assert (answer.text or "").endswith(" …")
+    ru = await telegram.reply_to("/cancel", user_id=8, language_code="ru", **group)
+    assert ru.text.startswith("Нечего")
+
+
+async def test_a_new_message_stops_only_the_senders_own_answer(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(
+        ["chat"], bot={"new_message_cancels": True}, settings={"chat": {"groups": "all"}}
+    )
+    group = {"chat_id": -5, "chat_type": "group"}
+    openai_server.script_chat(ChatReply(text="word " * 20, total_duration=1))
+    await telegram.send_message("a story please", user_id=7, **group)
+    answer = await telegram.next_message(-5, timeout=5)
+    await telegram.send_message("me too", user_id=8, **group)  # waits its turn, stops nothing
+    after = await telegram.next_message(-5, timeout=5)
+    assert after.text == "echo: Test: me too"
+    assert (answer.text or "").strip() == ("word " * 20).strip()
 
 
 async def test_an_idle_conversation_starts_afresh(

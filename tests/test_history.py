@@ -120,6 +120,28 @@ async def test_group_scope_chat_versus_user(
     assert user_texts(openai_server.last_chat_messages()) == ["Bob: from Bob"]
 
 
+async def test_group_scope_user_gives_each_channel_and_anonymous_admins_their_own(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"scope": "user"}, "chat": {"stream": False, "groups": "all"}}
+    await start_bot(["history", "chat"], store=H, settings=settings)
+    group: dict[str, Any] = {"chat_id": -100, "chat_type": "supergroup"}
+    # Telegram gives every channel the same `from` (Channel_Bot): the channel is the sender.
+    await telegram.reply_to("from one", sender_chat=-1001, **group)
+    await telegram.reply_to("from two", sender_chat=-1002, **group)
+    assert user_texts(openai_server.last_chat_messages()) == ["Channel: from two"]
+    await telegram.reply_to("one again", sender_chat=-1001, **group)
+    assert user_texts(openai_server.last_chat_messages()) == [
+        "Channel: from one",
+        "Channel: one again",
+    ]
+    # Anonymous admins speak for the group: one conversation for all of them, theirs alone.
+    await telegram.reply_to("anonymous", sender_chat=-100, **group)
+    assert user_texts(openai_server.last_chat_messages()) == ["Group: anonymous"]
+    await telegram.reply_to("a member", user_id=5, first_name="Ann", **group)
+    assert user_texts(openai_server.last_chat_messages()) == ["Ann: a member"]
+
+
 async def test_group_scope_chat_shares_the_conversation(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:

@@ -278,6 +278,22 @@ async def test_cancel_stops_a_turn_that_another_instance_is_running(
     )
 
 
+async def test_cancel_leaves_someone_elses_turn_on_another_instance(
+    cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    group = {"chat_id": -70, "chat_type": "group"}
+    openai_server.latency = 60  # the model's answer to the first question never comes in time
+    await telegram.send_message("@botcore_test_bot a long question", user_id=7, **group)
+    await telegram.wait_for(lambda: len(openai_server.chat_requests) == 1, timeout=20)
+    openai_server.latency = 0
+    # Another member's /cancel reaches another instance: it says whose answer it is, stops none.
+    reply = await telegram.reply_to("/cancel", user_id=8, timeout=10, **group)
+    assert reply.text == "This answer is for someone else: only they or a bot admin can stop it."
+    assert (await telegram.reply_to("/cancel", user_id=7, timeout=10, **group)).text == "Stopped."
+    asked, refused, stopped = (cluster.instance(u) for u in sorted(cluster.proxy.routed)[-3:])
+    assert asked not in (refused, stopped)
+
+
 @pytest.mark.cluster_bot(new_message_cancels=True)
 async def test_a_new_message_stops_the_turn_another_instance_is_running(
     cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI

@@ -257,9 +257,10 @@ async def test_cancel_between_instances_names_the_topic(
     assert nothing.text.startswith("Nothing to stop") and nothing.thread_id == C
     assert [(s["kind"], s["chat"], s["topic"]) for s in signals] == [("cancel", FORUM, C)]
     assert not (in_a.text or "").endswith("…")
-    # Another instance's /cancel in topic A arrives: A's turn stops, B's goes on.
+    # Another instance's /cancel in topic A arrives (from the asker: it names them): A's turn
+    # stops, B's goes on.
     await running.app.store.broadcast(
-        {"kind": "cancel", "chat": FORUM, "topic": A, "before": 10**9}
+        {"kind": "cancel", "chat": FORUM, "topic": A, "before": 10**9, "sender": USER}
     )
     await telegram.wait_for(lambda: (in_a.text or "").endswith(" …"))
     await telegram.wait_for(lambda: in_b.plain == whole.strip(), timeout=10)

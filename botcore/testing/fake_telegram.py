@@ -33,6 +33,12 @@ Telegram's rules (see :mod:`botcore.testing.flood` for the flood model):
   getMe). Topic messages carry ``message_thread_id`` and ``is_topic_message``; General's do not
   (its id 1 is refused as a ``message_thread_id``, as Telegram does); a reply without a thread id
   goes to the replied message's topic; an unknown thread is "message thread not found".
+* Messages sent on behalf of a chat (``sender_chat=`` on a user message): a channel's post in a
+  group has the channel as ``sender_chat`` and Telegram's placeholder user Channel_Bot
+  (``FAKE_CHANNEL``, the same for every channel) as ``from``; an anonymous group admin's has the
+  group itself as ``sender_chat`` and GroupAnonymousBot (``ANONYMOUS_ADMIN``) as ``from``.
+* :meth:`FakeTelegram.edit_message` pushes an ``edited_message`` update (the whole message with
+  its new text and an ``edit_date``), as Telegram does when a user edits a message.
 
 Standalone (benchmarks): ``python -m botcore.testing.fake_telegram --port 8081 --token T`` also
 serves ``POST /_fake/send_message`` (JSON kwargs of send_message), ``/_fake/send_update``,
@@ -111,6 +117,25 @@ DRAFT_TTL = 30.0
 """Seconds a draft stays on screen without an update ("a temporary 30-second preview")."""
 GENERAL_TOPIC = 1
 """The General topic's thread id, which Telegram refuses as a ``message_thread_id``."""
+FAKE_CHANNEL = 136817688
+"""The user id in ``from`` of every message a channel posts in a group (@Channel_Bot)."""
+ANONYMOUS_ADMIN = 1087968824
+"""The user id in ``from`` of every message an anonymous group admin sends (@GroupAnonymousBot)."""
+_PLACEHOLDERS = {
+    FAKE_CHANNEL: {
+        "id": FAKE_CHANNEL,
+        "is_bot": True,
+        "first_name": "Channel",
+        "username": "Channel_Bot",
+    },
+    ANONYMOUS_ADMIN: {
+        "id": ANONYMOUS_ADMIN,
+        "is_bot": True,
+        "first_name": "Group",
+        "username": "GroupAnonymousBot",
+    },
+}
+"""The users Telegram puts in ``from`` "for backward compatibility" when a chat is the sender."""
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -718,6 +743,10 @@ class Sender(TypedDict, total=False):
     reply_to_message_id: int | None
     thread_id: int | None
     """The forum topic it is sent in (the chat becomes a forum with that topic if need be)."""
+    sender_chat: int | None
+    """Sent on behalf of a chat (groups only): a channel's id (a channel chat, made if unknown;
+    ``from`` is Channel_Bot) or the group's own id (an anonymous admin; ``from`` is
+    GroupAnonymousBot). ``user_id`` is then only who pressed send, which Telegram does not tell."""
 
 
 class FakeTelegram:
@@ -943,6 +972,7 @@ class FakeTelegram:
         username: str | None = None,
         reply_to_message_id: int | None = None,
         thread_id: int | None = None,
+        sender_chat: int | None = None,
     ) -> JSONDict:
         """A new user message's common fields; the defaults of every `send_*` method."""
         user = self._user(user_id, first_name, username, language_code)
@@ -951,6 +981,12 @@ class FakeTelegram:
         if cid < 0 and chat_type == "private" and known is not None:
             chat_type = known["type"]  # e.g. a forum made by make_forum(): no need to repeat it
         chat = self._chat(cid, chat_type, user)
+        as_chat: JSONDict | None = None
+        if sender_chat is not None:
+            if chat["type"] not in ("group", "supergroup"):
+                raise ValueError("only group messages are sent on behalf of a chat")
+            as_chat = chat if sender_chat == cid else self._chat(sender_chat, "channel")
+            user = _PLACEHOLDERS[ANONYMOUS_ADMIN if sender_chat == cid else FAKE_CHANNEL]
         if thread_id is not None and thread_id not in self._topics.get(cid, {}):
             self.make_forum(cid, topics={thread_id: f"Topic {thread_id}"})
         message: JSONDict = {
@@ -962,6 +998,8 @@ class FakeTelegram:
             message["sender_chat"] = message["chat"]
         else:
             message["from"] = user
+            if as_chat is not None:
+                message["sender_chat"] = as_chat
         reply = self._reply_copy(cid, reply_to_message_id)
         if reply is not None:
             message["reply_to_message"] = reply
@@ -1031,6 +1069,32 @@ class FakeTelegram:
         if ents:
             message["entities"] = ents
         return await self._push_message(message)
+
+    async def edit_message(
+        self, message: JSONDict, text: str, *, entities: list[JSONDict] | None = None
+    ) -> JSONDict:
+        """Push the ``edited_message`` update of a user editing ``message`` (as a ``send_*``
+        returned it) to say ``text`` (its caption, for a message with one): the whole message
+        again, with an ``edit_date``. Returns the edited message."""
+        edited = {k: v for k, v in message.items() if k not in ("entities", "caption_entities")}
+        field, entity_field = (
+            ("caption", "caption_entities")
+            if "caption" in message
+            else (
+                "text",
+                "entities",
+            )
+        )
+        edited[field] = text
+        ents = _auto_entities(text) if entities is None else entities
+        if ents:
+            edited[entity_field] = ents
+        edited["edit_date"] = max(int(time.time()), message["date"])
+        chat = message["chat"]
+        self._user_msgs[(chat["id"], message["message_id"])] = edited
+        key = "edited_channel_post" if chat["type"] == "channel" else "edited_message"
+        await self.send_update({key: edited})
+        return edited
 
     async def send_voice(
         self,

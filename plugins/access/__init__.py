@@ -6,13 +6,20 @@ again at most every `remind_hours`: answering every message would let anyone mak
 Changes made with /allow and /deny are settings overrides (`app.override`): computed from what
 is stored (not from this process's copy), kept in the store, applied at once by every instance
 that shares it and at every start, shown by `botcore config`.
+
+The sender is `turn.sender_id`: a user, or the chat a message is sent on behalf of. A channel
+posting in a group is a sender of its own (allow or block its id, -100…), since Telegram gives all
+channels one placeholder user. An anonymous group admin speaks for the group itself, as Telegram
+says: who they are is not known, so they are allowed or blocked with the group. An edit of a
+message passes through here too (as any message does), so a refused user is not answered by
+editing either.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
@@ -31,9 +38,10 @@ class Settings(StrictModel):
     users: list[int] = Field(default_factory=list)
     """User ids allowed when the bot is not open."""
     chats: list[int] = Field(default_factory=list)
-    """Group ids (negative) where every member may use the bot when it is not open."""
+    """Group ids (negative) where every member may use the bot when it is not open, and
+    channels that may post to it (in any group)."""
     blocked: list[int] = Field(default_factory=list)
-    """User or chat ids refused even when the bot is open (admins never are)."""
+    """User, group or channel ids refused even when the bot is open (admins never are)."""
     remind_hours: float = Field(24, ge=0)
     """A refused user is told again after this many hours (0: only once)."""
 
@@ -85,40 +93,46 @@ def register_commands(app: App) -> Sequence[Command]:
     ]
 
 
-def allowed(settings: Settings, admins: Collection[int], user_id: int | None, chat_id: int) -> bool:
-    """May this user, in this chat, use the bot?"""
-    if user_id is not None and user_id in admins:
+def allowed(settings: Settings, admin: bool, sender: int | None, chat_id: int) -> bool:
+    """May this sender (a user, or a chat speaking for itself), in this chat, use the bot?"""
+    if admin:
         return True
-    if user_id in settings.blocked or chat_id in settings.blocked:
+    if sender in settings.blocked or chat_id in settings.blocked:
         return False
-    return settings.open or user_id in settings.users or chat_id in settings.chats
+    return (
+        settings.open
+        or sender in settings.users
+        or sender in settings.chats
+        or chat_id in settings.chats
+    )
 
 
 @hookimpl(tryfirst=True)
 async def pre_message(turn: Turn) -> str | None:
     settings = turn.app.settings(Settings)
-    if allowed(settings, turn.app.admins, turn.user_id, turn.chat_id):
+    sender = turn.sender_id
+    if allowed(settings, turn.is_admin, sender, turn.chat_id):
         return None
     turn.ignored = True
-    if not turn.addressed or turn.user_id is None:
+    if not turn.addressed or sender is None:
         return None  # group chatter not meant for the bot: no reason to speak up
     store = turn.app.store
-    told = await store.get(TOLD, str(turn.user_id))
+    told = await store.get(TOLD, str(sender))
     now = time.time()
     if told is not None and (
         not settings.remind_hours or now - told < settings.remind_hours * 3600
     ):
         return None
-    await store.put(TOLD, str(turn.user_id), now)
-    log.info("refused user %s in chat %s (not allowed)", turn.user_id, turn.chat_id)
-    if turn.user_id in settings.blocked or turn.chat_id in settings.blocked:
+    await store.put(TOLD, str(sender), now)
+    log.info("refused sender %s in chat %s (not allowed)", sender, turn.chat_id)
+    if sender in settings.blocked or turn.chat_id in settings.blocked:
         return turn.t("access.blocked")
-    return turn.t("access.refused", user_id=turn.user_id)
+    return turn.t("access.refused", user_id=sender)
 
 
 def _target(turn: Turn) -> int:
-    """The id a command is about: its argument, the author of the replied-to message, or the
-    group it is sent in."""
+    """The id a command is about: its argument, the sender of the replied-to message (a channel
+    that posted it; the group, for an anonymous admin's), or the group it is sent in."""
     arg = turn.args.split()[0] if turn.args.split() else ""
     if arg:
         try:
@@ -127,6 +141,8 @@ def _target(turn: Turn) -> int:
             pass
     else:
         reply = turn.message.reply_to_message
+        if reply is not None and reply.sender_chat is not None:
+            return reply.sender_chat.id  # its `from` is a placeholder all such senders share
         if reply is not None and reply.from_user is not None and not reply.from_user.is_bot:
             return reply.from_user.id
         if not turn.is_private:

@@ -4,6 +4,13 @@ A conversation is one user's private chat, or a whole group (`scope = "chat"`), 
 a group (`scope = "user"`); in a forum (or a private chat with topics) each topic is a conversation
 of its own (`topic_scope = "topic"`) unless the topics share one (`"chat"`). Where it lives is the
 `[store]` table's business (SQLite by default).
+
+"One user" is the sender (`turn.sender_id`): each channel posting in a group has its own
+conversation, and anonymous admins share the group's. In a conversation several people share
+(a group with `scope = "chat"`), /retry asks again only the sender's own question: each user
+message there is stored with its sender (a key the model never sees), and a /retry of someone
+else's is refused. Messages stored without a sender (before this, or under `scope = "user"`)
+count as anyone's.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from botcore import App, ChatMessage, Command, Store, StrictModel, Turn, hookimpl
+from botcore import App, ChatMessage, Command, Store, StrictModel, Turn, UserError, hookimpl
 
 
 class Settings(StrictModel):
@@ -41,6 +48,16 @@ DRAFTS = "history.drafts"
 INTERRUPTED = " … [interrupted]"
 """How a shown answer that never finished (a kill, a broken stream) ends in the history, so the
 model knows it was cut off."""
+
+SENDER = "botcore.sender"
+"""The key of a stored user message that names its sender; removed before anyone reads it."""
+
+
+def _unmarked(message: ChatMessage) -> ChatMessage:
+    """A stored message as the chat plugin (and the model) may see it: without its sender."""
+    if SENDER not in message:
+        return message
+    return {k: v for k, v in message.items() if k != SENDER}
 
 
 class History:
@@ -68,8 +85,12 @@ class History:
         if turn.topic_id is not None and settings.topic_scope == "topic":
             key += f":topic:{turn.topic_id}"
         if not turn.is_private and settings.scope == "user":
-            key += f":user:{turn.user_id}"
+            key += f":user:{turn.sender_id}"
         return key
+
+    def shared(self, turn: Turn) -> bool:
+        """Whether several senders speak in the turn's conversation (a group's, shared)."""
+        return not turn.is_private and self.settings.scope == "chat"
 
     def _oldest_kept(self) -> float:
         days = self.settings.max_age_days
@@ -86,15 +107,22 @@ class History:
                 await self.store.clear(key)
                 return []
         kept = self.settings.max_messages
-        return await self.store.messages(
+        past = await self.store.messages(
             key, limit=kept if limit is None else min(limit, kept), since=self._oldest_kept()
         )
+        return [_unmarked(message) for message in past]
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
-        """Add messages: durable once this returns. They replace the turn's draft (the answer
-        being shown is now stored whole, or the part before a tool call is)."""
+        """Add messages (a user's marked with its sender, in a shared conversation): durable
+        once this returns. They replace the turn's draft (the answer being shown is now stored
+        whole, or the part before a tool call is)."""
         key = self.conversation(turn)
-        await self.store.append(key, messages, keep=self.settings.max_messages)
+        sender = turn.sender_id if self.shared(turn) else None
+        marked = [
+            {**m, SENDER: sender} if m.get("role") == "user" and sender is not None else m
+            for m in messages
+        ]
+        await self.store.append(key, marked, keep=self.settings.max_messages)
         if self._drafting.get(key) == turn.update_id:
             del self._drafting[key]
             await self.store.put(DRAFTS, key, None)
@@ -136,7 +164,8 @@ class History:
         await self.store.put(DRAFTS, key, None)
 
     async def rewind(self, turn: Turn) -> ChatMessage | None:
-        """Drop the last user message and what followed it; return that message."""
+        """Drop the last user message and what followed it; return that message. In a shared
+        conversation, a UserError (and nothing dropped) if someone else sent it."""
         key = self.conversation(turn)
         await self._fold(key, turn.update_id)
         past = await self.store.messages(
@@ -147,8 +176,11 @@ class History:
         )
         if last is None:
             return None
+        sender = past[last].get(SENDER)
+        if self.shared(turn) and sender is not None and sender != turn.sender_id:
+            raise UserError(turn.t("history.not_yours"))
         await self.store.replace(key, past[:last])
-        return past[last]
+        return _unmarked(past[last])
 
     async def move_chat(self, old: int, new: int) -> None:
         """A group became supergroup `new`: its conversations go on there (the answer still
@@ -190,10 +222,14 @@ def register_texts() -> dict[str, dict[str, str]]:
         "en": {
             "history.clear": "Forget our conversation",
             "history.cleared": "Done: I have forgotten our conversation.",
+            "history.not_yours": "The last question here was someone else's: only they can "
+            "/retry it. Send your question again instead.",
         },
         "ru": {
             "history.clear": "Забыть наш разговор",
             "history.cleared": "Готово: я забыл наш разговор.",
+            "history.not_yours": "Последний вопрос здесь задал кто-то другой: повторить его "
+            "(/retry) может только он. Отправьте свой вопрос заново.",
         },
     }
 

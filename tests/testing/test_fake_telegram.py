@@ -37,7 +37,12 @@ from telegram.ext import (
     filters,
 )
 
-from botcore.testing.fake_telegram import MAX_DOWNLOAD, FakeTelegram
+from botcore.testing.fake_telegram import (
+    ANONYMOUS_ADMIN,
+    FAKE_CHANNEL,
+    MAX_DOWNLOAD,
+    FakeTelegram,
+)
 
 TOKEN = "123456:TEST-TOKEN"
 
@@ -246,6 +251,42 @@ async def test_user_messages_get_utf16_entities(fake: FakeTelegram) -> None:
     assert captioned.caption_entities[0].offset == 3
     plain = await fake.send_voice(b"x", kind="document", caption="no mention")
     assert "caption_entities" not in plain
+
+
+async def test_messages_on_behalf_of_a_chat_and_edits_arrive_as_telegram_sends_them(
+    fake: FakeTelegram, bot: Bot
+) -> None:
+    group = {"chat_id": -1001, "chat_type": "supergroup"}
+    posted = await fake.send_message("as my channel", sender_chat=-1002, user_id=7, **group)
+    anonymous = await fake.send_message("as the group", sender_chat=-1001, user_id=8, **group)
+    with pytest.raises(ValueError, match="on behalf of a chat"):
+        await fake.send_message("in private", sender_chat=-1002)
+    edited = await fake.edit_message(posted, "/start edited")
+    caption = await fake.edit_message(await fake.send_photo(png(2, 2), caption="a"), "b")
+
+    updates = await bot.get_updates()
+    first, second, third, fourth, fifth = updates  # the edit of `posted` before the photo
+    assert first.message is not None and second.message is not None
+    # Telegram's placeholders in `from`, the same for every channel and every anonymous admin.
+    assert first.message.from_user is not None and first.message.from_user.id == FAKE_CHANNEL
+    assert first.message.from_user.username == "Channel_Bot" and first.message.from_user.is_bot
+    assert first.message.sender_chat is not None
+    assert (first.message.sender_chat.id, first.message.sender_chat.type) == (-1002, "channel")
+    assert second.message.from_user is not None
+    assert second.message.from_user.id == ANONYMOUS_ADMIN
+    assert second.message.sender_chat is not None and second.message.sender_chat.id == -1001
+    assert anonymous["sender_chat"] == anonymous["chat"]  # the group itself
+    # An edit is the whole message again: same id and date, the new text, an edit_date.
+    assert third.message is None and third.edited_message is not None
+    assert third.edited_message.message_id == posted["message_id"]
+    assert third.edited_message.date == first.message.date
+    assert third.edited_message.text == "/start edited" == edited["text"]
+    assert third.edited_message.entities[0].type == "bot_command"
+    assert third.edited_message.sender_chat is not None
+    assert third.edited_message.edit_date is not None
+    assert fourth.message is not None and fourth.message.caption == "a"
+    assert fifth.edited_message is not None and fifth.edited_message.caption == caption["caption"]
+    assert fifth.edited_message.caption == "b" and fifth.edited_message.photo
 
 
 # --------------------------------------------------------------------------- validation
