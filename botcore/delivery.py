@@ -169,18 +169,12 @@ class Delivery:
 
     async def chat_moved(self, old: int, new: int) -> None:
         """A group became supergroup `new` (Telegram's service messages; each comes twice, once
-        per chat): replies to it go to `new`, and its history follows when the history store
-        can move (`move_chat`, an optional extra of a HistoryStore)."""
+        per chat): replies to it go to `new`, and the plugins move what they keep (chat_moved)."""
         scheduler = getattr(self.app.telegram, "rate_limiter", None)
         if isinstance(scheduler, Scheduler):
             scheduler.moved.setdefault(old, new)
-        move = getattr(self.app.history, "move_chat", None)
-        if move is None:
-            return
-        try:
-            await move(old, new)
-        except Exception:
-            log.exception("could not move the history of chat %s to supergroup %s", old, new)
+        # Each of the pair calls the plugins: moving again finds nothing left under `old`.
+        await self.app._call_each("chat_moved", old_chat_id=old, new_chat_id=new)
 
     def _tell_after_ban(self, turn: Turn) -> None:
         """Once flood control lets the chat be written to again, say that an answer was lost

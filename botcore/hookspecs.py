@@ -160,6 +160,15 @@ async def settings_changed(app: App) -> None:
     """
 
 
+@hookspec
+async def chat_moved(app: App, old_chat_id: int, new_chat_id: int) -> None:
+    """A group became a supergroup, which has a new chat id: move what you keep under the old id
+    (the history plugin moves its conversations). Replies already go to the new id.
+
+    Called once per instance that hears of it; errors are logged and the other plugins still run.
+    """
+
+
 @hookspec(firstresult=True)
 def history_store(app: App) -> HistoryStore | None:
     """Provide the conversation store other plugins use as `app.history` (the history plugin).

@@ -250,12 +250,12 @@ class Runtime:
             await self._call_each("settings_changed")
         return True
 
-    async def _call_each(self, hook: str) -> None:
-        """Call every plugin's `hook(app)`, switched off or not; one that raises is logged with
-        its name and the others still run."""
+    async def _call_each(self, hook: str, **arguments: Any) -> None:
+        """Call every plugin's `hook(app, **arguments)`, switched off or not; one that raises is
+        logged with its name and the others still run."""
         for impl in self.plugins.impls(hook, disabled=True):
             try:
-                await maybe_await(impl(app=self.public))
+                await maybe_await(impl(app=self.public, **arguments))
             except Exception:
                 log.exception("plugin %s: %s failed", impl.plugin, hook)
 

@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sample_plugins import watcher
 
 from botcore import PluginState
 from botcore.breaker import Breaker
@@ -19,6 +20,7 @@ from botcore.testing.fake_telegram import ApiCall, FakeTelegram
 from botcore.testing.harness import BotHarness
 
 BOOM = "sample_plugins.boom"
+WATCHER = "sample_plugins.watcher"
 ECHO = "sample_plugins.echo"
 HISTORY: dict[str, dict[str, object]] = {"history": {}}
 ERROR = "Could not process the request, please try again later."
@@ -350,7 +352,10 @@ async def test_a_deleted_preview_gets_its_final_answer_as_a_new_message(
 async def test_a_group_upgraded_to_a_supergroup_mid_answer_gets_it_there(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
-    running = await start_bot(["history", "chat"], settings={**HISTORY, "chat": {"groups": "all"}})
+    watcher.MOVES.clear()
+    running = await start_bot(
+        ["history", "chat", WATCHER], settings={**HISTORY, "chat": {"groups": "all"}}
+    )
     group = {"chat_id": -555, "chat_type": "group"}
     assert (await telegram.reply_to("my name is Ann", **group)).text == "echo: Test: my name is Ann"
     openai_server.script_chat(
@@ -371,6 +376,7 @@ async def test_a_group_upgraded_to_a_supergroup_mid_answer_gets_it_there(
     ]
     scheduler = running.runtime.telegram.rate_limiter
     assert scheduler.moved == {-555: supergroup}
+    assert set(watcher.MOVES) == {(-555, supergroup)}  # any plugin hears it (chat_moved)
 
 
 async def test_a_final_edit_outlasts_five_connection_resets(

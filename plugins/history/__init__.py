@@ -246,6 +246,13 @@ async def startup(app: App) -> None:
     _histories[app] = history
 
 
+@hookimpl
+async def chat_moved(app: App, old_chat_id: int, new_chat_id: int) -> None:
+    history = _histories.get(app)
+    if history is not None:
+        await history.move_chat(old_chat_id, new_chat_id)
+
+
 @hookimpl(trylast=True)
 def history_store(app: App) -> History | None:
     return _histories.get(app)

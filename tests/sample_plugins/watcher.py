@@ -1,4 +1,4 @@
-"""Watches settings changed in chat: what `app.overrides` held at each `settings_changed`."""
+"""Watches the bot from a plugin: settings changed in chat, chats that moved to a new id."""
 
 from __future__ import annotations
 
@@ -13,3 +13,12 @@ SEEN: list[tuple[int, dict[str, Any]]] = []
 @hookimpl
 def settings_changed(app: App) -> None:
     SEEN.append((id(app), dict(app.overrides)))
+
+
+MOVES: list[tuple[int, int]] = []
+"""(old chat id, new chat id) at every chat_moved, in order."""
+
+
+@hookimpl
+def chat_moved(old_chat_id: int, new_chat_id: int) -> None:
+    MOVES.append((old_chat_id, new_chat_id))
