@@ -302,7 +302,7 @@ async def test_a_channel_posting_in_a_group_is_a_sender_of_its_own(
         "/deny", user_id=ADMIN, reply_to_message_id=post["message_id"], **GROUP
     )
     assert reply.text == "Chat -1002 may no longer use the bot."
-    assert app.config.plugins["access"]["blocked"] == [-1002]
+    assert app.settings(Access).blocked == [-1002]
     assert (await telegram.reply_to("/start", sender_chat=-1002, **GROUP)).text == BLOCKED
     await telegram.send_message("hi again", sender_chat=-1002, **GROUP)  # told once: silence
     other = await telegram.reply_to("hi", sender_chat=-1003, **GROUP)
