@@ -69,7 +69,12 @@ async def test_a_webhook_update_delivered_twice_is_answered_once(
         [ECHO],
         bot={
             "mode": "webhook",
-            "webhook": {"url": f"http://127.0.0.1:{port}/hook", "port": port, "path": "/hook"},
+            "webhook": {
+                "url": f"http://127.0.0.1:{port}/hook",
+                "listen": "127.0.0.1",
+                "port": port,
+                "path": "/hook",
+            },
         },
     )
     await telegram.send_update(text_update(700, "once"))
