@@ -295,13 +295,13 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
             time.sleep(SETTLE)
         elif not cold:  # steady: idle, then the first messages it ever gets
             time.sleep(preset.idle)
+        if preset.limits:  # the warm-up's 429s are no part of the figures
+            flood0 = control(telegram, "flood")
         if cold:
             origin, cpu0 = spawned, 0.0
         else:
             cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
             origin = control(telegram, "send_messages", {"messages": burst(preset)})["time"]
-        if preset.limits:  # the warm-up's 429s and spent budgets are no part of the figures
-            flood0 = control(telegram, "flood")
         wait_answers(telegram, preset, (1 if warm else 0) + preset.expected)
         time.sleep(SETTLE)
         cpu, fakes = cpu_seconds(proc.pid) - cpu0, fakes_cpu() - fakes0
