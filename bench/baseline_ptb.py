@@ -2,7 +2,10 @@
 
 No framework, no history: what a hand-written PTB bot costs, for botcore's figures to be compared
 with. Endpoints come from the environment (see ``bench.driver.bot_env``); ``--stream`` streams the
-answer and edits the message every 0.5 s, like a plain streaming PTB bot.
+answer and edits the message every 0.5 s, like a plain streaming PTB bot; ``--rate-limiter``
+paces every call with PTB's own ``AIORateLimiter`` (30 a second overall, 20 a minute per group),
+retrying a call that still gets a 429 (``max_retries``; PTB's default of 0 would give the first
+429 to the handler, and the answer would be lost).
 """
 
 from __future__ import annotations
@@ -13,10 +16,18 @@ import os
 
 from openai import AsyncOpenAI
 from telegram import Message, Update
-from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    AIORateLimiter,
+    ApplicationBuilder,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 MODEL = "gpt-4o-mini"
 EDIT_INTERVAL = 0.5
+MAX_RETRIES = 5
+"""Tries after a 429, each after the wait Telegram asked for (AIORateLimiter's max_retries)."""
 
 
 def build_client() -> AsyncOpenAI:
@@ -71,13 +82,20 @@ def main() -> None:
     """Run the baseline bot until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stream", action="store_true", help="stream and edit every 0.5 s")
+    parser.add_argument(
+        "--rate-limiter", action="store_true", help="pace calls with PTB's AIORateLimiter"
+    )
     args = parser.parse_args()
-    application = (
+    builder = (
         ApplicationBuilder()
         .token(os.environ["BENCH_TELEGRAM_TOKEN"])
         .base_url(os.environ["BENCH_TELEGRAM_URL"])
         .concurrent_updates(256)
-        .build()
+    )
+    application = (
+        builder.rate_limiter(AIORateLimiter(max_retries=MAX_RETRIES)).build()
+        if args.rate_limiter
+        else builder.build()
     )
     handler = answer_streaming if args.stream else answer
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handler))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.presets import PRESETS, QUICK, ROWS, Preset, Row
+from bench.presets import BOT_USERNAME, PRESETS, QUICK, ROWS, Preset, Row, physical_limit
 from botcore.testing.toml_writer import to_toml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +45,8 @@ STALL = 10.0
 """Seconds without a new answer after which the missing ones are taken as lost."""
 WARMUP_WAIT = 60.0
 """Seconds the warm-up answer may take (first-use imports are slow on a loaded machine)."""
+MISSING_SHOWN = 20
+"""Chats listed when answers are missing (a flood-banned bot may miss hundreds)."""
 WARMUP = {"text": "Warm-up question", "user_id": 999}
 """Answered before the burst, outside the figures: first-use costs (lazy imports, connections)."""
 
@@ -150,14 +152,17 @@ def control(url: str, action: str, body: Any = None) -> Any:
 # --------------------------------------------------------------------------- one run
 
 
-def botcore_config(workdir: Path, telegram: str, openai: str, mode: str = "polling") -> Path:
+def botcore_config(
+    workdir: Path, telegram: str, openai: str, mode: str = "polling", limits: bool = False
+) -> Path:
     """The default bot.toml, pointed at the fakes, with the history in ``workdir``; in webhook
-    mode listening on a free loopback port."""
+    mode listening on a free loopback port; ``limits`` keeps [bot.limits] as it is (on)."""
     config = tomllib.loads((REPO / "bot.toml").read_text())
     config["bot"].update(base_url=f"{telegram}/bot", base_file_url=f"{telegram}/file/bot")
-    # The fakes run without Telegram's flood limits and the baseline keeps none, so botcore's
-    # scheduler is switched off too: these presets measure the framework, not Telegram's 30/s.
-    config["bot"]["limits"] = {**config["bot"].get("limits", {}), "enabled": False}
+    if not limits:
+        # The fakes run without Telegram's flood limits and the baseline keeps none, so botcore's
+        # scheduler is switched off too: these presets measure the framework, not Telegram's 30/s.
+        config["bot"]["limits"] = {**config["bot"].get("limits", {}), "enabled": False}
     if mode == "webhook":
         port = free_port()
         config["bot"]["mode"] = "webhook"
@@ -182,7 +187,7 @@ def bot_command(bot: str, preset: Preset, workdir: Path, telegram: str, openai: 
     """The command line of the bot under test."""
     if bot == "baseline":
         return [sys.executable, str(REPO / "bench" / "baseline_ptb.py"), *preset.baseline_args]
-    config = botcore_config(workdir, telegram, openai, preset.mode)
+    config = botcore_config(workdir, telegram, openai, preset.mode, preset.limits)
     return [sys.executable, "-m", "botcore", "run", "--config", str(config)]
 
 
@@ -199,11 +204,22 @@ def bot_env(telegram: str, openai: str) -> dict[str, str]:
 
 
 def burst(preset: Preset) -> list[dict[str, Any]]:
-    """The messages of the burst, round-robin over the users (one private chat each)."""
-    return [
+    """The messages of the burst, round-robin over the users (one private chat each), then one
+    question in each group, addressed to the bot (botcore answers only those in groups)."""
+    private = [
         {"text": f"Question {i} from user {i % preset.users}", "user_id": 1000 + i % preset.users}
         for i in range(preset.messages)
     ]
+    groups = [
+        {
+            "text": f"@{BOT_USERNAME} Question from group {g}",
+            "user_id": 5000 + g,
+            "chat_id": -1_000_000 - g,
+            "chat_type": "group",
+        }
+        for g in range(preset.groups)
+    ]
+    return private + groups
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -239,11 +255,16 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         log = workdir / "bot.log"
+        tg_args = ["--token", TOKEN, "--bot-username", BOT_USERNAME]
+        if preset.limits:
+            tg_args += ["--limits", "telegram"]
         tg, telegram = start_fake(
-            "botcore.testing.fake_telegram", ["--token", TOKEN], fake_cpus, workdir / "tg.log"
+            "botcore.testing.fake_telegram", tg_args, fake_cpus, workdir / "tg.log"
         )
         stack.callback(stop, tg)
         openai_args = ["--api-key", OPENAI_KEY, "--text", preset.answer, *preset.openai_args]
+        if preset.limits:  # when each question reached the model: first text after first token
+            openai_args.append("--record")
         oa, openai = start_fake(
             "botcore.testing.fake_openai", openai_args, fake_cpus, workdir / "oa.log"
         )
@@ -274,20 +295,41 @@ def measure(preset: Preset, bot: str, cores: tuple[set[int] | None, set[int] | N
             time.sleep(SETTLE)
         elif not cold:  # steady: idle, then the first messages it ever gets
             time.sleep(preset.idle)
+        if preset.limits:  # the warm-up's 429s are no part of the figures
+            flood0 = control(telegram, "flood")
         if cold:
             origin, cpu0 = spawned, 0.0
         else:
             cpu0, fakes0 = cpu_seconds(proc.pid), fakes_cpu()
             origin = control(telegram, "send_messages", {"messages": burst(preset)})["time"]
-        wait_answers(telegram, preset, (1 if warm else 0) + preset.messages)
+        wait_answers(telegram, preset, (1 if warm else 0) + preset.expected)
         time.sleep(SETTLE)
         cpu, fakes = cpu_seconds(proc.pid) - cpu0, fakes_cpu() - fakes0
         rss = peak_rss_mb(proc.pid)
         summary = control(telegram, "chats", {"text": preset.answer})
-        result = metrics(preset, summary, origin, spawned, cpu, fakes, rss)
-        if result["answered"] < preset.messages:
+        asked = model_requests(preset, control(openai, "chat_times")) if preset.limits else {}
+        result = metrics(preset, summary, origin, spawned, cpu, fakes, rss, asked)
+        if preset.limits:
+            flood = control(telegram, "flood")
+            result["violations"] = flood["violations"] - flood0["violations"]
+            result["rejections"] = flood["rejections"] - flood0["rejections"]
+        if result["answered"] < preset.expected:
             report_missing(preset, bot, summary, log)
     return result
+
+
+def model_requests(preset: Preset, times: list[dict[str, Any]]) -> dict[str, float]:
+    """When each chat's question of the burst reached the model, by chat id (as in the fake
+    Telegram's summary), from the fake OpenAI's record (the question is in the last user
+    message; the bot may add to it, e.g. a member's name in groups)."""
+    questions = {m["text"]: str(m.get("chat_id", m["user_id"])) for m in burst(preset)}
+    asked: dict[str, float] = {}
+    for request in times:
+        for question, chat in questions.items():
+            if question in request["text"]:
+                asked.setdefault(chat, request["time"])
+                break
+    return asked
 
 
 def ready_time(summary: dict[str, Any]) -> float | None:
@@ -298,16 +340,20 @@ def ready_time(summary: dict[str, Any]) -> float | None:
 
 def report_missing(preset: Preset, bot: str, summary: dict[str, Any], log: Path) -> None:
     """Print which chats lack answers and what they got instead; keep the bot's log."""
-    per_user = preset.messages // preset.users  # burst() spreads messages evenly
+    per_user = preset.messages // preset.users  # burst() spreads messages evenly; 1 a group
     kept = RESULTS.parent / f"{preset.name}-{bot}-missing.log"
     kept.parent.mkdir(parents=True, exist_ok=True)
     kept.write_bytes(log.read_bytes())
     print(f"{bot} missed answers in {preset.name}; its log: {kept}", file=sys.stderr)
-    for chat, row in summary["chats"].items():
-        if row["answers"] < per_user and chat != str(WARMUP["user_id"]):
-            print(
-                f"  chat {chat}: {row['answers']}/{per_user}, also {row['others']}", file=sys.stderr
-            )
+    short = [
+        (chat, row)
+        for chat, row in summary["chats"].items()
+        if row["answers"] < per_user and chat != str(WARMUP["user_id"])
+    ]
+    for chat, row in short[:MISSING_SHOWN]:
+        print(f"  chat {chat}: {row['answers']}/{per_user}, also {row['others']}", file=sys.stderr)
+    if len(short) > MISSING_SHOWN:
+        print(f"  ... and {len(short) - MISSING_SHOWN} more chats", file=sys.stderr)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -326,24 +372,46 @@ def metrics(
     cpu: float,
     fakes_cpu: float,
     rss: float,
+    asked: dict[str, float] | None = None,
 ) -> Metrics:
     """Turn the fake's per-chat records into the table's figures, times from ``origin``: the
     burst, or in "cold" the spawn (the messages were waiting before it).
 
     A run that missed answers keeps its counts, CPU, RSS and start-up, but no other figures.
+    First text is measured in private chats (in groups botcore shows no draft: the first text
+    waits for the group's slower edit rhythm); with ``asked`` (when each chat's question reached
+    the model) also from the model's first token in that chat: what the bot adds to the model.
     """
     warmup = summary["chats"].pop(str(WARMUP["user_id"]), {"answers": 0})
     count = summary["answers"] - warmup["answers"]
-    chats = list(summary["chats"].values()) if count >= preset.messages else []
+    complete = count >= preset.expected
+    chats = list(summary["chats"].values()) if complete else []
+    private = {chat: c for chat, c in summary["chats"].items() if int(chat) > 0 and complete}
+    asked = asked or {}
+    after_token = [
+        c["first_text"] - asked[chat] - preset.first_token
+        for chat, c in private.items()
+        if c["first_text"] is not None and chat in asked
+    ]
+    to_model = [asked[chat] - origin for chat in private if chat in asked]
     answered = [c["last_write"] - origin for c in chats]
     first = [c["first_send"] - origin for c in chats if c["first_send"] is not None]
-    seen = [c["first_text"] - origin for c in chats if c["first_text"] is not None]
+    seen = [c["first_text"] - origin for c in private.values() if c["first_text"] is not None]
     window = max(answered, default=math.nan)
+    physical = physical_limit(preset) if preset.limits else math.nan
     return {
-        "expected": preset.messages,
+        "expected": preset.expected,
         "answered": count,
-        "updates_per_s": preset.messages / window,
-        "cpu_ms_per_message": cpu * 1000 / preset.messages if chats else math.nan,
+        "complete_pct": 100 * count / preset.expected,
+        "violations": math.nan,  # from the fake's flood counts, where limits are on
+        "rejections": math.nan,
+        "physical_s": physical,
+        "drain_over_physical": window / physical,
+        "model_request_p50_s": percentile(to_model, 50),
+        "first_text_after_token_p50_s": percentile(after_token, 50),
+        "first_text_after_token_p99_s": percentile(after_token, 99),
+        "updates_per_s": preset.expected / window,
+        "cpu_ms_per_message": cpu * 1000 / preset.expected if chats else math.nan,
         "last_answer_s": window,
         "answer_p50_s": percentile(answered, 50),
         "answer_p99_s": percentile(answered, 99),
@@ -526,5 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     data = {"meta": meta, "rows": table, "runs": results}
     args.json.write_text(json.dumps(_json_safe(data), indent=1, ensure_ascii=False))
     print(f"results: {args.json}")
-    every = [m for per_bot in results.values() for ms in per_bot.values() for m in ms]
+    lossy = {p.name for p in presets if p.limits}  # there the baseline's losses are a figure
+    every = [
+        m
+        for bot, per_bot in results.items()
+        for preset, ms in per_bot.items()
+        for m in ms
+        if bot == "botcore" or preset not in lossy
+    ]
     return 0 if all(m["answered"] >= m["expected"] for m in every) else 1

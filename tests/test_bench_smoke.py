@@ -1,7 +1,8 @@
 """Smoke test of the benchmark harness: `python -m bench --quick --runs 1` end to end.
 
-Only that it runs, prints every row and that both bots answered every message: speed is never
-asserted in tests.
+Only that it runs, prints every row and that both bots answered every message (in
+telegram-limits only botcore must: the baseline's losses under flood control are a figure there):
+speed is never asserted in tests.
 """
 
 from __future__ import annotations
@@ -34,12 +35,23 @@ ROWS = {
     "stream.cpu_ms_per_message",
     "webhook.last_answer_s",
     "webhook.cpu_ms_per_message",
+    "telegram-limits.complete_pct",
+    "telegram-limits.violations",
+    "telegram-limits.rejections",
+    "telegram-limits.last_answer_s",
+    "telegram-limits.physical_s",
+    "telegram-limits.drain_over_physical",
+    "telegram-limits.first_text_p50_s",
+    "telegram-limits.first_text_p99_s",
+    "telegram-limits.model_request_p50_s",
+    "telegram-limits.first_text_after_token_p50_s",
+    "telegram-limits.first_text_after_token_p99_s",
     "peak_rss_mb",
     "startup_s",
 }
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--json", str(results)]
@@ -52,7 +64,7 @@ def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> Non
         start_new_session=True,  # so that a timeout can end the fakes and bots with it
     )
     try:
-        out, err = proc.communicate(timeout=150)
+        out, err = proc.communicate(timeout=210)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
@@ -72,3 +84,15 @@ def test_quick_bench_runs_and_both_bots_answer_everything(tmp_path: Path) -> Non
     webhook = data["runs"]["botcore"]["webhook"]  # botcore only: the baseline has no webhook
     assert len(webhook) == 1 and webhook[0]["answered"] == webhook[0]["expected"] > 0
     assert "webhook" not in data["runs"]["baseline"]
+    # Telegram's flood limits on: botcore answers everything (no final answer is lost to flood
+    # control) and the fake's flood counts reach the figures; the baseline ran it too.
+    limited = data["runs"]["botcore"]["telegram-limits"]
+    assert len(limited) == 1 and limited[0]["answered"] == limited[0]["expected"] > 0
+    assert limited[0]["physical_s"] > 0
+    # The fake OpenAI's record of when each question reached the model was matched to the chats.
+    assert limited[0]["first_text_after_token_p50_s"] is not None
+    for bot in ("baseline", "botcore"):
+        (run,) = data["runs"][bot]["telegram-limits"]
+        assert run["expected"] == 42  # 40 private chats and 2 groups
+        assert isinstance(run["violations"], int) and isinstance(run["rejections"], int)
+    assert "telegram-limits: answered" in out

@@ -459,6 +459,19 @@ class FakeOpenAI:
             r.json for r in self.requests if r.path == "/v1/chat/completions" and r.json is not None
         ]
 
+    def chat_times(self) -> list[dict[str, Any]]:
+        """Every recorded chat request as {"time": arrival, "text": its last user message}: when
+        each question reached the model, for benchmarks (``GET /_fake/chat_times``, ``--record``)."""
+        times = []
+        for r in self.requests:
+            if r.path != "/v1/chat/completions" or r.json is None:
+                continue
+            users = [m for m in r.json.get("messages", []) if isinstance(m, dict)]
+            users = [m for m in users if m.get("role") == "user"]
+            text = _message_text(users[-1].get("content")) if users else ""
+            times.append({"time": r.time, "text": text})
+        return times
+
     def last_chat_messages(self) -> list[dict[str, Any]]:
         """The ``messages`` of the last chat request (AssertionError if there was none)."""
         chats = self.chat_requests
@@ -551,6 +564,8 @@ class FakeOpenAI:
                 self._inflight.discard(task)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/_fake/chat_times":  # benchmarks, out of process: not recorded
+            return _json_response({"ok": True, "result": self.chat_times()})
         headers = {k.lower(): v for k, v in request.headers.items()}
         auth = headers.pop("authorization", None)
         authorized = auth == f"Bearer {self.api_key}"
