@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
-from telegram import Message
 
+from botcore import hookimpl
 from botcore.config import Config
-from botcore.pipeline import Pipeline
 from botcore.runner import Runner
 from botcore.runtime import Runtime
+from botcore.turn import Turn
 
 if TYPE_CHECKING:
     from botcore.testing.fake_telegram import BotMessage, FakeTelegram, Sender
@@ -58,13 +58,18 @@ class ConsoleOptions:
     """A prompt (with line editing) instead of echoing each line read from a pipe."""
 
 
-class _TrackedPipeline(Pipeline):
-    """The real pipeline, telling the console when the turn of each message is over."""
+class _Turns:
+    """Tells the console when the turn of each message is over: a turn_end hook of its own,
+    registered beside the plugins' (it runs once the turn's replies are sent)."""
 
-    def __init__(self, app: Runtime) -> None:
-        super().__init__(app)
+    def __init__(self) -> None:
         self.finished: set[tuple[int, int]] = set()
         self.changed = asyncio.Event()
+
+    @hookimpl(trylast=True)
+    def turn_end(self, turn: Turn) -> None:
+        self.finished.add((turn.chat_id, turn.message.message_id))
+        self.changed.set()
 
     async def wait(self, chat_id: int, message_id: int) -> None:
         """Return once the turn of this message is over (its replies are sent)."""
@@ -73,13 +78,6 @@ class _TrackedPipeline(Pipeline):
             self.changed.clear()
             await self.changed.wait()
         self.finished.discard(key)
-
-    async def process(self, update_id: int, message: Message) -> None:
-        try:
-            await super().process(update_id, message)
-        finally:
-            self.finished.add((message.chat_id, message.message_id))
-            self.changed.set()
 
 
 async def run_console(config: Config, options: ConsoleOptions, out: IO[str] = sys.stdout) -> int:
@@ -102,10 +100,11 @@ async def run_console(config: Config, options: ConsoleOptions, out: IO[str] = sy
             }
         )
         app = Runtime(config.model_copy(update={"bot": bot}))
-        pipeline = app.pipeline = _TrackedPipeline(app)
+        turns = _Turns()
+        app.plugins.pm.register(turns, name="console")
         runner = Runner(app)
         await runner.start()
-        session = _Session(fake, pipeline, options, out)
+        session = _Session(fake, turns, options, out)
         print(f"botcore console: plugins {', '.join(app.plugins.names)}; {HELP}", file=sys.stderr)
         await session.chat()
         return 0
@@ -119,10 +118,10 @@ class _Session:
     """One console conversation: read a line, send it, wait for the turn, print what came back."""
 
     def __init__(
-        self, fake: FakeTelegram, pipeline: _TrackedPipeline, options: ConsoleOptions, out: IO[str]
+        self, fake: FakeTelegram, turns: _Turns, options: ConsoleOptions, out: IO[str]
     ) -> None:
         self.fake = fake
-        self.pipeline = pipeline
+        self.turns = turns
         self.options = options
         self.out = out
         self.chat_id = options.user_id
@@ -158,7 +157,7 @@ class _Session:
     async def wait_for_turn(self, message_id: int) -> None:
         """Wait until the bot is done with the message; on a terminal, show how it is getting on
         (the answer itself is printed once final, so that no edit can garble it)."""
-        turn = asyncio.ensure_future(self.pipeline.wait(self.chat_id, message_id))
+        turn = asyncio.ensure_future(self.turns.wait(self.chat_id, message_id))
         if not (self.options.interactive and sys.stderr.isatty()):
             await turn
             return
