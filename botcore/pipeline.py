@@ -21,7 +21,7 @@ from telegram.error import TelegramError
 
 from botcore.journal import Journal
 from botcore.observe import record_turn
-from botcore.plugins import BUILTIN_PLUGINS
+from botcore.plugins import CORE
 from botcore.turn import Outcome, Turn, sender_of, topic_of
 from botcore.types import MessageKind, Reply, Text, TextStream
 
@@ -133,10 +133,8 @@ class Pipeline:
             if not stopped and not theirs and self.app.store.shared:
                 found = await self._stop_elsewhere(place, update_id, sender, admin, answer=True)
                 stopped, theirs = found == "stopped", found == "theirs"
-            if stopped or theirs or entry is not None:
-                await self.cancel(update_id, message, stopped=stopped, theirs=theirs)
-                return
-            # with nothing under way, /cancel goes the usual way (access control first)
+            await self.cancel(update_id, message, stopped=stopped, theirs=theirs)
+            return
         if not edit and self.app.config.bot.new_message_cancels:
             stopped = entry is not None and entry.owned(sender) and entry.stop()
             if not stopped and self.app.store.shared:
@@ -214,7 +212,7 @@ class Pipeline:
     def _is_cancel(self, message: Message) -> bool:
         text = message.text or ""
         owner = self.app.commands.get("cancel")
-        if not text.startswith("/cancel") or owner is None or owner[0] not in BUILTIN_PLUGINS:
+        if not text.startswith("/cancel") or owner is None or owner[0] != CORE:
             return False  # a plugin that registers its own /cancel takes it over
         word = text.split(maxsplit=1)[0][1:]
         name, _, target = word.partition("@")

@@ -34,6 +34,8 @@ DISTRIBUTION = "botcore-framework"
 """botcore's name on PyPI (`botcore` there is another project); the import name is botcore."""
 BUILTIN_PLUGINS = {"welcome": "botcore.welcome"}
 """Always loaded, before the ones bot.toml lists: /start and /help."""
+CORE = "botcore"
+"""The owner of the core's own command (/cancel) where a plugin's name would be."""
 
 
 def available_plugins() -> dict[str, metadata.EntryPoint]:

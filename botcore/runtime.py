@@ -22,10 +22,10 @@ from botcore.logs import redact
 from botcore.menu import publish_menu
 from botcore.metrics import Health, Metrics, PrometheusMetrics
 from botcore.pipeline import Pipeline
-from botcore.plugins import BUILTIN_PLUGINS, Plugins, available_plugins, maybe_await
+from botcore.plugins import BUILTIN_PLUGINS, CORE, Plugins, available_plugins, maybe_await
 from botcore.store import HistoryStore, NewerSchema, Signal, Store, make_store
 from botcore.tools import Tools
-from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT
+from botcore.turn import TELEGRAM_DOWNLOAD_LIMIT, Turn
 from botcore.types import Command, Handler
 
 if TYPE_CHECKING:
@@ -357,6 +357,10 @@ class Runtime:
         return shown
 
     async def _collect_commands(self) -> None:
+        """Every plugin's commands, checked; /help lists the built-ins' first, then the core's
+        own /cancel (which a plugin may take over), then the rest in plugin order."""
+        cancel = Command("cancel", _nothing_to_cancel, help=self.texts.translations("cancel_help"))
+        self.commands["cancel"] = (CORE, cancel)
         for plugin, commands in await self.plugins.collect("register_commands", app=self.public):
             for command in commands:
                 if not COMMAND_NAME.match(command.name):
@@ -364,11 +368,13 @@ class Runtime:
                         f"plugin {plugin!r}: command name {command.name!r} must be 1-32 of a-z, 0-9, _"
                     )
                 owner = self.commands.get(command.name)
-                if owner is not None and owner[0] not in BUILTIN_PLUGINS:
+                if owner is not None and owner[0] not in (CORE, *BUILTIN_PLUGINS):
                     raise ConfigError(
                         f"command /{command.name} is registered by both {owner[0]!r} and {plugin!r}"
                     )
                 self.commands[command.name] = (plugin, command)
+        first = [name for name, (p, _) in self.commands.items() if p in BUILTIN_PLUGINS]
+        self.commands = {name: self.commands[name] for name in [*first, *self.commands]}
         for info in self.plugins.infos:
             info.commands = [name for name, (p, _) in self.commands.items() if p == info.name]
 
@@ -569,3 +575,8 @@ def _lookup(tables: dict[str, Any], parts: list[str]) -> Any:
             return None
         node = node.get(part)
     return copy.deepcopy(node)
+
+
+def _nothing_to_cancel(turn: Turn) -> str:
+    """/cancel is answered by the pipeline before it is routed; this is only /help's entry."""
+    return turn.t("nothing_to_cancel")

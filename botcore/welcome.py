@@ -13,12 +13,10 @@ def register_texts() -> dict[str, dict[str, str]]:
         "en": {
             "welcome.start": "Start the bot",
             "welcome.help": "List the commands",
-            "welcome.cancel": "Stop the answer in progress",
         },
         "ru": {
             "welcome.start": "Запустить бота",
             "welcome.help": "Список команд",
-            "welcome.cancel": "Остановить текущий ответ",
         },
     }
 
@@ -28,13 +26,7 @@ def register_commands(app: App) -> Sequence[Command]:
     return [
         Command("start", welcome, help=app.translations("welcome.start")),
         Command("help", welcome, help=app.translations("welcome.help")),
-        Command("cancel", nothing_to_cancel, help=app.translations("welcome.cancel")),
     ]
-
-
-def nothing_to_cancel(turn: Turn) -> str:
-    """/cancel reaches here only when no turn was running (the pipeline stops running ones)."""
-    return turn.t("nothing_to_cancel")
 
 
 async def welcome(turn: Turn) -> str:
