@@ -95,13 +95,15 @@ class Pipeline:
         if not isinstance(update, Update):
             return
         try:
-            await self._handle(update)
+            await self._sort(update)
         finally:
             current = asyncio.current_task()
             if current is None or not current.cancelling():  # not cut off: handled
                 await self.journal.done(update.update_id)
 
-    async def _handle(self, update: Update) -> None:
+    async def _sort(self, update: Update) -> None:
+        """Send an update its way: a button press, a migration, a /cancel (answered at once), or a
+        message (or private edit) queued behind its chat's earlier ones, then served."""
         if update.callback_query is not None:
             await self._button(update.callback_query)
             return
@@ -150,7 +152,7 @@ class Pipeline:
                     self.interrupted.discard(update_id)
                     task = asyncio.create_task(self._tell_interrupted(update_id, message))
                 else:
-                    task = asyncio.create_task(self.process(update_id, message))
+                    task = asyncio.create_task(self.serve(update_id, message))
                 entry.current, entry.update_id, entry.sender = task, update_id, sender
                 try:
                     await task
@@ -316,7 +318,7 @@ class Pipeline:
             return False
         return True
 
-    async def process(self, update_id: int, message: Message) -> None:
+    async def serve(self, update_id: int, message: Message) -> None:
         """One message (or an edit of one: it has an `edit_date`), start to finish: the turn, the
         plugins, the delivery, the log line."""
         started = time.perf_counter()
@@ -327,7 +329,7 @@ class Pipeline:
         kind = "edited" if edit else turn.kind
         reply: Reply | None = None
         try:
-            reply = await (self._edited(turn) if edit else self.run(turn))
+            reply = await (self._edited(turn) if edit else self.answer(turn))
             if reply is not None:
                 await self.app.delivery.deliver(turn, reply)
         finally:
@@ -387,7 +389,7 @@ class Pipeline:
                 return None
         return None
 
-    async def run(self, turn: Turn) -> Reply | None:
+    async def answer(self, turn: Turn) -> Reply | None:
         """The reply that ends this turn, or None when there is nothing to say."""
         reply = await self.pre_message(turn)
         if reply is None:

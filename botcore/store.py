@@ -217,15 +217,15 @@ class LocalSignals:
 
     async def broadcast(self, message: Signal) -> None:
         """Call every listener with `message`."""
-        deliver(self._listeners, message)
+        hand_on(self._listeners, message)
 
     async def listen(self, callback: Callable[[Signal], None]) -> None:
         """Add a listener."""
         self._listeners.append(callback)
 
 
-def deliver(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> None:
-    """Hand a received message to each callback; one that raises is logged, the rest still run."""
+def hand_on(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> None:
+    """Hand a received signal to each listener; one that raises is logged, the rest still run."""
     for callback in callbacks:
         try:
             callback(message)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from botcore.config import url_secrets
 from botcore.logs import redact
-from botcore.store import Signal, deliver
+from botcore.store import Signal, hand_on
 
 log = logging.getLogger("botcore.store")
 
@@ -126,4 +126,4 @@ def received(listeners: Sequence[Callable[[Signal], None]], payload: str | bytes
     except (ValueError, TypeError):
         return
     if isinstance(message, dict):
-        deliver(listeners, message)
+        hand_on(listeners, message)
