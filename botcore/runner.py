@@ -1,4 +1,4 @@
-"""Build the python-telegram-bot Application around an App and run it: polling or webhook."""
+"""Build the python-telegram-bot Application around the Runtime and run it: polling or webhook."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The running bot as plugins see it: config, settings, texts, commands, the OpenAI client, services."""
+"""botcore's own runtime: the config, the plugins and what they registered, the store, the services.
+
+Plugins never see it: hooks get botcore.App, a narrow view of it (botcore/app.py)."""
 
 from __future__ import annotations
 
