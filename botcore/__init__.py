@@ -13,6 +13,7 @@ from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
 from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
 from botcore.types import (  # noqa: E402
+    Button,
     Command,
     Document,
     Handler,
@@ -26,6 +27,7 @@ from botcore.types import (  # noqa: E402
 
 __all__ = [
     "App",
+    "Button",
     "ChatMessage",
     "Command",
     "ConfigError",

@@ -117,7 +117,8 @@ class Delivery:
         """Send one reply; errors are logged, never raised (the turn is over either way)."""
         try:
             if isinstance(reply, Text):
-                await self.send_text(turn, reply.text, markdown=reply.markdown)
+                markup = await self._keyboard(turn, reply)
+                await self.send_text(turn, reply.text, markdown=reply.markdown, markup=markup)
             elif isinstance(reply, TextStream):
                 await self.send_stream(turn, reply)
             elif isinstance(reply, Photo):
@@ -222,12 +223,34 @@ class Delivery:
                     wait = 0.5 * attempt
                 await asyncio.sleep(wait)
 
-    async def send_text(self, turn: Turn, text: str, *, markdown: bool = False) -> list[Sent]:
-        """Send text in as many messages as it needs."""
+    async def send_text(
+        self,
+        turn: Turn,
+        text: str,
+        *,
+        markdown: bool = False,
+        markup: dict[str, Any] | None = None,
+    ) -> list[Sent]:
+        """Send text in as many messages as it needs; `markup` (inline buttons) under the last."""
         sent = []
-        for piece in render(text, markdown):
-            sent.append(await self._send_piece(turn, piece))
+        pieces = render(text, markdown)
+        for number, piece in enumerate(pieces, 1):
+            last = number == len(pieces)
+            sent.append(await self._send_piece(turn, piece, markup=markup if last else None))
         return sent
+
+    async def _keyboard(self, turn: Turn, reply: Text) -> dict[str, Any] | None:
+        """The reply's buttons as reply_markup, kept for the user and chat it goes to."""
+        if not reply.buttons:
+            return None
+        if reply.plugin is None:  # buttons whose presses could reach no plugin: not shown
+            log.warning(
+                "a reply's buttons have no plugin to answer them (update %s)", turn.update_id
+            )
+            return None
+        return await self.app.keyboards.issue(
+            reply.plugin, reply.buttons, user=turn.sender_id, chat=turn.chat_id
+        )
 
     async def _post(self, method: str, params: dict[str, Any], *, kind: Kind = "final") -> Any:
         """A Bot API call through python-telegram-bot's request path (errors, defaults, rate
@@ -239,13 +262,21 @@ class Delivery:
             return await bot._post(method, params, api_kwargs=_rate_limit_args(kind))
         return await bot._post(method, params)
 
-    async def _send_piece(self, turn: Turn, piece: Piece, *, kind: Kind = "final") -> Sent:
+    async def _send_piece(
+        self,
+        turn: Turn,
+        piece: Piece,
+        *,
+        kind: Kind = "final",
+        markup: dict[str, Any] | None = None,
+    ) -> Sent:
         text, entities = piece
         params: dict[str, Any] = {
             "chat_id": turn.chat_id,
             "text": text,
             "reply_parameters": self._reply_to(turn),
             "message_thread_id": turn.topic_id,  # in the asker's topic (None: General)
+            "reply_markup": markup,
         }
         try:
             result = await self.api(

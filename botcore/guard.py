@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from botcore.plugins import maybe_await
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CURRENT: ContextVar[str | None] = ContextVar("botcore_plugin", default=None)
+"""The plugin whose code runs now (set by `Guard.call`): `turn.send` names it as the owner of
+the buttons it sends."""
 STREAM = "its streamed answer"
 """What a failure while a plugin's stream is read is logged as."""
 
@@ -45,6 +49,7 @@ class Guard:
         if not self.breaker.allows(plugin):
             turn.record.unavailable.add(plugin)
             return None
+        running = CURRENT.set(plugin)
         try:
             reply = as_reply(await maybe_await(function(*args, **kwargs)))
         except UserError as exc:
@@ -53,6 +58,10 @@ class Guard:
         except Exception as exc:
             self.failed(turn, plugin, what, exc)
             return None
+        finally:
+            CURRENT.reset(running)
+        if isinstance(reply, Text) and reply.buttons and reply.plugin is None:
+            reply = dataclasses.replace(reply, plugin=plugin)  # its buttons are this plugin's
         if isinstance(reply, TextStream):
             # Judged once it has been read; it carries its maker to whoever reads it.
             return reply if reply.plugin else dataclasses.replace(reply, plugin=plugin)

@@ -131,6 +131,18 @@ async def post_message(turn: Turn, reply: Reply) -> Reply | None:
 
 
 @hookspec
+async def button_pressed(turn: Turn, data: str) -> Reply | str | None:
+    """A user pressed an inline button this plugin sent (`Text(..., buttons=[[Button(...)]])`):
+    answer as a handler would. `data` is the pressed `Button`'s data; the turn is the presser's
+    (kind "button"), in the chat and topic of the keyboard, after the pre_message hooks.
+
+    Only the plugin that sent the keyboard is called, only for the user it was sent to, once per
+    keyboard (its first press spends it, on every instance) and within a day; a forged, replayed,
+    expired or someone else's press is answered by botcore and reaches no plugin.
+    """
+
+
+@hookspec
 async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
     """Called by `turn.reserve(items)` before an expensive call, with its estimated use.
 

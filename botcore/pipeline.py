@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from telegram import CallbackQuery, Message, MessageEntity, Update
+from telegram import CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
 from telegram.error import TelegramError
 
+from botcore.buttons import Pressed
 from botcore.journal import Journal
 from botcore.observe import record_turn
 from botcore.plugins import CORE
@@ -105,7 +106,7 @@ class Pipeline:
         """Send an update its way: a button press, a migration, a /cancel (answered at once), or a
         message (or private edit) queued behind its chat's earlier ones, then served."""
         if update.callback_query is not None:
-            await self._button(update.callback_query)
+            await self._button(update.update_id, update.callback_query)
             return
         message = update.message
         edit = message is None
@@ -169,17 +170,30 @@ class Pipeline:
                 if not self._chats:
                     self._idle.set()
 
-    async def _button(self, query: CallbackQuery) -> None:
-        """No plugin offers inline buttons, so no press is valid: answer it (the client stops
-        waiting and says the button is out of date) and hand its data, which any client can
-        forge, to no code at all."""
-        language = self.app.texts.language_for(
-            query.from_user.language_code if query.from_user else None
-        )
+    async def _button(self, update_id: int, query: CallbackQuery) -> None:
+        """A press of an inline button. The plugin that sent it answers, in a turn of the
+        presser's with access control first (botcore.buttons). Any other press (forged, spent,
+        expired, someone else's) is answered as such, and no code sees its data."""
+        message = query.message
+        found: Pressed | str = "expired"
+        if message is not None:
+            try:
+                found = await self.app.keyboards.redeem(
+                    query.data, user=query.from_user.id, chat=message.chat.id
+                )
+            except Exception as exc:  # the store is down: the press cannot be checked
+                log.warning("store: cannot check a button press: %s", type(exc).__name__)
+        if isinstance(found, str) or message is None:
+            language = self.app.texts.language_for(query.from_user.language_code)
+            key = "button_not_yours" if found == "not_yours" else "button_expired"
+            await self._answer_press(query, self.app.t(key, language))
+            return
+        await self._answer_press(query, None)  # the client stops waiting at once
+        await self.serve(update_id, _pressed(query, message), pressed=found)
+
+    async def _answer_press(self, query: CallbackQuery, text: str | None) -> None:
         try:
-            await self.app.telegram.answer_callback_query(
-                query.id, text=self.app.t("button_expired", language)
-            )
+            await self.app.telegram.answer_callback_query(query.id, text=text)
         except TelegramError as exc:
             log.info("could not answer a button press: %s", exc)
 
@@ -318,13 +332,17 @@ class Pipeline:
             return False
         return True
 
-    async def serve(self, update_id: int, message: Message) -> None:
+    async def serve(
+        self, update_id: int, message: Message, *, pressed: Pressed | None = None
+    ) -> None:
         """One message (or an edit of one: it has an `edit_date`), start to finish: the turn, the
         plugins, the delivery, the log line."""
         started = time.perf_counter()
         turn = self.make_turn(update_id, message)
         if turn is None:
             return
+        if pressed is not None:
+            turn.kind, turn.record.pressed = "button", pressed
         edit = message.edit_date is not None
         kind = "edited" if edit else turn.kind
         reply: Reply | None = None
@@ -414,8 +432,24 @@ class Pipeline:
             reply = Text(turn.t("error"))
         return reply
 
+    async def _pressed(self, turn: Turn, pressed: Pressed) -> Reply | None:
+        """A button press goes to the plugin that sent the button, and to it alone."""
+        if not self.app.plugins.enabled(pressed.plugin):
+            return Text(turn.t("unavailable"))
+        for impl in self.app.plugins.impls("button_pressed"):
+            if impl.plugin == pressed.plugin:
+                turn.record.replied_by = impl.plugin
+                data = pressed.data
+                return await self.guard.call(
+                    impl.plugin, "button_pressed", impl, turn, turn=turn, data=data
+                )
+        return Text(turn.t("button_expired"))  # its plugin is gone since it was sent
+
     async def route(self, turn: Turn) -> Reply | None:
         """Find the command or the handler that answers this turn."""
+        pressed = turn.record.pressed
+        if pressed is not None:
+            return await self._pressed(turn, pressed)
         if turn.kind == "command" and turn.command is not None:
             found = self.app.commands.get(turn.command)
             if found is None:
@@ -488,3 +522,17 @@ class _ChatLock:
             return False
         self.current.cancel()
         return True
+
+
+def _pressed(query: CallbackQuery, message: MaybeInaccessibleMessage) -> Message:
+    """A button press as a message from the presser, in the chat (and topic) of the keyboard."""
+    pressed = Message(
+        message_id=message.message_id,
+        date=message.date,
+        chat=message.chat,
+        from_user=query.from_user,
+        message_thread_id=getattr(message, "message_thread_id", None),
+        is_topic_message=getattr(message, "is_topic_message", None),
+    )
+    pressed.set_bot(query.get_bot())
+    return pressed

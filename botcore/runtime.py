@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from botcore.app import App, PluginState
 from botcore.breaker import Breaker, State
+from botcore.buttons import Keyboards
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, loose_models, validate
 from botcore.delivery import Delivery
 from botcore.guard import Guard
@@ -86,6 +87,8 @@ class Runtime:
         self.bot_username: str | None = None
         self.store: Store = make_store(config.store)
         """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
+        self.keyboards = Keyboards(self.store)
+        """The inline buttons sent and not yet pressed (botcore.buttons)."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
         self._completions: Completions | None = None
@@ -557,6 +560,7 @@ class Runtime:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._call_each("shutdown")
+        await self.keyboards.close()
         if self._completions is not None:
             await self._completions.close()
             self._completions = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from botcore.types import MessageKind, Reply, Text, UserError
 
 if TYPE_CHECKING:
     from botcore.app import App
+    from botcore.buttons import Pressed
     from botcore.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class Record:
     """The plugins that raised while handling this turn, in order (logged and counted)."""
     noted: Outcome | None = None
     """What the reply alone cannot tell; see `note`."""
+    pressed: Pressed | None = None
+    """The button press this turn answers (kind "button"; botcore.buttons)."""
 
     @property
     def failed(self) -> bool:
@@ -186,7 +190,7 @@ class Turn:
     @property
     def addressed(self) -> bool:
         """True when the message is meant for the bot: a private chat, a command, a mention, a reply."""
-        if self.is_private or self.kind == "command":
+        if self.is_private or self.kind in ("command", "button"):
             return True
         reply = self.message.reply_to_message
         # In a topic, Telegram makes every message a reply to the topic's first ("topic created")
@@ -232,7 +236,13 @@ class Turn:
     async def send(self, reply: Reply | str) -> None:
         """Send a reply now, before the turn ends (a transcript before the answer, a progress note)."""
         self.record.said = True
-        await self.runtime.delivery.deliver(self, Text(reply) if isinstance(reply, str) else reply)
+        if isinstance(reply, str):
+            reply = Text(reply)
+        elif isinstance(reply, Text) and reply.buttons and reply.plugin is None:
+            from botcore.guard import CURRENT  # the guard imports this module
+
+            reply = dataclasses.replace(reply, plugin=CURRENT.get())
+        await self.runtime.delivery.deliver(self, reply)
 
     @contextlib.asynccontextmanager
     async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:

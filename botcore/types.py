@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -10,9 +10,35 @@ if TYPE_CHECKING:
     from botcore.turn import Turn
 
 MessageKind: TypeAlias = Literal[
-    "text", "command", "voice", "audio", "video_note", "photo", "document", "sticker", "other"
+    "text",
+    "command",
+    "voice",
+    "audio",
+    "video_note",
+    "photo",
+    "document",
+    "sticker",
+    "button",
+    "other",
 ]
 """What an incoming message carries; pre_message hooks may change it (voice -> text)."""
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline button under a `Text` reply. A press reaches the `button_pressed(turn, data)`
+    hook of the plugin that sent it, from the user it was sent to, once per keyboard (its first
+    press spends it) and within a day; forged, replayed and expired presses reach no plugin."""
+
+    text: str
+    data: str = ""
+    """What `button_pressed` gets (kept by botcore: Telegram sees only a random token)."""
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("a Button needs a text")
+        if len(self.data) > 4096:
+            raise ValueError("a Button's data is at most 4096 characters")
 
 
 @dataclass(frozen=True)
@@ -22,6 +48,10 @@ class Text:
     text: str
     markdown: bool = False
     """Render Markdown (as a chat model writes it) into Telegram entities; plain text if False."""
+    buttons: Sequence[Sequence[Button]] = ()
+    """Rows of inline buttons under the text (under its last message, if it is split)."""
+    plugin: str | None = None
+    """Set by botcore to the plugin that made the reply: the owner of its buttons."""
 
 
 @dataclass(frozen=True)
