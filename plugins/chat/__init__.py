@@ -3,8 +3,9 @@
 Reads and writes history through `app.history` (whatever plugin provides it; none means every
 message stands alone). The user's message is stored before the model is called, so an API failure
 never loses it; the answer is stored once it is complete, and a streamed one, before each time it
-is shown, as the history's draft (a kill -9 keeps what the user saw). Photos and image files are answered the
-same way with the image attached (vision.py); /mode picks the system prompt (personas.py).
+is shown, as the history's draft (a kill -9 keeps what the user saw). Photos and image files are
+answered the same way with the image attached (vision.py); /mode picks the system prompt
+(personas.py) and /model the model, with buttons (models.py).
 
 Tools (`register_tools` of any plugin) are offered to the model; when it calls them, the calls run
 (in parallel, each with a timeout), their results go back to the model, and the assistant message
@@ -38,7 +39,8 @@ from botcore import (
     is_api_error,
 )
 
-from . import personas, vision
+from . import models, personas, vision
+from .models import ModelChoice
 from .personas import Persona, check_names
 
 PLUGIN = "chat"
@@ -83,6 +85,9 @@ class Settings(StrictModel):
     vision_history_images: int = Field(3, ge=0)
     """At most this many earlier images go with a request; older ones become "[image]"."""
 
+    models: dict[str, ModelChoice] = Field(default_factory=dict)
+    """/model choices: model id -> label, abilities, who may use it; `model` is the default."""
+
     _check_personas = field_validator("personas")(check_names)
 
 
@@ -112,6 +117,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "chat.nothing_to_retry": "There is nothing to retry yet: send me a message first.",
             **vision.TEXTS["en"],
             **personas.TEXTS["en"],
+            **models.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
@@ -125,6 +131,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "chat.nothing_to_retry": "Пока нечего повторять: сначала напишите мне что-нибудь.",
             **vision.TEXTS["ru"],
             **personas.TEXTS["ru"],
+            **models.TEXTS["ru"],
         },
     }
 
@@ -134,7 +141,15 @@ def register_commands(app: App) -> Sequence[Command]:
     return [
         Command("retry", retry, help=app.translations("chat.retry")),
         Command("mode", personas.mode, help=app.translations("chat.mode_help")),
+        Command("model", models.model_command, help=app.translations("chat.model_help")),
     ]
+
+
+@hookimpl
+async def button_pressed(turn: Turn, data: str) -> str | None:
+    if data.startswith(models.PREFIX):
+        return await models.pick(turn, data)
+    return None
 
 
 @hookimpl
@@ -226,6 +241,10 @@ async def respond(
     """Store the user's message (`kept`: its copy for the history, a smaller image), then answer
     it with the conversation as context."""
     settings = turn.app.settings(Settings)
+    model, choice = await models.chosen(turn, settings)
+    if model != settings.model or (choice is not None and not choice.tools):
+        rounds = settings.max_tool_rounds if choice is None or choice.tools else 0
+        settings = settings.model_copy(update={"model": model, "max_tool_rounds": rounds})
     prompt = await personas.system_prompt(turn, settings)
     system: ChatMessage = {"role": "system", "content": prompt}
     budget = settings.context_tokens - estimate_tokens(system) - (settings.max_answer_tokens or 0)
@@ -240,7 +259,8 @@ async def respond(
     budget -= estimate_tokens(user)
     past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
     messages = [system, *fit_history(past, budget, settings.context_messages), user]
-    if settings.vision_model and vision.has_images(messages):
+    takes_images = choice is not None and choice.vision
+    if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
     await turn.reserve(
         {
