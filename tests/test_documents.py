@@ -282,3 +282,17 @@ async def test_a_spoken_question_finds_the_document(
     messages = openai_server.last_chat_messages()
     assert messages[-1] == {"role": "user", "content": "Who signed the report?"}
     assert "signed by Anna Petrova" in excerpts(messages)
+
+
+async def test_only_the_newest_documents_are_kept(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    bot = await start_bot(PLUGINS, settings={**SETTINGS, "documents": {"max_documents": 1}})
+    await send_file(telegram, b"Cats purr.", "cats.txt", "text/plain")
+    await send_file(telegram, b"Dogs bark.", "dogs.txt", "text/plain")
+    [index] = (await bot.app.store.scan("documents")).values()
+    assert [d["name"] for d in index] == ["dogs.txt"]
+    assert len(await bot.app.store.scan("documents.parts")) == 1
+    await telegram.reply_to("What do the animals do?")
+    lent = excerpts(openai_server.last_chat_messages())
+    assert "Dogs bark." in lent and "Cats" not in lent

@@ -272,10 +272,13 @@ async def attached(turn: Turn, key: str, new: str | None = None) -> list[dict[st
     said = [_content(m) for m in await history.load(turn)] if history is not None else []
     kept = [d for d in index if d["id"] == new or any(d["marker"] in text for text in said)]
     if len(kept) < len(index):
-        for gone in index:
-            if gone not in kept:
-                await turn.app.store.put(PARTS, f"{key}/{gone['id']}", None)
-        await turn.app.store.put(INDEX, key, kept or None)
+        gone = {d["id"] for d in index} - {d["id"] for d in kept}
+        store = turn.app.store
+        async with store.lock(f"documents:{key}"):  # one attached meanwhile stays
+            now: list[dict[str, Any]] = await store.get(INDEX, key) or []
+            await store.put(INDEX, key, [d for d in now if d["id"] not in gone] or None)
+        for name in gone:
+            await store.put(PARTS, f"{key}/{name}", None)
     return kept
 
 
@@ -285,12 +288,14 @@ async def _attach(
     """Keep a document's parts, and name it in the conversation's index (dropping the oldest)."""
     store = turn.app.store
     await store.put(PARTS, f"{key}/{document['id']}", [list(part) for part in parts])
-    index: list[dict[str, Any]] = await store.get(INDEX, key) or []
-    index.append(document)
-    limit = turn.app.settings(Settings).max_documents
-    for gone in index[:-limit]:
-        await store.put(PARTS, f"{key}/{gone['id']}", None)
-    await store.put(INDEX, key, index[-limit:])
+    # Topics that share a conversation are answered at once, and instances share the store.
+    async with store.lock(f"documents:{key}"):
+        index: list[dict[str, Any]] = await store.get(INDEX, key) or []
+        index.append(document)
+        limit = turn.app.settings(Settings).max_documents
+        for gone in index[:-limit]:
+            await store.put(PARTS, f"{key}/{gone['id']}", None)
+        await store.put(INDEX, key, index[-limit:])
 
 
 def _conversation(turn: Turn) -> str | None:
