@@ -203,10 +203,10 @@ def test_plugins_lists_hooks_and_commands(
     assert "commands: /clear" in output
     assert "tools:    -" in output
     assert (
-        "hooks:    register_commands, register_handlers, register_texts, settings_model, startup"
-        in output
+        "hooks:    button_pressed, register_commands, register_handlers, register_texts, "
+        "settings_model, startup" in output
     )
-    assert "commands: /retry, /mode" in output
+    assert "commands: /retry, /mode, /model" in output
 
 
 def test_plugins_lists_tools(

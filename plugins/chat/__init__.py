@@ -188,6 +188,19 @@ def fit_history(past: list[ChatMessage], budget: int, max_messages: int) -> list
     return kept
 
 
+def lent_context(turn: Turn, budget: int) -> list[ChatMessage]:
+    """`turn.extra["chat.context"]`: texts other plugins lend this one request (a document's
+    parts), most wanted first. Those that fit in `budget` go as one system message just before
+    the user's; the history gets what is left, and none of it is stored."""
+    texts = turn.extra.get("chat.context") or ()
+    kept: list[str] = []
+    for text in texts if isinstance(texts, list | tuple) else ():
+        joined = "\n\n".join([*kept, str(text)])
+        if estimate_tokens({"role": "system", "content": joined}) <= budget:
+            kept.append(str(text))  # one that does not fit leaves room for a smaller one after it
+    return [{"role": "system", "content": "\n\n".join(kept)}] if kept else []
+
+
 async def answer_image(turn: Turn) -> Text | TextStream | None:
     """Answer a photo or an image file, with its caption, with the vision model."""
     settings = turn.app.settings(Settings)
@@ -257,8 +270,10 @@ async def respond(
     if store:
         await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)
+    lent = lent_context(turn, budget)
+    budget -= sum(map(estimate_tokens, lent))
     past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
-    messages = [system, *fit_history(past, budget, settings.context_messages), user]
+    messages = [system, *fit_history(past, budget, settings.context_messages), *lent, user]
     takes_images = choice is not None and choice.vision
     if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
