@@ -271,3 +271,67 @@ async def test_a_bad_server_table_is_a_config_error(
 async def test_a_bad_server_name_is_a_config_error(start_bot) -> None:
     with pytest.raises(ConfigError, match=r"server name 'a\.b'"):
         await start_bot(["chat", "mcp"], settings=mcp({"a.b": stdio()}))
+
+
+def write_config(path: Path, servers: str) -> None:
+    path.write_text(
+        '[bot]\ntoken = "123456:mcp-cli-test"\nplugins = ["mcp"]\n' + servers, encoding="utf-8"
+    )
+
+
+async def test_botcore_plugins_lists_the_servers_and_check_connects(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    http_server: HttpServer,
+) -> None:
+    from botcore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MCP_TOKEN", "t0ken-from-env")
+    write_config(
+        tmp_path / "bot.toml",
+        f"""
+[plugins.mcp.servers.calc]
+command = "{sys.executable}"
+args = ["{SERVER}", "stdio"]
+
+[plugins.mcp.servers.web]
+url = "{http_server.url}"
+headers = {{ Authorization = "Bearer ${{MCP_TOKEN}}" }}
+connect_timeout = 2
+""",
+    )
+    assert await asyncio.to_thread(main, ["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "    server calc (stdio): add, secret, fail, picture, slow\n" in out
+    assert "    server web (http): cannot connect: ConnectError" in out
+    assert await asyncio.to_thread(main, ["check"]) == 0
+    captured = capsys.readouterr()
+    assert "tools: calc_add, calc_secret, calc_fail, calc_picture, calc_slow\n" in captured.out
+    assert "t0ken-from-env" not in captured.out + captured.err
+    await http_server.start()
+    assert await asyncio.to_thread(main, ["plugins"]) == 0
+    assert "    server web (http): add, secret, fail, picture, slow\n" in capsys.readouterr().out
+
+
+async def test_botcore_check_exits_2_when_a_required_server_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botcore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_config(
+        tmp_path / "bot.toml",
+        f"""
+[plugins.mcp.servers.web]
+url = "http://127.0.0.1:{free_port()}/mcp"
+required = true
+connect_timeout = 2
+""",
+    )
+    assert await asyncio.to_thread(main, ["check"]) == 2
+    assert (
+        "botcore: error: plugins.mcp.servers.web: required, and cannot be reached: ConnectError"
+        in capsys.readouterr().err
+    )

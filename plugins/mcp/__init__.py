@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import re
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from botcore import App, ConfigError, Reply, StrictModel, ToolSource, Turn, User
 try:
     import httpx2
 
-    from mcp import Client, StdioServerParameters
+    from mcp import Client, StdioServerParameters, stdio_client
     from mcp import types as mcp_types
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared.exceptions import MCPError
@@ -231,7 +232,10 @@ class Connection:
             params = StdioServerParameters(
                 command=server.command, args=server.args, env=server.env or None, cwd=server.cwd
             )
-            client = Client(params, client_info=info)
+            # The server's stderr goes where the bot's own log does: the process's real stderr
+            # (sys.stderr may be a replacement without a file descriptor, as under pytest).
+            errlog = sys.__stderr__ or sys.stderr
+            client = Client(stdio_client(params, errlog=errlog), client_info=info)
         return await stack.enter_async_context(client)
 
     async def _watch(self, client: Client) -> None:
