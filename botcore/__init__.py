@@ -11,6 +11,7 @@ from botcore.ai import explain_api_error, is_api_error  # noqa: E402
 from botcore.app import App, PluginDescription, PluginState  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
 from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
+from botcore.tools import ToolSource  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
 from botcore.types import (  # noqa: E402
     Button,
@@ -43,6 +44,7 @@ __all__ = [
     "StrictModel",
     "Text",
     "TextStream",
+    "ToolSource",
     "Turn",
     "UserError",
     "Voice",

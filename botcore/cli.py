@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(config))
         if args.command == "config":
             return asyncio.run(_config(config))
-        return _plugins(config)
+        return asyncio.run(_plugins(config))
     except StartupError as exc:
         print(f"botcore: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -159,12 +159,16 @@ async def _check(config: Config) -> int:
     app = Runtime(config)
     try:
         await app.startup()
+        # What start-up reached (an MCP server it could not reach was logged above).
+        tools = [d["function"]["name"] for d in app.tools.definitions()]
     finally:
         await app.shutdown()
     commands = ", ".join(f"/{name}" for name in app.commands)
     print(
         f"ok: {len(app.plugins.names)} plugins ({', '.join(app.plugins.names)}); commands {commands}"
     )
+    if app.tools:
+        print(f"tools: {', '.join(tools) or '-'}")
     return 0
 
 
@@ -193,16 +197,21 @@ async def _config(config: Config) -> int:
     return 0
 
 
-def _plugins(config: Config) -> int:
+async def _plugins(config: Config) -> int:
     from botcore.runtime import Runtime
 
-    app = asyncio.run(Runtime.create(config))
+    logging.basicConfig(level=logging.ERROR)
+    app = await Runtime.create(config)
     for info in app.plugins.infos:
         print(f"{info.name} {info.version} ({info.source})")
         print(f"  module:   {info.module.__name__}")
         print(f"  hooks:    {', '.join(info.hooks) or '-'}")
         print(f"  commands: {', '.join('/' + c for c in info.commands) or '-'}")
         print(f"  tools:    {', '.join(info.tools) or '-'}")
+        for plugin, source in app.tools.sources:  # tools known at run time: the source tells
+            if plugin == info.name:
+                for line in await source.describe():
+                    print(f"    {line}")
     return 0
 
 

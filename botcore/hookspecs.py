@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from botcore.app import App
     from botcore.store import HistoryStore
+    from botcore.tools import ToolSource
     from botcore.turn import Turn
     from botcore.types import Command, Handler, Reply
 
@@ -64,7 +65,7 @@ def register_handlers() -> Sequence[Handler]:
 
 
 @hookspec
-def register_tools(app: App) -> Sequence[Callable[..., Any]]:
+def register_tools(app: App) -> Sequence[Callable[..., Any] | ToolSource]:
     """Functions the chat model may call (OpenAI tool calling), plain or `async def`.
 
     The tool's name is the function's name; its description is the docstring before `Args:`, and
@@ -81,6 +82,11 @@ def register_tools(app: App) -> Sequence[Callable[..., Any]]:
     `UserError("…")` to tell the model what went wrong; any other exception, or running past the
     chat plugin's `tool_timeout`, is logged with the plugin's name and the model is told the tool
     failed; the turn goes on. A plain function runs in a worker thread, so it may block.
+
+    Tools known only at run time (an MCP server's) come from a `botcore.ToolSource` in the list:
+    its `definitions()` are asked for at every request (a bad entry or a taken name is logged and
+    left out) and its `async call(turn, name, arguments)` runs under the same timeout, errors and
+    circuit breaker as a function.
     """
 
 

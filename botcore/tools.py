@@ -8,6 +8,7 @@ argument. The same pydantic model validates what the model sends before the func
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import dataclasses
 import inspect
@@ -15,7 +16,7 @@ import json
 import logging
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -89,54 +90,69 @@ class Tool:
         kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
         if self.wants_turn:
             kwargs[INJECTED] = turn
-        try:
-            async with asyncio.timeout(timeout):
-                if inspect.iscoroutinefunction(self.function):
-                    value = await self.function(**kwargs)
-                else:  # a worker thread: a blocking tool never stalls the other chats
-                    value = await asyncio.to_thread(self.function, **kwargs)
-                    if inspect.isawaitable(value):
-                        value = await value
-        except TimeoutError:
-            log.warning(
-                "plugin %s: tool %s timed out after %s s (update %s)",
-                self.plugin,
-                self.name,
-                timeout,
-                turn.update_id,
-            )
-            return ToolResult(
-                f"Error: {self.name} timed out after {timeout:g} s.",
-                ok=False,
-                failure=f"timeout in tool {self.name}",
-            )
-        except UserError as exc:
-            return ToolResult(f"Error: {exc.message}", ok=False)
-        except Exception as exc:
-            log.exception(
-                "plugin %s: tool %s failed (update %s)", self.plugin, self.name, turn.update_id
-            )
-            return ToolResult(
-                f"Error: {self.name} failed with an internal error ({type(exc).__name__}).",
-                ok=False,
-                failure=f"{type(exc).__name__} in tool {self.name}",
-            )
-        return _result(value)
+
+        async def run() -> Any:
+            if inspect.iscoroutinefunction(self.function):
+                return await self.function(**kwargs)
+            # A worker thread: a blocking tool never stalls the other chats.
+            value = await asyncio.to_thread(self.function, **kwargs)
+            return await value if inspect.isawaitable(value) else value
+
+        return await _guarded(self.plugin, self.name, turn, timeout, run)
+
+
+class ToolSource(abc.ABC):
+    """Tools a plugin learns at run time (an MCP server's, say): return one from `register_tools`
+    beside plain functions. The core asks it on every request, so what it offers may change."""
+
+    @abc.abstractmethod
+    def definitions(self) -> Sequence[Mapping[str, Any]]:
+        """The tools offered now, in OpenAI's function format: {"type": "function", "function":
+        {"name", "description", "parameters"}}. Return the same list while nothing changed: each
+        new list is checked once (a bad or clashing entry is logged and left out)."""
+
+    @abc.abstractmethod
+    async def call(self, turn: Turn, name: str, arguments: dict[str, Any]) -> str | Reply:
+        """Run tool `name` with the model's arguments (a JSON object, not checked against the
+        schema). Raise UserError to tell the model what went wrong; anything else is a failure."""
+
+    async def describe(self) -> list[str]:
+        """Lines `botcore plugins` prints under the plugin (what the source would offer: it may
+        connect to find out; start-up has not run). None by default."""
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class _Offer:
+    """One list a ToolSource returned, checked: its definitions and their size."""
+
+    given: object
+    definitions: list[dict[str, Any]]
+    names: frozenset[str]
+    size: int
 
 
 class Tools:
-    """Every tool of every loaded plugin, by name; built (and checked) at start-up."""
+    """Every tool of every loaded plugin, by name: functions built (and checked) at start-up, and
+    what the plugins' ToolSources offer at the moment."""
 
     def __init__(
-        self, tools: Sequence[Tool] = (), serving: Callable[[str], bool] = lambda _: True
+        self,
+        tools: Sequence[Tool] = (),
+        serving: Callable[[str], bool] = lambda _: True,
+        sources: Sequence[tuple[str, ToolSource]] = (),
     ) -> None:
         self.by_name = {tool.name: tool for tool in tools}
         self.serving = serving
         """Whether a plugin's code may run now (not switched off, not cooling down)."""
+        self.sources = list(sources)
+        """(plugin, source) pairs, in plugin order: tools that come and go at run time."""
         self._definitions = [tool.definition for tool in tools]
         self._some: dict[frozenset[str], list[dict[str, Any]]] = {}
-        self.size = len(json.dumps(self._definitions, ensure_ascii=False)) if tools else 0
-        """Characters the definitions add to every request (for context budgets)."""
+        self._size = len(json.dumps(self._definitions, ensure_ascii=False)) if tools else 0
+        self._offers: list[_Offer | None] = [None] * len(self.sources)
+        self._joined: tuple[tuple[object, ...], list[dict[str, Any]]] | None = None
+        self._warned: set[str] = set()
 
     @classmethod
     async def collect(
@@ -145,8 +161,12 @@ class Tools:
         """Call every `register_tools` hook; a bad tool or a name clash is a ConfigError.
         `serving(plugin)` says whether a plugin's tools may be offered and run now."""
         found: dict[str, Tool] = {}
+        sources: list[tuple[str, ToolSource]] = []
         for plugin, functions in await plugins.collect("register_tools", **kwargs):
             for function in functions:
+                if isinstance(function, ToolSource):
+                    sources.append((plugin, function))
+                    continue
                 tool = describe(plugin, function)
                 other = found.get(tool.name)
                 if other is not None:
@@ -154,30 +174,54 @@ class Tools:
                         f"tool {tool.name!r} is registered by both {other.plugin!r} and {plugin!r}"
                     )
                 found[tool.name] = tool
-        return cls(list(found.values()), serving)
+        return cls(list(found.values()), serving, sources)
+
+    @property
+    def size(self) -> int:
+        """Characters the definitions add to every request (for context budgets)."""
+        return self._size + sum(offer.size for offer in self._offered() if offer is not None)
 
     def __bool__(self) -> bool:
-        return bool(self.by_name)
+        return bool(self.by_name) or bool(self.sources)
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.by_name) + sum(len(o.names) for o in self._offered() if o is not None)
 
     def of(self, plugin: str) -> list[str]:
-        """The names of one plugin's tools."""
-        return [name for name, tool in self.by_name.items() if tool.plugin == plugin]
+        """The names of one plugin's tools (a source's: those it offers now)."""
+        names = [name for name, tool in self.by_name.items() if tool.plugin == plugin]
+        for (owner, _), offer in zip(self.sources, self._offered(), strict=True):
+            if owner == plugin and offer is not None:
+                names += [d["function"]["name"] for d in offer.definitions]
+        return names
 
     def definitions(self) -> list[dict[str, Any]]:
         """The request's `tools` list, without the tools of plugins switched off (built once for
-        each set of plugins off: a request must not change it)."""
-        off = frozenset(p for p in {t.plugin for t in self.by_name.values()} if not self.serving(p))
-        if not off:
-            return self._definitions
+        each set of plugins off and of source lists: a request must not change it)."""
+        off = frozenset(p for p in self._plugins() if not self.serving(p))
         found = self._some.get(off)
         if found is None:
             found = self._some[off] = [
                 tool.definition for tool in self.by_name.values() if tool.plugin not in off
             ]
-        return found
+        if not self.sources:
+            return found
+        offers = [
+            offer if offer is not None and plugin not in off else None
+            for (plugin, _), offer in zip(self.sources, self._offered(), strict=True)
+        ]
+        key = (found, *offers)
+        if (
+            self._joined is None
+            or len(self._joined[0]) != len(key)
+            or any(a is not b for a, b in zip(self._joined[0], key, strict=True))
+        ):
+            joined = list(found)
+            for offer in offers:
+                if offer is not None:
+                    joined += offer.definitions
+            self._joined = (key, joined)
+        return self._joined[1]
 
     async def call(
         self,
@@ -189,15 +233,124 @@ class Tools:
     ) -> ToolResult:
         """Run the tool the model asked for; an unknown name is an error text, like any failure."""
         tool = self.by_name.get(name)
-        if tool is None:
-            known = ", ".join(self.by_name) or "none"
+        owner = (tool.plugin, tool) if tool is not None else self._source_of(name)
+        if owner is None:
+            known = ", ".join(d["function"]["name"] for d in self.definitions()) or "none"
             return ToolResult(f"Error: there is no tool {name!r} (tools: {known}).", ok=False)
-        if not self.serving(tool.plugin):  # switched off since the model was offered it
-            turn.record.unavailable.add(tool.plugin)
+        plugin, found = owner
+        if not self.serving(plugin):  # switched off since the model was offered it
+            turn.record.unavailable.add(plugin)
             return ToolResult(f"Error: {name} is switched off right now.", ok=False)
-        result = await tool.call(turn, arguments, timeout=timeout)
-        turn.runtime.guard.tool_result(tool.plugin, result)
+        if isinstance(found, Tool):
+            result = await found.call(turn, arguments, timeout=timeout)
+        else:
+            result = await _call_source(plugin, found, turn, name, arguments, timeout)
+        turn.runtime.guard.tool_result(plugin, result)
         return result
+
+    def _plugins(self) -> set[str]:
+        return {t.plugin for t in self.by_name.values()} | {p for p, _ in self.sources}
+
+    def _source_of(self, name: str) -> tuple[str, ToolSource] | None:
+        for pair, offer in zip(self.sources, self._offered(), strict=True):
+            if offer is not None and name in offer.names:
+                return pair
+        return None
+
+    def _offered(self) -> list[_Offer | None]:
+        """Each source's current list, checked when it is a new one: a bad entry, or a name that
+        a plugin's function or an earlier source has, is logged once and left out."""
+        taken = set(self.by_name)
+        for index, (plugin, source) in enumerate(self.sources):
+            try:
+                given = source.definitions()
+            except Exception:
+                self._warn(f"plugin {plugin}: its tool source failed to list its tools", True)
+                self._offers[index] = None
+                continue
+            offer = self._offers[index]
+            if offer is None or offer.given is not given or offer.names & taken:
+                offer = self._offers[index] = self._check(plugin, given, taken)
+            taken |= offer.names
+        return self._offers
+
+    def _check(self, plugin: str, given: Sequence[Mapping[str, Any]], taken: set[str]) -> _Offer:
+        kept: list[dict[str, Any]] = []
+        names: set[str] = set()
+        for entry in given:
+            function = entry.get("function") if isinstance(entry, Mapping) else None
+            name = function.get("name") if isinstance(function, Mapping) else None
+            where = f"plugin {plugin}: tool {name!r}"
+            if not isinstance(function, Mapping) or entry.get("type") != "function":
+                self._warn(f"plugin {plugin}: a tool source entry is not a function tool")
+            elif not isinstance(name, str) or not TOOL_NAME.match(name):
+                self._warn(f"{where}: the name must be 1-64 of a-z, A-Z, 0-9, _ and -; left out")
+            elif name in taken or name in names:
+                self._warn(f"{where}: another tool has this name; left out")
+            elif not isinstance(function.get("parameters"), Mapping) or (
+                function["parameters"].get("type") != "object"
+            ):
+                self._warn(f"{where}: its parameters must be a JSON schema of an object; left out")
+            else:
+                clean: dict[str, Any] = {"name": name, "parameters": dict(function["parameters"])}
+                if function.get("description"):
+                    clean["description"] = str(function["description"])
+                kept.append({"type": "function", "function": clean})
+                names.add(name)
+        size = len(json.dumps(kept, ensure_ascii=False)) if kept else 0
+        return _Offer(given, kept, frozenset(names), size)
+
+    def _warn(self, message: str, trace: bool = False) -> None:
+        """Log a problem with a source's tools once, not at every request."""
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning(message, exc_info=trace)
+
+
+async def _call_source(
+    plugin: str, source: ToolSource, turn: Turn, name: str, arguments: str, seconds: float
+) -> ToolResult:
+    """Call a source's tool with the model's arguments, which must be a JSON object."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError as exc:
+        parsed = exc
+    if not isinstance(parsed, dict):
+        return ToolResult(f"Error: invalid arguments for {name}: not a JSON object.", ok=False)
+    return await _guarded(plugin, name, turn, seconds, lambda: source.call(turn, name, parsed))
+
+
+async def _guarded(
+    plugin: str, name: str, turn: Turn, seconds: float, run: Callable[[], Awaitable[Any]]
+) -> ToolResult:
+    """Run a tool within `seconds`: its value for the model, or an error text (logged with the
+    plugin's name) for a timeout, a UserError or any other exception; never an exception."""
+    try:
+        async with asyncio.timeout(seconds):
+            value = await run()
+    except TimeoutError:
+        log.warning(
+            "plugin %s: tool %s timed out after %s s (update %s)",
+            plugin,
+            name,
+            seconds,
+            turn.update_id,
+        )
+        return ToolResult(
+            f"Error: {name} timed out after {seconds:g} s.",
+            ok=False,
+            failure=f"timeout in tool {name}",
+        )
+    except UserError as exc:
+        return ToolResult(f"Error: {exc.message}", ok=False)
+    except Exception as exc:
+        log.exception("plugin %s: tool %s failed (update %s)", plugin, name, turn.update_id)
+        return ToolResult(
+            f"Error: {name} failed with an internal error ({type(exc).__name__}).",
+            ok=False,
+            failure=f"{type(exc).__name__} in tool {name}",
+        )
+    return _result(value)
 
 
 def describe(plugin: str, function: Any) -> Tool:
