@@ -192,3 +192,14 @@ def test_the_core_names_no_plugin() -> None:
                         wrong.append(f"{where}:{node.lineno}: compares with {side.value!r}")
     assert not wrong, "\n".join(wrong)
     assert {"chat", "welcome"} <= names  # the scan knew what to look for
+
+
+def test_the_plugin_guide_names_every_public_name() -> None:
+    """The guide's one paragraph of what `import botcore` offers lists all of botcore.__all__."""
+    import botcore
+
+    guide = (REPO / "docs" / "plugin-guide.md").read_text(encoding="utf-8")
+    start = guide.index("Everything a plugin touches comes from `import botcore`")
+    paragraph = guide[start : guide.index("\n\n", start)]
+    missing = [name for name in botcore.__all__ if f"`{name}`" not in paragraph]
+    assert not missing, f"docs/plugin-guide.md does not name: {missing}"
