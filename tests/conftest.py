@@ -95,10 +95,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     stop_worker_servers()
 
 
-WORKERS = 6
+WORKERS = 8
 """xdist workers for `-n auto` (pyproject's addopts) on a run of more than one file. The tests
 mostly wait (Telegram's flood limits in the fake, spawned bots, timeouts), so more workers than
-cores pay."""
+cores pay: on 2 cores the suite took 4.6 min on 6 workers, 3.4 on 8, no less on 12."""
 
 
 @pytest.hookimpl(optionalhook=True)
