@@ -4,6 +4,9 @@
 #   eval "$(scripts/services.sh start)"   # prints export lines: BOTCORE_TEST_POSTGRES_URL,
 #                                         # BOTCORE_TEST_REDIS_URL, BOTCORE_SERVICES_DIR
 #   scripts/services.sh stop              # uses BOTCORE_SERVICES_DIR
+# Under pytest-xdist each worker uses a database of its own on this PostgreSQL server and starts a
+# Redis server of its own in BOTCORE_SERVICES_DIR/redis-<worker> (botcore/testing/stores.py); stop
+# ends those a killed worker left running.
 # No system service is used or changed. PostgreSQL refuses to run as root, so as root it runs as
 # the "postgres" user (created if missing). Progress goes to stderr, exports to stdout.
 set -euo pipefail
@@ -73,9 +76,9 @@ stop() {
   if [ -f "$dir/pg/data/postmaster.pid" ]; then
     "${user[@]}" "$(pg_bin)/pg_ctl" -D "$dir/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
-  if [ -f "$dir/redis.pid" ]; then
-    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
-  fi
+  for pidfile in "$dir"/redis.pid "$dir"/redis-*/redis.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$dir"
   say "stopped"
 }

@@ -275,3 +275,33 @@ async def test_a_debug_log_never_shows_what_users_write(
     bot_output(output)
     assert "diary" not in output, output
     assert "Processing update Update " in output  # the line is there, without the update
+
+
+LOGS_THE_TOKEN = """
+import logging
+
+from botcore.testing.fake_telegram import FakeTelegram
+
+
+async def test_logs_the_token(telegram: FakeTelegram) -> None:
+    logging.getLogger("botcore.somewhere").warning("GET %s%s/getMe", telegram.base_url, telegram.token)
+
+
+def test_logs_nothing() -> None:
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_session_scan_fails_a_run_whose_log_shows_the_token(
+    pytester: pytest.Pytester, workers: str
+) -> None:
+    """This suite's conftest on a throwaway suite: the run fails, also under pytest-xdist (-n 2),
+    where the worker that saw the record is not the process that reports."""
+    pytester.makeconftest((TESTS / "conftest.py").read_text(encoding="utf-8"))
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    pytester.makepyfile(test_it=LOGS_THE_TOKEN)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", workers)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*SECRET LEAK: the bot token or an API key reached a log line*"])

@@ -38,6 +38,8 @@ LEAK_WARNINGS = (
 failure; put before the project's own filters, which may override them."""
 _LEAK_RECORDS = pytest.StashKey[LeakRecords]()
 _STRAY = pytest.StashKey[list[str]]()
+_WORKER_LEAKS = "botcore_stray_leaks"
+"""The key of what an xdist worker found outside any test, in what it hands its controller."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -117,15 +119,28 @@ def _botcore_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("the test leaked resources:\n" + "\n".join(found[:20]), pytrace=False)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """An xdist worker finished: what it found outside any test is the controller's to report."""
+    found = getattr(node, "workeroutput", {}).get(_WORKER_LEAKS, [])
+    stray = node.config.stash.get(_STRAY, None)
+    if stray is not None:
+        stray.extend(found)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Leaks reported outside any test (a module fixture's teardown, the end of the run) fail
-    the run."""
+    the run (under pytest-xdist, the controller's: a worker's report would not be shown)."""
     records = session.config.stash.get(_LEAK_RECORDS, None)
     if records is None:
         return
     gc.collect()
     found = [*session.config.stash[_STRAY], *records.take()]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_WORKER_LEAKS] = found
+        return
     if found:
         print("\nLEAKED RESOURCES outside any test:")
         for line in found[:20]:

@@ -48,6 +48,23 @@ async def startup(app):
     aiohttp.ClientSession()
 """
 
+LEAKS_IN_A_MODULE_TEARDOWN = """
+import logging
+import pytest
+
+@pytest.fixture(scope="module")
+def resource():
+    yield
+    # What asyncio's handler logs for a session a module fixture dropped, after the test's check.
+    logging.getLogger("asyncio").error("Unclosed client session")
+
+def test_uses_it(resource):
+    pass
+
+def test_other():
+    pass
+"""
+
 SPAWNS_A_LEAKY_BOT = """
 import asyncio, os
 
@@ -92,6 +109,18 @@ def test_a_leak_in_a_spawned_bot_fails_the_test(pytester: pytest.Pytester) -> No
     result = run(pytester, SPAWNS_A_LEAKY_BOT)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*a bot process leaked resources*", "*Unclosed client session*"])
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_leak_outside_any_test_fails_the_run(pytester: pytest.Pytester, workers: str) -> None:
+    """Also under pytest-xdist (-n 2), where a worker's own report would never be shown: the
+    controller reports what its workers found."""
+    result = run(pytester, LEAKS_IN_A_MODULE_TEARDOWN, "-n", workers)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*LEAKED RESOURCES outside any test*", "*Unclosed client session*"]
+    )
 
 
 def test_the_check_can_be_switched_off(pytester: pytest.Pytester) -> None:
