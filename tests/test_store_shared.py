@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -294,3 +295,31 @@ async def test_a_failed_subscribe_lets_the_next_listen_subscribe(
         return heard == [{"kind": "cancel", "chat": 1}]
 
     await until(arrived, "the second listen() subscribed")
+
+
+async def test_a_lock_wait_ends_when_the_client_swallows_its_cancel() -> None:
+    """redis-py 8.2 returns from a command cancelled mid-flight without raising the cancel: the
+    lock's polling loop must still end, or a wait_for around it (the journal's take-over of a
+    live instance's lease) never returns."""
+    from botcore.stores.server import hold
+
+    class Swallowing:
+        """A lease store whose lock is always taken, and whose client eats cancellations."""
+
+        async def try_acquire(self, name: str, token: str, order: int | None, lease: float) -> bool:
+            with contextlib.suppress(asyncio.CancelledError):  # the client's bug
+                await asyncio.sleep(0.2)  # the command runs when wait_for gives up
+            return False
+
+        async def renew(self, name: str, token: str, lease: float) -> bool:
+            return True
+
+        async def release(self, name: str, token: str) -> None:
+            return None
+
+    lock = hold(Swallowing(), "journal:alive", 30.0, None)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(asyncio.wait_for(lock.__aenter__(), 0.05))
+    done, _ = await asyncio.wait({waiting}, timeout=5)
+    assert done, "the wait for the lock did not end"
+    with pytest.raises(TimeoutError):
+        waiting.result()

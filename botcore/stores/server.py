@@ -78,8 +78,16 @@ async def hold(leases: Leases, name: str, lease: float, order: int | None) -> As
     """Poll for the lease (5 ms, doubling to 50 ms), renew it every lease/3, release it."""
     token = secrets.token_hex(16)
     delay = 0.005
+    task = asyncio.current_task()
     try:
-        while not await leases.try_acquire(name, token, order, lease):
+        while True:
+            asked = task.cancelling() if task is not None else 0
+            if await leases.try_acquire(name, token, order, lease):
+                break
+            if task is not None and task.cancelling() > asked:
+                # Cancelled while the client ran the command, which swallowed the cancel
+                # (redis-py 8.2 does): without this a wait_for around the lock never returned.
+                raise asyncio.CancelledError
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
     except BaseException:
