@@ -48,4 +48,6 @@ def test_env_example_names_every_variable_the_shipped_config_needs(tmp_path: Pat
         timeout=60,
     )
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("ok: 8 plugins (welcome, access, admin, usage, history, chat")
+    assert checked.stdout.startswith(
+        "ok: 9 plugins (welcome, access, admin, usage, history, chat, image, voice, documents)"
+    )
