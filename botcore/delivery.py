@@ -175,7 +175,7 @@ class Delivery:
         if isinstance(scheduler, Scheduler):
             scheduler.moved.setdefault(old, new)
         # Each of the pair calls the plugins: moving again finds nothing left under `old`.
-        await self.app._call_each("chat_moved", old_chat_id=old, new_chat_id=new)
+        await self.app.call_each("chat_moved", old_chat_id=old, new_chat_id=new)
 
     def _tell_after_ban(self, turn: Turn) -> None:
         """Once flood control lets the chat be written to again, say that an answer was lost

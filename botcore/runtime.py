@@ -252,10 +252,10 @@ class Runtime:
             if good == self.overrides:
                 return False
             self._apply_overrides(good)
-            await self._call_each("settings_changed")
+            await self.call_each("settings_changed")
         return True
 
-    async def _call_each(self, hook: str, **arguments: Any) -> None:
+    async def call_each(self, hook: str, **arguments: Any) -> None:
         """Call every plugin's `hook(app, **arguments)`, switched off or not; one that raises is
         logged with its name and the others still run."""
         for impl in self.plugins.impls(hook, disabled=True):
@@ -264,22 +264,10 @@ class Runtime:
             except Exception:
                 log.exception("plugin %s: %s failed", impl.plugin, hook)
 
-    async def override(self, path: str, value: Any) -> None:
-        """Change a plugin setting at run time, e.g. ("plugins.access.users", [42]): validated
-        (ConfigError if bad), stored, in effect at once here and within a second on every
-        instance sharing the store, and applied again at every start.
-
-        `value` may be a function of the current value (the stored override, else bot.toml's;
-        None if unset), called under the store's lock: a read-modify-write that no other
-        change can come between. A function that returns the current value unchanged stores
-        nothing (bot.toml's value stays in charge). None removes the override (and those
-        beneath it): bot.toml's value is back. `botcore config` shows the result.
-        """
-        await self.override_many({path: value})
-
     async def override_many(self, changes: Mapping[str, Any]) -> None:
-        """Several `override`s as one change: computed in order from what is stored, validated
-        together and written under one lock (/allow unblocks and allows a user at once)."""
+        """Change plugin settings at run time as one change (botcore.App.override says how a
+        value is read): computed in order from what is stored, validated together and written
+        under one lock (/allow unblocks and allows a user at once)."""
         for path in changes:
             parts = path.split(".")
             if len(parts) < 3 or parts[0] != "plugins" or not all(parts):
@@ -559,7 +547,7 @@ class Runtime:
                 await refresher
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self._call_each("shutdown")
+        await self.call_each("shutdown")
         await self.keyboards.close()
         if self._completions is not None:
             await self._completions.close()

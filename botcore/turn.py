@@ -140,7 +140,7 @@ class Turn:
     """What this turn consumed, by metered item; see `meter()`."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
-    record: Record = field(default_factory=lambda: Record(), repr=False)
+    record: Record = field(default_factory=Record, repr=False)
     """What botcore notes about the turn on its way (not plugin API)."""
 
     @property

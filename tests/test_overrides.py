@@ -67,9 +67,9 @@ async def test_a_change_starts_from_what_is_stored_not_from_this_instances_copy(
     pair: tuple[Runtime, Runtime],
 ) -> None:
     a, b = pair
-    await a.override("plugins.access.blocked", adding(7))
+    await a.public.override("plugins.access.blocked", adding(7))
     assert b.settings(Access).blocked == []  # b has not read the store again yet
-    await b.override("plugins.access.blocked", adding(8))
+    await b.public.override("plugins.access.blocked", adding(8))
     assert await b.store.scan("config") == {"plugins.access.blocked": [7, 8]}
     assert b.settings(Access).blocked == [7, 8]
     assert a.settings(Access).blocked == [7]
@@ -127,8 +127,8 @@ async def test_later_changes_in_one_call_see_the_earlier_ones(
     assert await a.store.scan("config") == {
         "plugins.usage.users.8": {"daily": {"cost": 1.0}, "monthly": {"cost": 9.0}}
     }
-    await a.override("plugins.usage.users.8.daily", {"cost": 2.0})
-    await a.override("plugins.usage.users.8", None)  # and every setting beneath it
+    await a.public.override("plugins.usage.users.8.daily", {"cost": 2.0})
+    await a.public.override("plugins.usage.users.8", None)  # and every setting beneath it
     assert await a.store.scan("config") == {}
 
 
@@ -137,9 +137,9 @@ async def test_a_stale_stored_setting_is_skipped_once_logged_and_blocks_no_chang
 ) -> None:
     a, _ = pair
     await a.store.put("config", "plugins.access.remind_hours", "never")
-    await a.override("plugins.access.blocked", adding(7))
+    await a.public.override("plugins.access.blocked", adding(7))
     await a.refresh_overrides()
-    await a.override("plugins.access.blocked", adding(8))
+    await a.public.override("plugins.access.blocked", adding(8))
     assert a.settings(Access).blocked == [7, 8]
     assert a.settings(Access).remind_hours == 24
     warnings = [r for r in caplog.records if "ignoring the stored setting" in r.getMessage()]
@@ -182,11 +182,11 @@ async def test_another_instance_applies_a_change_when_signalled(
     shared_pair: tuple[Runtime, Runtime, Shared],
 ) -> None:
     a, b, _ = shared_pair
-    await a.override("plugins.admin.disabled", lambda names: [*(names or []), "usage"])
+    await a.public.override("plugins.admin.disabled", lambda names: [*(names or []), "usage"])
     await until(lambda: not b.plugins.enabled("usage"), "b switched usage off")
     assert b.settings(Access).blocked == []
-    await b.override("plugins.access.blocked", adding(7))
-    await a.override("plugins.admin.disabled", lambda _: [])
+    await b.public.override("plugins.access.blocked", adding(7))
+    await a.public.override("plugins.admin.disabled", lambda _: [])
     await until(lambda: b.plugins.enabled("usage"), "b switched usage on")
     assert a.settings(Access).blocked == [7] and a.plugins.enabled("usage")
 
@@ -199,7 +199,7 @@ async def test_a_lost_signal_is_made_up_for_by_reading_again_now_and_then(
     store.lose = True
     a, b = await two_apps(bot_harness, tmp_path, store)
     try:
-        await a.override("plugins.access.blocked", adding(7))
+        await a.public.override("plugins.access.blocked", adding(7))
         await until(lambda: b.settings(Access).blocked == [7], "b read the store again")
     finally:
         await a.shutdown()

@@ -255,8 +255,9 @@ async def respond(
     it with the conversation as context."""
     settings = turn.app.settings(Settings)
     model, choice = await models.chosen(turn, settings)
-    if model != settings.model or (choice is not None and not choice.tools):
-        rounds = settings.max_tool_rounds if choice is None or choice.tools else 0
+    no_tools = choice is not None and not choice.tools
+    if model != settings.model or no_tools:
+        rounds = 0 if no_tools else settings.max_tool_rounds
         settings = settings.model_copy(update={"model": model, "max_tool_rounds": rounds})
     prompt = await personas.system_prompt(turn, settings)
     system: ChatMessage = {"role": "system", "content": prompt}
