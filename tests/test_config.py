@@ -76,6 +76,11 @@ BAD = [
         "opneai: unknown key (did you mean 'openai'?)",
     ),
     (
+        "a plugin's table at the top level",
+        GOOD + "\n[mcp.servers.files]\ncommand = 'x'\n",
+        "mcp: unknown key (a plugin's settings go under [plugins.mcp])",
+    ),
+    (
         "unknown plugin",
         GOOD.replace('"chat"]', '"chta"]'),
         "bot.plugins[1]: unknown plugin 'chta' (did you mean 'chat'?)",
