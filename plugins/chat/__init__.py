@@ -287,6 +287,7 @@ async def respond(
     takes_images = choice is not None and choice.vision
     if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
+    models.price(turn, settings.models.get(settings.model))  # the model that answers
     await turn.reserve(
         {
             "chat.input_tokens": sum(map(estimate_tokens, messages)),
