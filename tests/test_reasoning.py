@@ -10,7 +10,7 @@ import pytest
 
 from botcore.delivery import REASONING_LIMIT, REASONING_MARK
 from botcore.split import utf16_len
-from botcore.testing.fake_openai import ChatReply, FakeOpenAI
+from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 
 HISTORY: dict[str, Any] = {"history": {}}
@@ -215,3 +215,50 @@ async def test_reasoning_tokens_are_metered(
     assert "chat.reasoning_tokens: 45" in report
     assert "chat.output_tokens: 50" in report
     assert "cost: $50.00" in report  # reasoning is billed as output, once
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+async def test_in_a_group_by_edits_and_through_either_client(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI, http_client: str
+) -> None:
+    await start_bot(
+        ["chat"], bot={"http_client": http_client}, settings={"chat": {"groups": "all"}}
+    )
+    openai_server.script_chat(
+        ChatReply(text=ANSWER, reasoning=THOUGHT, first_chunk_delay=0.1, total_duration=1.5)
+    )
+    await telegram.send_message("why?", chat_id=-5, chat_type="group")
+    message = await telegram.next_message(-5, timeout=5)
+    await telegram.wait_for(lambda: SHOWN_ANSWER in (message.plain or ""), timeout=5)
+    assert message.plain == f"{REASONING_MARK}{THOUGHT}\n\n{SHOWN_ANSWER}"
+    assert quotes(message.entities)
+
+
+async def test_reasoning_around_tool_calls_stays_out_of_the_history(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat", "sample_plugins.toolbox"], settings=HISTORY)
+    openai_server.script_chat(
+        ChatReply(reasoning="I should add.", tool_calls=[ToolCall("add", {"a": 2, "b": 40}, "c1")]),
+        ChatReply(text="It is 42.", reasoning="The tool said 42."),
+    )
+    message = await telegram.reply_to("what is 2 + 40?")
+    await telegram.wait_for(lambda: "It is 42." in (message.plain or ""))
+    [quote] = quotes(message.entities)
+    assert quoted(message.plain or "", quote) == f"{REASONING_MARK}I should add.\n\nThe tool said 42."
+    await telegram.reply_to("thanks")
+    assistant = [m for m in openai_server.last_chat_messages() if m["role"] == "assistant"]
+    assert [m.get("content") for m in assistant] == [None, "It is 42."]
+
+
+async def test_a_stream_broken_after_its_reasoning_says_so(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["chat"])
+    openai_server.script_chat(
+        ChatReply(text="never seen", reasoning="one two three four five six", drop_after_chunks=2)
+    )
+    await telegram.send_message("why?")
+    shown = await telegram.next_message(42)
+    assert quotes(shown.entities)
+    assert (await telegram.next_message(42)).text == "The answer was cut off. Please try again."

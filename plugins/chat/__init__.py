@@ -393,6 +393,8 @@ async def _stream(
     shown = shown or _Shown(turn)
     parts: list[str] = []  # the answer shown, over all rounds (reasoning is not the answer)
     thought = False
+    seen = False  # the user has seen something (reasoning counts)
+    pondered = False  # reasoning was shown
     rounds = 0
     started = time.perf_counter()
     stream: Any = None
@@ -412,10 +414,17 @@ async def _stream(
                 if separator:
                     yield separator
                 piece: str | None = first
+                reasoned = False  # this round's reasoning began
                 while piece is not None:
                     if not isinstance(piece, Reasoning):  # reasoning is shown, never stored
                         said.append(piece)
                         parts.append(piece)
+                    elif not reasoned:
+                        reasoned = True
+                        if pondered:  # an earlier round's reasoning was shown: a paragraph
+                            yield Reasoning("\n\n")
+                        pondered = True
+                    seen = True
                     yield piece
                     piece = await _next_text(turn, settings, chunks, calls, pieces)
             thought = thought or pieces.thought
@@ -430,7 +439,7 @@ async def _stream(
         await shown.drop()
         raise
     except Exception as exc:
-        if parts:  # the stream broke after the answer began: say so, keep what was shown
+        if parts or seen:  # it broke after the answer (or its reasoning) began: say so
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
             raise UserError(turn.t("chat.interrupted")) from exc
         if is_api_error(exc):
