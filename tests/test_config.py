@@ -206,7 +206,7 @@ def test_plugins_lists_hooks_and_commands(
         "hooks:    button_pressed, register_commands, register_handlers, register_texts, "
         "settings_model, startup" in output
     )
-    assert "commands: /retry, /mode, /model" in output
+    assert "commands: /retry, /mode, /model, /reasoning" in output
 
 
 def test_plugins_lists_tools(

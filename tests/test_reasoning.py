@@ -245,7 +245,9 @@ async def test_reasoning_around_tool_calls_stays_out_of_the_history(
     message = await telegram.reply_to("what is 2 + 40?")
     await telegram.wait_for(lambda: "It is 42." in (message.plain or ""))
     [quote] = quotes(message.entities)
-    assert quoted(message.plain or "", quote) == f"{REASONING_MARK}I should add.\n\nThe tool said 42."
+    assert (
+        quoted(message.plain or "", quote) == f"{REASONING_MARK}I should add.\n\nThe tool said 42."
+    )
     await telegram.reply_to("thanks")
     assistant = [m for m in openai_server.last_chat_messages() if m["role"] == "assistant"]
     assert [m.get("content") for m in assistant] == [None, "It is 42."]
