@@ -130,6 +130,12 @@ BAD = [
         "openai.api_key: required by the enabled plugins",
     ),
     (
+        "document embeddings without an api key",
+        GOOD.replace('api_key = "${OPENAI_API_KEY}"', "").replace('"chat"]', '"documents"]')
+        + '[plugins.documents]\nembeddings = "text-embedding-3-small"\n',
+        "openai.api_key: required by the enabled plugins",
+    ),
+    (
         "webhook without url",
         GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\nmode = "webhook"'),
         'mode "webhook" needs bot.webhook.url',

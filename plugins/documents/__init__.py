@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from botcore import ChatMessage, Handler, StrictModel, Text, Turn, UserError, hookimpl
+from botcore import App, ChatMessage, Handler, StrictModel, Text, Turn, UserError, hookimpl
 
 from . import embed
 from .extract import Extracted, Refused, extract, kind_of
@@ -90,6 +90,12 @@ class Settings(StrictModel):
 @hookimpl
 def settings_model() -> type[Settings]:
     return Settings
+
+
+@hookimpl
+def startup(app: App) -> None:
+    if app.settings(Settings).embeddings:
+        app.require_openai()  # a missing [openai] key fails start-up, not the first question
 
 
 @hookimpl
