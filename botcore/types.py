@@ -79,6 +79,14 @@ class Document:
     caption: str | None = None
 
 
+class Reasoning(str):
+    """A piece of a TextStream that is the model's reasoning, not its answer: delivery shows it
+    collapsed (an expandable blockquote) above the answer; it is never the answer's text (not in
+    `on_show`, not read aloud, not kept in the history)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class TextStream:
     """Text that arrives in pieces (a streaming model): shown at once, then edited as it grows."""

@@ -135,6 +135,12 @@ BAD = [
         "openai.api_key: required by the enabled plugins",
     ),
     (
+        "document embeddings without an api key",
+        GOOD.replace('api_key = "${OPENAI_API_KEY}"', "").replace('"chat"]', '"documents"]')
+        + '[plugins.documents]\nembeddings = "text-embedding-3-small"\n',
+        "openai.api_key: required by the enabled plugins",
+    ),
+    (
         "webhook without url",
         GOOD.replace('plugins = ["history", "chat"]', 'plugins = []\nmode = "webhook"'),
         'mode "webhook" needs bot.webhook.url',
@@ -211,7 +217,7 @@ def test_plugins_lists_hooks_and_commands(
         "hooks:    button_pressed, register_commands, register_handlers, register_texts, "
         "settings_model, startup" in output
     )
-    assert "commands: /retry, /mode, /model" in output
+    assert "commands: /retry, /mode, /model, /reasoning" in output
 
 
 def test_plugins_lists_tools(

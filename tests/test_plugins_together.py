@@ -11,7 +11,7 @@ SETTINGS = {"chat": {"stream": False}}
 COMMANDS = {
     "history": ["/clear"],
     "image": ["/image"],
-    "chat": ["/retry", "/mode", "/model"],
+    "chat": ["/retry", "/mode", "/model", "/reasoning"],
     "voice": ["/voice"],
 }
 

@@ -429,7 +429,9 @@ async def test_denials_made_at_once_on_three_instances_are_all_kept(cluster: Clu
 
 def without_chat(menu: str) -> str:
     """A menu's command names without the chat plugin's."""
-    return " ".join(name for name in menu.split() if name not in ("retry", "mode", "model"))
+    return " ".join(
+        name for name in menu.split() if name not in ("retry", "mode", "model", "reasoning")
+    )
 
 
 def menus(telegram: FakeTelegram) -> list[str]:

@@ -111,6 +111,31 @@ MAX_ENTITIES = 100
 error, the text kept (observed: rubenlagus/TelegramBots#854, "sent successfully but all tags
 after the 100th are ignored"; tdlib/telegram-bot-api#820, "up to 100 ... entities (custom
 emojis, bold, hyperlinks...)"). Not in the Bot API docs."""
+ENTITY_TYPES = frozenset(
+    {
+        "mention",
+        "hashtag",
+        "cashtag",
+        "bot_command",
+        "url",
+        "email",
+        "phone_number",
+        "bold",
+        "italic",
+        "underline",
+        "strikethrough",
+        "spoiler",
+        "blockquote",
+        "expandable_blockquote",
+        "code",
+        "pre",
+        "text_link",
+        "text_mention",
+        "custom_emoji",
+        "date_time",
+    }
+)
+"""The MessageEntity types of the Bot API; a message sent with another type is refused."""
 MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_UPLOAD = 50 * 1024 * 1024
 DRAFT_TTL = 30.0
@@ -2076,6 +2101,10 @@ class FakeTelegram:
                 raise _bad(
                     f"can't parse entities: entity #{number} ({entity['type']}) at offset "
                     f"{offset} with length {length} is outside the text (UTF-16 length {size})"
+                )
+            if entity["type"] not in ENTITY_TYPES:
+                raise _bad(
+                    f"can't parse entities: unsupported type {entity['type']!r} of entity #{number}"
                 )
             if entity["type"] == "text_link" and not entity.get("url"):
                 raise _bad(f"can't parse entities: text_link entity #{number} has no URL")

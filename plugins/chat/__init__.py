@@ -29,6 +29,7 @@ from botcore import (
     ChatMessage,
     Command,
     Handler,
+    Reasoning,
     StrictModel,
     Text,
     TextStream,
@@ -39,7 +40,7 @@ from botcore import (
     is_api_error,
 )
 
-from . import models, personas, vision
+from . import models, personas, reasoning, vision
 from .models import ModelChoice
 from .personas import Persona, check_names
 
@@ -87,6 +88,9 @@ class Settings(StrictModel):
 
     models: dict[str, ModelChoice] = Field(default_factory=dict)
     """/model choices: model id -> label, abilities, who may use it; `model` is the default."""
+    reasoning: Literal["show", "hide"] = "show"
+    """A reasoning model's thinking: shown collapsed above the answer, or hidden; each user may
+    choose otherwise with /reasoning."""
 
     _check_personas = field_validator("personas")(check_names)
 
@@ -118,6 +122,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             **vision.TEXTS["en"],
             **personas.TEXTS["en"],
             **models.TEXTS["en"],
+            **reasoning.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
@@ -132,6 +137,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             **vision.TEXTS["ru"],
             **personas.TEXTS["ru"],
             **models.TEXTS["ru"],
+            **reasoning.TEXTS["ru"],
         },
     }
 
@@ -142,6 +148,9 @@ def register_commands(app: App) -> Sequence[Command]:
         Command("retry", retry, help=app.translations("chat.retry")),
         Command("mode", personas.mode, help=app.translations("chat.mode_help")),
         Command("model", models.model_command, help=app.translations("chat.model_help")),
+        Command(
+            "reasoning", reasoning.reasoning_command, help=app.translations("chat.reasoning_help")
+        ),
     ]
 
 
@@ -278,6 +287,7 @@ async def respond(
     takes_images = choice is not None and choice.vision
     if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
+    models.price(turn, settings.models.get(settings.model))  # the model that answers
     await turn.reserve(
         {
             "chat.input_tokens": sum(map(estimate_tokens, messages)),
@@ -329,12 +339,13 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
             calls = ToolCalls.from_message(message)
             if not calls:
                 break
-            content = message.content if message else None
+            content = reasoning.without_thinking(message.content or "") if message else None
             await _use_tools(turn, settings, messages, content, calls, rounds)
             if content and content.strip():
                 said.append(content.strip())
             rounds += 1
-    text = (message.content or "").strip() if message else ""
+    # A non-streamed answer shows no reasoning: its <think> block is left out.
+    text = reasoning.without_thinking(message.content or "").strip() if message else ""
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
     await _remember(turn, text)
@@ -380,7 +391,10 @@ async def _stream(
     """Yield the answer as it arrives; store it once complete (what is shown meanwhile is kept
     as a draft by `shown`)."""
     shown = shown or _Shown(turn)
-    parts: list[str] = []  # everything shown, over all rounds
+    parts: list[str] = []  # the answer shown, over all rounds (reasoning is not the answer)
+    thought = False
+    seen = False  # the user has seen something (reasoning counts)
+    pondered = False  # reasoning was shown
     rounds = 0
     started = time.perf_counter()
     stream: Any = None
@@ -389,8 +403,8 @@ async def _stream(
             said: list[str] = []  # this round's text
             await _close(stream)
             async with turn.chat_action("typing"):
-                stream, first, chunks, calls = await _open_stream(
-                    turn, _request(turn, settings, messages)
+                stream, first, chunks, calls, pieces = await _open_stream(
+                    turn, settings, _request(turn, settings, messages)
                 )
             if first:
                 separator = "\n\n" if parts else ""  # from an earlier round's text, if any
@@ -399,13 +413,21 @@ async def _stream(
                 shown.stored(sum(map(len, parts)))
                 if separator:
                     yield separator
-                said.append(first)
-                parts.append(first)
-                yield first
-                while (piece := await _next_text(turn, chunks, calls)) is not None:
-                    said.append(piece)
-                    parts.append(piece)
+                piece: str | None = first
+                reasoned = False  # this round's reasoning began
+                while piece is not None:
+                    if not isinstance(piece, Reasoning):  # reasoning is shown, never stored
+                        said.append(piece)
+                        parts.append(piece)
+                    elif not reasoned:
+                        reasoned = True
+                        if pondered:  # an earlier round's reasoning was shown: a paragraph
+                            yield Reasoning("\n\n")
+                        pondered = True
+                    seen = True
                     yield piece
+                    piece = await _next_text(turn, settings, chunks, calls, pieces)
+            thought = thought or pieces.thought
             if not calls:
                 break
             async with turn.chat_action("typing"):
@@ -417,7 +439,7 @@ async def _stream(
         await shown.drop()
         raise
     except Exception as exc:
-        if parts:  # the stream broke after the answer began: say so, keep what was shown
+        if parts or seen:  # it broke after the answer (or its reasoning) began: say so
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
             raise UserError(turn.t("chat.interrupted")) from exc
         if is_api_error(exc):
@@ -429,15 +451,15 @@ async def _stream(
         )
         await _close(stream)  # a cancelled or broken answer lets go of its connection
     if not "".join(parts).strip():
-        raise UserError(turn.t("chat.empty_answer"))
+        raise UserError(turn.t("chat.only_reasoning" if thought else "chat.empty_answer"))
     if text := "".join(said).strip():
         await _remember(turn, text)
     shown.done = True
 
 
 async def _open_stream(
-    turn: Turn, request: dict[str, Any]
-) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls]:
+    turn: Turn, settings: Settings, request: dict[str, Any]
+) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls, reasoning.Pieces]:
     """Start a stream and read up to its first text. A stream that breaks before any text was
     shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
     retries = turn.app.completions.max_retries
@@ -446,8 +468,10 @@ async def _open_stream(
         stream = await _create(turn, request, stream=True)  # the client retries this part
         chunks = stream.__aiter__()
         calls = ToolCalls()  # afresh each attempt: a broken stream's pieces are dropped
+        pieces = reasoning.Pieces()
         try:
-            return stream, await _next_text(turn, chunks, calls), chunks, calls
+            first = await _next_text(turn, settings, chunks, calls, pieces)
+            return stream, first, chunks, calls, pieces
         except BaseException as exc:
             await _close(stream)
             if attempt >= retries or not isinstance(exc, Exception):
@@ -474,23 +498,40 @@ def _meter(turn: Turn, usage: Any) -> None:
     if usage is not None:
         turn.meter("chat.input_tokens", usage.prompt_tokens or 0)
         turn.meter("chat.output_tokens", usage.completion_tokens or 0)
+        # Part of the output tokens (and billed as them): metered to be seen, not priced again.
+        details = getattr(usage, "completion_tokens_details", None)
+        if thinking := getattr(details, "reasoning_tokens", None):
+            turn.meter("chat.reasoning_tokens", thinking)
 
 
 async def _next_text(
-    turn: Turn, chunks: AsyncIterator[Any], calls: ToolCalls | None = None
+    turn: Turn,
+    settings: Settings,
+    chunks: AsyncIterator[Any],
+    calls: ToolCalls,
+    pieces: reasoning.Pieces,
 ) -> str | None:
-    """The next non-empty piece of content; None at the end of the stream. Tool call pieces on
-    the way are gathered into `calls`."""
-    async for chunk in chunks:
-        if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
-            _meter(turn, chunk.usage)
-        if chunk.choices:
-            delta = chunk.choices[0].delta
-            if delta.tool_calls and calls is not None:
-                calls.add_deltas(delta.tool_calls)
-            if delta.content:
-                return str(delta.content)
-    return None
+    """The next non-empty piece of the answer, or of its reasoning (a `Reasoning`, when this
+    user sees it); None at the end of the stream. Tool call pieces on the way go to `calls`."""
+    while True:
+        while (piece := pieces.pop()) is not None:
+            if isinstance(piece, Reasoning) and not await reasoning.is_shown(turn, settings):
+                continue
+            return piece
+        if pieces.ended:
+            return None
+        async for chunk in chunks:
+            if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
+                _meter(turn, chunk.usage)
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if delta.tool_calls:
+                    calls.add_deltas(delta.tool_calls)
+                pieces.add(delta)
+                if pieces.queue:
+                    break
+        else:
+            pieces.end()
 
 
 @dataclass

@@ -117,9 +117,15 @@ def _windows(now: dt.datetime) -> tuple[Window, ...]:
     )
 
 
-def cost(settings: Settings, items: Mapping[str, float]) -> float:
-    """What these items cost at the configured prices."""
-    return sum(amount * settings.prices.get(item, 0.0) for item, amount in items.items())
+def cost(
+    settings: Settings, items: Mapping[str, float], prices: Mapping[str, float] | None = None
+) -> float:
+    """What these items cost: at the turn's own `prices` (a model's price per token) where it
+    has one, else at the configured prices."""
+    own = prices or {}
+    return sum(
+        amount * own.get(item, settings.prices.get(item, 0.0)) for item, amount in items.items()
+    )
 
 
 def user_limits(settings: Settings, user_id: int) -> Limits:
@@ -205,7 +211,7 @@ def register_commands(app: App) -> Sequence[Command]:
 async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
     """Add the estimate to every limited counter, all or none; refuse past a limit."""
     settings = turn.app.settings(Settings)
-    amounts = {**items, COST: cost(settings, items)}
+    amounts = {**items, COST: cost(settings, items, turn.prices)}
     scopes: list[tuple[str, int | None, Limits]] = [("global", None, settings.global_)]
     if turn.user_id is not None:
         scopes.insert(0, ("user", turn.user_id, user_limits(settings, turn.user_id)))
@@ -248,7 +254,7 @@ async def turn_end(turn: Turn) -> None:
     if not turn.usage and not reserved:
         return
     settings = turn.app.settings(Settings)
-    amounts = {**turn.usage, COST: cost(settings, turn.usage)} if turn.usage else {}
+    amounts = {**turn.usage, COST: cost(settings, turn.usage, turn.prices)} if turn.usage else {}
     changes: dict[str, tuple[float, float | None]] = {
         key: (-amount, None) for key, amount in reserved.items()
     }
