@@ -8,8 +8,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import BotMessage, FakeTelegram
 from botcore.testing.harness import BotHarness, RunningBot
+from botcore.testing.stores import SERVERS, Server, server_store, server_url, wipe
 
 ADMIN = 1
 PRICES = {"image.images": 0.04}
@@ -255,3 +259,43 @@ async def test_kill_9_after_a_payment_credits_it_exactly_once(
     finally:
         bot.send_signal(signal.SIGTERM)
         await bot.wait()
+
+
+@pytest.mark.parametrize("backend", SERVERS)
+async def test_two_instances_on_one_store_credit_a_payment_once(
+    backend: Server,
+    start_bot: Any,
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    tmp_path: Path,
+) -> None:
+    """The same payment reaches two instances sharing a store (each in an update of its own, as
+    a webhook redelivery to another instance would): it is credited once."""
+    url = server_url(backend)
+    store = server_store(backend)
+    await store.open()
+    try:
+        await wipe(store)
+        shared = {"backend": backend, "url": url}
+        await start_bot(PLUGINS, bot={"admins": [ADMIN]}, store=shared, settings=SETTINGS)
+        checkout = await telegram.stars.pay(await invoice(telegram, "small"))
+        assert checkout.payment is not None
+        await telegram.next_message(42)
+        message = telegram._user_msgs[(42, max(k[1] for k in telegram._user_msgs if k[0] == 42))]
+        async with FakeTelegram() as other:
+            (tmp_path / "b").mkdir()
+            harness = BotHarness(other, openai_server, tmp_path / "b")
+            try:
+                await harness.start(
+                    PLUGINS, bot={"admins": [ADMIN]}, store=shared, settings=SETTINGS
+                )
+                await other.send_update({"update_id": 5000, "message": message})
+                thanks = await other.next_message(42)
+                assert (thanks.text or "").startswith("Thank you!")
+            finally:
+                await harness.stop_all()
+        assert await credit_line(telegram) == "Credit: $0.08 left of $0.08 bought"
+        counters = await store.totals("usage", "credit:u42:")
+        assert counters == {f"credit:u42:{checkout.payment.charge_id}": 0.08}
+    finally:
+        await store.close()
