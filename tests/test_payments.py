@@ -87,6 +87,20 @@ async def test_a_purchase_is_credited_and_budgets_draw_on_it(
     assert await credit_line(telegram) == "Credit: $0.00 left of $0.08 bought"
 
 
+async def test_credit_drawn_for_a_call_the_bot_budget_refuses_is_given_back(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    usage = {**SETTINGS["usage"], "global": {"monthly": {"image.images": 2}}}
+    await start(start_bot, usage=usage)
+    assert (await telegram.reply_to("/image a cat")).kind == "photo"
+    await telegram.stars.pay(await invoice(telegram, "small"))
+    await telegram.next_message(42)
+    assert (await telegram.reply_to("/image a dog")).kind == "photo"  # paid from credit
+    refused = await telegram.reply_to("/image a bird")  # the bot's own budget is spent
+    assert (refused.text or "").startswith("The bot has used up its monthly budget.")
+    assert await credit_line(telegram) == "Credit: $0.04 left of $0.08 bought"
+
+
 async def test_pre_checkout_is_refused_for_an_offer_gone_or_a_user_not_allowed(
     start_bot: Any, telegram: FakeTelegram
 ) -> None:

@@ -238,8 +238,8 @@ async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
                     drawn = amount
                     continue
                 if total is None:
-                    if drawn and user_id is not None:
-                        await store.add(COUNTERS, f"spent:u{user_id}", -drawn)
+                    if drawn:  # the credit drawn for the user goes back too
+                        await store.add(COUNTERS, f"spent:u{turn.user_id}", -drawn)
                     for undo_key, undo in done:
                         await store.add(COUNTERS, undo_key, -undo)
                     log.info(
