@@ -1368,7 +1368,7 @@ class FakeTelegram:
 
     def reset(self) -> None:
         """Forget recorded calls, messages, drafts and flood counts (e.g. between benchmark
-        rounds); keeps files, forums and the limits."""
+        rounds) and the Stars payments; keeps files, forums and the limits."""
         self.requests.clear()
         self.messages.clear()
         self.draft_snapshots.clear()
@@ -1377,6 +1377,8 @@ class FakeTelegram:
         self.chat_actions.clear()
         self.callback_answers.clear()
         self.webhook_deliveries.clear()
+        self.stars = Stars(self)
+        self._handlers.update(self.stars.handlers())
         self._cursors.clear()
 
     async def wait_for(
