@@ -43,13 +43,13 @@ CAPTION_LIMIT = 1024
 NETWORK_ATTEMPTS = 3
 PATIENT_FIRST_WAIT = 0.25
 PATIENT_MAX_WAIT = 30.0
+"""A final answer's edit, safe to repeat, is retried after network errors with waits doubling
+from the first to the second, for as long as bot.limits.max_wait allows (flood control's
+ceiling): five resets in a row once took an answer that three tries 1.5 s apart gave up on."""
 STARS = "XTR"
 """The currency of Telegram Stars, the only one for digital goods in Telegram apps."""
 SUBSCRIPTION_PERIOD = 2592000
 """30 days, in seconds: the only subscription period the Bot API accepts."""
-"""A final answer's edit, safe to repeat, is retried after network errors with waits doubling
-from the first to the second, for as long as bot.limits.max_wait allows (flood control's
-ceiling): five resets in a row once took an answer that three tries 1.5 s apart gave up on."""
 _GONE = ("message to edit not found", "message can't be edited")
 
 
