@@ -166,6 +166,19 @@ class App:
         admin plugin keeps the switch in a setting so that every instance follows it."""
         self._runtime.switch_plugin(name, on)
 
+    async def refund_stars(self, user_id: int, charge_id: str) -> None:
+        """Give back a user's payment in Telegram Stars (refundStarPayment), by its
+        `telegram_payment_charge_id`. Telegram's refusal is `telegram.error.BadRequest` with its
+        description, e.g. "Bad Request: CHARGE_ALREADY_REFUNDED"."""
+        await self._runtime.telegram.refund_star_payment(user_id, charge_id)
+
+    async def cancel_subscription(
+        self, user_id: int, charge_id: str, canceled: bool = True
+    ) -> None:
+        """Stop renewing a user's Stars subscription (editUserStarSubscription): it stays paid to
+        the end of its period. `canceled=False` lets the user renew it again."""
+        await self._runtime.telegram.edit_user_star_subscription(user_id, charge_id, canceled)
+
     async def tell_admins(self, text: str) -> None:
         """Send `text` to every user in bot.admins; one who cannot be reached is logged."""
         await self._runtime.tell_admins(text)

@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import telegramify_markdown
-from telegram import MessageEntity, ReplyParameters
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    MessageEntity,
+    ReplyParameters,
+)
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -29,7 +35,7 @@ from botcore.scheduler import Deferred, Dropped, Kind, Scheduler, retry_after
 from botcore.split import Piece, split_message, utf16_len
 from botcore.transport import MaybeSent
 from botcore.turn import Outcome
-from botcore.types import Photo, Reasoning, Reply, Text, TextStream, UserError, Voice
+from botcore.types import Invoice, Photo, Reasoning, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
     from botcore.runtime import Runtime
@@ -46,6 +52,10 @@ PATIENT_MAX_WAIT = 30.0
 """A final answer's edit, safe to repeat, is retried after network errors with waits doubling
 from the first to the second, for as long as bot.limits.max_wait allows (flood control's
 ceiling): five resets in a row once took an answer that three tries 1.5 s apart gave up on."""
+STARS = "XTR"
+"""The currency of Telegram Stars, the only one for digital goods in Telegram apps."""
+SUBSCRIPTION_PERIOD = 2592000
+"""30 days, in seconds: the only subscription period the Bot API accepts."""
 _GONE = ("message to edit not found", "message can't be edited")
 REASONING_LIMIT = 1500
 """UTF-16 units of a model's reasoning shown above its answer: the latest part, so that long
@@ -171,6 +181,8 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                     message_thread_id=turn.topic_id,
                 )
+            elif isinstance(reply, Invoice):
+                await self.send_invoice(turn, reply)
             else:
                 await self.api(
                     self.app.telegram.send_document,
@@ -199,6 +211,44 @@ class Delivery:
         except Exception:
             turn.record.note(Outcome.UNDELIVERED)
             log.exception("could not deliver the reply to update %s", turn.update_id)
+
+    async def send_invoice(self, turn: Turn, invoice: Invoice) -> None:
+        """An invoice in Stars (XTR: no provider token, one price). A subscription can only be
+        an invoice link (the Bot API takes `subscription_period` there alone): it is sent as a
+        message with a button that opens it."""
+        bot = self.app.telegram
+        price = [LabeledPrice(invoice.title, invoice.stars)]
+        if not invoice.subscription:
+            await self.api(
+                bot.send_invoice,
+                turn.chat_id,
+                invoice.title,
+                invoice.description,
+                invoice.payload,
+                STARS,
+                price,
+                reply_parameters=self._reply_to(turn),
+                message_thread_id=turn.topic_id,
+            )
+            return
+        link = await self.api(
+            bot.create_invoice_link,
+            invoice.title,
+            invoice.description,
+            invoice.payload,
+            STARS,
+            price,
+            subscription_period=SUBSCRIPTION_PERIOD,
+        )
+        button = InlineKeyboardButton(turn.t("subscribe", stars=invoice.stars), url=link)
+        await self.api(
+            bot.send_message,
+            turn.chat_id,
+            f"{invoice.title}\n{invoice.description}",
+            reply_markup=InlineKeyboardMarkup([[button]]),
+            reply_parameters=self._reply_to(turn),
+            message_thread_id=turn.topic_id,
+        )
 
     async def chat_moved(self, old: int, new: int) -> None:
         """A group became supergroup `new` (Telegram's service messages; each comes twice, once

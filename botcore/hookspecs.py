@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pydantic import BaseModel
+    from telegram import PreCheckoutQuery
 
     from botcore.app import App
     from botcore.store import HistoryStore
@@ -145,6 +146,21 @@ async def button_pressed(turn: Turn, data: str) -> Reply | str | None:
     Only the plugin that sent the keyboard is called, only for the user it was sent to, once per
     keyboard (its first press spends it, on every instance) and within a day; a forged, replayed,
     expired or someone else's press is answered by botcore and reaches no plugin.
+    """
+
+
+@hookspec
+async def pre_checkout(turn: Turn, query: PreCheckoutQuery) -> str | None:
+    """A user is about to pay an `Invoice` (Telegram Stars): return None to let them, or the
+    reason to refuse, which Telegram shows them (nothing is charged). Telegram waits 10 seconds:
+    check quickly (is `query.invoice_payload` still for sale, to this user?).
+
+    The turn is the payer's (kind "pre_checkout", in their private chat), after the pre_message
+    hooks: one that answers or ignores it (access control) refuses the payment. The first refusal
+    wins; with no plugin implementing this hook, or one that raises, the payment is refused.
+    The payment itself then comes as a turn of kind "payment" (see `Invoice`), which skips the
+    pre_message hooks (the user has paid) and is handled again if a kill cut its turn off:
+    credit it once per `telegram_payment_charge_id`.
     """
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import re
 import secrets
@@ -16,7 +17,15 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from telegram import CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
+from telegram import (
+    CallbackQuery,
+    Chat,
+    MaybeInaccessibleMessage,
+    Message,
+    MessageEntity,
+    PreCheckoutQuery,
+    Update,
+)
 from telegram.error import TelegramError
 
 from botcore.buttons import Pressed
@@ -108,6 +117,9 @@ class Pipeline:
         if update.callback_query is not None:
             await self._button(update.update_id, update.callback_query)
             return
+        if update.pre_checkout_query is not None:  # answered at once: Telegram waits 10 s
+            await self._pre_checkout(update.update_id, update.pre_checkout_query)
+            return
         message = update.message
         edit = message is None
         if message is None:
@@ -149,7 +161,9 @@ class Pipeline:
         try:
             async with entry.lock, self._shared_lock(place, update_id), self._slots:
                 await self.journal.started(update_id)
-                if update_id in self.interrupted:
+                # A payment cut off is handled again: the user cannot send it again, and its
+                # plugin keys what it does on the charge id (see the pre_checkout hook).
+                if update_id in self.interrupted and message.successful_payment is None:
                     self.interrupted.discard(update_id)
                     task = asyncio.create_task(self._tell_interrupted(update_id, message))
                 else:
@@ -190,6 +204,47 @@ class Pipeline:
             return
         await self._answer_press(query, None)  # the client stops waiting at once
         await self.serve(update_id, _pressed(query, message), pressed=found)
+
+    async def _pre_checkout(self, update_id: int, query: PreCheckoutQuery) -> None:
+        """A user is about to pay: the pre_message hooks (access control), then the pre_checkout
+        hooks judge; the first refusal is shown to the user, and no plugin to judge refuses."""
+        message = Message(
+            message_id=0,
+            date=dt.datetime.now(dt.UTC),
+            chat=Chat(query.from_user.id, Chat.PRIVATE),
+            from_user=query.from_user,
+        )
+        message.set_bot(query.get_bot())
+        language = self.app.texts.language_for(query.from_user.language_code)
+        turn = Turn(self.app, update_id, message, "pre_checkout", None, language)
+        refusal: str | None = None
+        reply = await self.pre_message(turn)
+        if reply is not None or turn.ignored:
+            refusal = reply.text if isinstance(reply, Text) else turn.t("payment_unavailable")
+        else:
+            judged = False
+            for impl in self.app.plugins.impls("pre_checkout"):
+                judged = True
+                said = await self.guard.call(
+                    impl.plugin, "pre_checkout", impl, turn, turn=turn, query=query
+                )
+                if said is not None:  # a str or a UserError's message, as Text
+                    refusal = said.text if isinstance(said, Text) else turn.t("payment_unavailable")
+                    break
+            if not judged or turn.record.failed or turn.record.unavailable:
+                refusal = refusal or turn.t("payment_unavailable")
+        log.info(
+            "pre-checkout %s of user %s: %s",
+            update_id,
+            query.from_user.id,
+            "ok" if refusal is None else "refused",
+        )
+        try:
+            await self.app.telegram.answer_pre_checkout_query(
+                query.id, ok=refusal is None, error_message=refusal
+            )
+        except TelegramError as exc:
+            log.warning("could not answer pre-checkout %s: %s", update_id, exc)
 
     async def _answer_press(self, query: CallbackQuery, text: str | None) -> None:
         try:
@@ -366,6 +421,8 @@ class Pipeline:
             if getattr(message, media):
                 kind = media
                 break
+        if message.successful_payment is not None:
+            kind = "payment"
         turn = Turn(self.app, update_id, message, kind, text, language)
         entities = message.entities or ()
         if message.text and entities and entities[0].type == MessageEntity.BOT_COMMAND:
@@ -409,7 +466,8 @@ class Pipeline:
 
     async def answer(self, turn: Turn) -> Reply | None:
         """The reply that ends this turn, or None when there is nothing to say."""
-        reply = await self.pre_message(turn)
+        # A payment skips them: the user has paid, and access was checked before (pre_checkout).
+        reply = None if turn.kind == "payment" else await self.pre_message(turn)
         if reply is None:
             if turn.ignored:
                 return None

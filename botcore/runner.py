@@ -36,7 +36,7 @@ from botcore.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "pre_checkout_query"]
 
 
 def settle_heap() -> None:

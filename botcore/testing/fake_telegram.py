@@ -37,6 +37,10 @@ Telegram's rules (see :mod:`botcore.testing.flood` for the flood model):
   group has the channel as ``sender_chat`` and Telegram's placeholder user Channel_Bot
   (``FAKE_CHANNEL``, the same for every channel) as ``from``; an anonymous group admin's has the
   group itself as ``sender_chat`` and GroupAnonymousBot (``ANONYMOUS_ADMIN``) as ``from``.
+* Telegram Stars (:mod:`botcore.testing.stars`, as :attr:`FakeTelegram.stars`): ``sendInvoice``
+  and ``createInvoiceLink`` in ``XTR`` (subscriptions too), a user who pays
+  (``pre_checkout_query``, then ``successful_payment``), refunds, subscription renewals and
+  cancellations, ``getStarTransactions``.
 * :meth:`FakeTelegram.edit_message` pushes an ``edited_message`` update (the whole message with
   its new text and an ``edit_date``), as Telegram does when a user edits a message.
 
@@ -85,6 +89,7 @@ from botcore.testing.flood import (
     Kind,
     limits_from_json,
 )
+from botcore.testing.stars import Stars
 
 __all__ = [
     "NO_LIMITS",
@@ -887,6 +892,9 @@ class FakeTelegram:
         }
         for method in _MEDIA_METHODS:
             self._handlers[method] = self._send_media
+        self.stars = Stars(self)
+        """Telegram Stars: invoices the bot made, a user who pays, refunds, subscriptions."""
+        self._handlers.update(self.stars.handlers())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1385,7 +1393,7 @@ class FakeTelegram:
 
     def reset(self) -> None:
         """Forget recorded calls, messages, drafts and flood counts (e.g. between benchmark
-        rounds); keeps files, forums and the limits."""
+        rounds) and the Stars payments; keeps files, forums and the limits."""
         self.requests.clear()
         self.messages.clear()
         self.draft_snapshots.clear()
@@ -1394,6 +1402,8 @@ class FakeTelegram:
         self.chat_actions.clear()
         self.callback_answers.clear()
         self.webhook_deliveries.clear()
+        self.stars = Stars(self)
+        self._handlers.update(self.stars.handlers())
         self._cursors.clear()
 
     async def wait_for(
