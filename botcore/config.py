@@ -317,8 +317,11 @@ def validate(model: type[M], data: Any, prefix: tuple[str | int, ...] = ()) -> M
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
-            if not prefix and len(loc) == 1 and message == "unknown key" and "plugins" in (
-                model.model_fields
+            if (
+                not prefix
+                and len(loc) == 1
+                and message == "unknown key"
+                and "plugins" in (model.model_fields)
             ):
                 # [mcp], [payments]...: the section of a plugin, written at the top level.
                 message += f" (a plugin's settings go under [plugins.{loc[0]}])"

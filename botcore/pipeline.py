@@ -503,6 +503,29 @@ class Pipeline:
                 )
         return Text(turn.t("button_expired"))  # its plugin is gone since it was sent
 
+    async def _unhandled_payment(self, turn: Turn) -> Reply:
+        """Stars were taken and no plugin took the payment (switched off, or failing since the
+        pre-checkout): nothing may be lost, so the admins get what they need to credit or refund
+        it by hand, and the user hears that it is known."""
+        paid = turn.message.successful_payment
+        if paid is not None:
+            log.error(
+                "update %s: a payment (charge %s) reached no plugin; the admins are told",
+                turn.update_id,
+                paid.telegram_payment_charge_id,
+            )
+            await self.app.tell_admins(
+                self.app.t(
+                    "payment_unhandled_admin",
+                    user=turn.sender_id,
+                    amount=paid.total_amount,
+                    currency=paid.currency,
+                    charge=paid.telegram_payment_charge_id,
+                    payload=paid.invoice_payload,
+                )
+            )
+        return Text(turn.t("payment_unhandled"))
+
     async def route(self, turn: Turn) -> Reply | None:
         """Find the command or the handler that answers this turn."""
         pressed = turn.record.pressed
@@ -537,6 +560,8 @@ class Pipeline:
                 turn.record.replied_by = plugin
                 return reply
         record = turn.record
+        if turn.kind == "payment":
+            return await self._unhandled_payment(turn)
         if record.unavailable and turn.addressed and not record.failed and not record.said:
             return Text(turn.t("unavailable"))  # a switched-off plugin might have answered
         if turn.is_private and not record.failed and not record.said:

@@ -313,3 +313,32 @@ async def test_two_instances_on_one_store_credit_a_payment_once(
         assert counters == {f"credit:u42:{checkout.payment.charge_id}": 0.08}
     finally:
         await store.close()
+
+
+async def test_a_payment_no_plugin_takes_is_told_to_the_admins_and_the_user(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    running = await start(start_bot)
+    checkout = await telegram.stars.pay(await invoice(telegram, "small"))
+    assert checkout.payment is not None
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)  # the plugin's note of the first payment
+    # A second payment arrives after an admin switched payments off (its pre-checkout passed
+    # before): the Stars are taken, so it must reach someone who can credit or refund it.
+    running.app.switch_plugin("payments", False)
+    message = dict(telegram._user_msgs[(42, max(k[1] for k in telegram._user_msgs if k[0] == 42))])
+    paid = {**message["successful_payment"], "telegram_payment_charge_id": "stxSECOND"}
+    await telegram.send_update(
+        {
+            "message": {
+                **message,
+                "message_id": message["message_id"] + 100,
+                "successful_payment": paid,
+            }
+        }
+    )
+    told = await telegram.next_message(42)
+    assert told.text is not None and "nothing is lost" in told.text
+    admin = (await telegram.next_message(ADMIN)).text or ""
+    assert "stxSECOND" in admin and "user 42" in admin and "50 XTR" in admin
+    assert await credit_line(telegram) == "Credit: $0.08 left of $0.08 bought"
