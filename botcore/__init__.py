@@ -10,7 +10,16 @@ hookimpl = pluggy.HookimplMarker("botcore")
 from botcore.ai import explain_api_error, is_api_error  # noqa: E402
 from botcore.app import App, PluginDescription, PluginState  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
-from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
+from botcore.store import (  # noqa: E402
+    SCHEMA_VERSION,
+    Change,
+    ChatMessage,
+    HistoryStore,
+    NewerSchema,
+    Signal,
+    Store,
+    check_schema,
+)
 from botcore.tools import ToolSource  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
 from botcore.types import (  # noqa: E402
@@ -27,18 +36,22 @@ from botcore.types import (  # noqa: E402
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "App",
     "Button",
+    "Change",
     "ChatMessage",
     "Command",
     "ConfigError",
     "Document",
     "Handler",
     "HistoryStore",
+    "NewerSchema",
     "Photo",
     "PluginDescription",
     "PluginState",
     "Reply",
+    "Signal",
     "StartupError",
     "Store",
     "StrictModel",
@@ -48,6 +61,7 @@ __all__ = [
     "Turn",
     "UserError",
     "Voice",
+    "check_schema",
     "explain_api_error",
     "hookimpl",
     "is_api_error",

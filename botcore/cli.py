@@ -149,6 +149,7 @@ def _run(config: Config) -> int:
 
 async def _check(config: Config) -> int:
     from botcore.runtime import Runtime
+    from botcore.store import describe_store
 
     logging.basicConfig(level=logging.WARNING)
     webhook = config.bot.webhook
@@ -167,6 +168,7 @@ async def _check(config: Config) -> int:
     print(
         f"ok: {len(app.plugins.names)} plugins ({', '.join(app.plugins.names)}); commands {commands}"
     )
+    print(f"store: {describe_store(config.store)}")
     if app.tools:
         print(f"tools: {', '.join(tools) or '-'}")
     return 0
@@ -199,6 +201,7 @@ async def _config(config: Config) -> int:
 
 async def _plugins(config: Config) -> int:
     from botcore.runtime import Runtime
+    from botcore.store import describe_store
 
     logging.basicConfig(level=logging.ERROR)
     app = await Runtime.create(config)
@@ -212,6 +215,7 @@ async def _plugins(config: Config) -> int:
             if plugin == info.name:
                 for line in await source.describe():
                     print(f"    {line}")
+    print(f"store: {describe_store(config.store)}")
     return 0
 
 

@@ -205,9 +205,10 @@ class OpenAISettings(StrictModel):
 class StoreSettings(StrictModel):
     """[store]: where conversations, per-user settings and usage are kept."""
 
-    backend: Literal["sqlite", "memory", "postgres", "redis"] = "sqlite"
+    backend: str = "sqlite"
     """sqlite: one file, one bot process. memory: nothing survives a restart (a test may ask).
-    postgres, redis: a server that several bot processes share (see "Scaling out")."""
+    postgres, redis (extras), or any other `botcore.stores` entry point: a server that several
+    bot processes share (see "Scaling out")."""
     path: str = "botcore.sqlite3"
     """The SQLite file (relative to the working directory)."""
     url: SecretStr | None = None
@@ -215,7 +216,17 @@ class StoreSettings(StrictModel):
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreSettings:
-        if self.backend in ("postgres", "redis") and self.url is None:
+        if self.backend in ("sqlite", "memory"):
+            return self
+        from botcore.store import store_backends
+
+        if self.backend not in (found := store_backends()):
+            known = ["sqlite", "memory", *sorted(found)]
+            raise ValueError(
+                f'unknown backend "{self.backend}"{did_you_mean(self.backend, known)} '
+                f"(installed: {', '.join(known)})"
+            )
+        if self.url is None:
             raise ValueError(f'backend "{self.backend}" needs store.url')
         return self
 

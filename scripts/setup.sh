@@ -51,7 +51,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
     sync=(--extra test --all-packages)
   else
     # The application's packages; --inexact leaves a test environment's extra packages alone.
-    sync=(--inexact)
+    # With the shared stores' drivers: a clone runs whatever [store] bot.toml names, unchanged.
+    sync=(--inexact --extra postgres --extra redis)
   fi
   .uv/bin/uv sync --quiet --locked --python "$python" "${sync[@]}" || {
     echo "setup: could not install from uv.lock; if pyproject.toml changed, run .uv/bin/uv lock" \
