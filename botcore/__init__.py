@@ -10,6 +10,7 @@ hookimpl = pluggy.HookimplMarker("botcore")
 from botcore.ai import explain_api_error, is_api_error  # noqa: E402
 from botcore.app import App, PluginDescription, PluginState  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
+from botcore.metrics import Metrics  # noqa: E402
 from botcore.store import (  # noqa: E402
     SCHEMA_VERSION,
     Change,
@@ -46,6 +47,7 @@ __all__ = [
     "Document",
     "Handler",
     "HistoryStore",
+    "Metrics",
     "NewerSchema",
     "Photo",
     "PluginDescription",

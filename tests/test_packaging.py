@@ -199,8 +199,9 @@ def test_the_installed_wheel_checks_and_lists_the_shipped_bot(dist: Dist, tmp_pa
     assert enabled in checked
 
     listed = run(botcore, "plugins", "--config", config, cwd=tmp_path, env=env)
-    # mcp needs the [mcp] extra and the operator's own servers: the shipped bot leaves it out.
-    for name in FIRST_PARTY.keys() - {"mcp"}:
+    # mcp needs the [mcp] extra and the operator's own servers, metrics a port for a scraper:
+    # the shipped bot leaves them out.
+    for name in FIRST_PARTY.keys() - {"mcp", "metrics"}:
         assert f"\n{name} {VERSION} (first-party)" in f"\n{listed}"
     assert f"welcome {VERSION} (built-in)" in listed
     for secret in ENV.values():

@@ -151,7 +151,7 @@ class PostgresStore:
                 try:  # the version first: a newer botcore's tables and functions stay as they are
                     await db.execute(META)
                     found = await db.fetchval(
-                        "SELECT value FROM botcore_meta WHERE key = 'schema_version'"
+                        "SELECT value FROM botcore_meta WHERE key = $1", "schema_version"
                     )
                     check_schema(int(found) if found is not None else SCHEMA_VERSION)
                     await db.execute(SCHEMA)
