@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "new-plugin":
             return _new_plugin(args.name, args.dir)
         if args.command == "run" and args.reload:
-            from botcore.reload import run_with_reload
+            from botcore.testing.reload import run_with_reload
 
             _load(Path(args.config))  # a bad config fails here, before watching
             return run_with_reload(Path(args.config))
@@ -105,7 +105,7 @@ def _load(path: Path, **bot_overrides: Any) -> Config:
 
 
 def _new_plugin(name: str, directory: Path) -> int:
-    from botcore.scaffold import ScaffoldError, new_plugin
+    from botcore.testing.scaffold import ScaffoldError, new_plugin
 
     try:
         created = new_plugin(name, directory)
@@ -117,8 +117,8 @@ def _new_plugin(name: str, directory: Path) -> int:
 
 
 def _console(args: argparse.Namespace) -> int:
-    from botcore.console import BOT_OVERRIDES, ConsoleOptions, run_console
     from botcore.logs import setup_logging
+    from botcore.testing.console import BOT_OVERRIDES, ConsoleOptions, run_console
 
     config = _load(Path(args.config), **BOT_OVERRIDES)
     level = config.bot.log_level if args.verbose else "WARNING"
