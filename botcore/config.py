@@ -218,12 +218,12 @@ class StoreSettings(StrictModel):
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreSettings:
-        if self.backend in ("sqlite", "memory"):
-            return self
-        from botcore.store import store_backends
+        from botcore.store import BUILT_IN, store_backends
 
+        if self.backend in BUILT_IN:
+            return self
         if self.backend not in (found := store_backends()):
-            known = ["sqlite", "memory", *sorted(found)]
+            known = [*BUILT_IN, *sorted(found)]
             raise ValueError(
                 f'unknown backend "{self.backend}"{did_you_mean(self.backend, known)} '
                 f"(installed: {', '.join(known)})"

@@ -281,8 +281,7 @@ class Runner:
 
     async def _start_webhook(self) -> None:
         settings = self.app.config.bot.webhook
-        if not settings.url:
-            raise StartupError("bot.webhook.url: required in webhook mode (the public HTTPS URL)")
+        assert settings.url is not None  # the config requires it in webhook mode
         given = settings.secret_token
         # Unset, it is derived from the bot token: every instance behind one URL agrees on it.
         token = self.app.config.bot.token.get_secret_value().encode()

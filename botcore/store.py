@@ -234,6 +234,8 @@ def hand_on(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> N
             log.exception("store: a signal listener failed")
 
 
+BUILT_IN = ("sqlite", "memory")
+"""The backends of the core itself; any other comes from the `botcore.stores` group."""
 STORES_GROUP = "botcore.stores"
 """The entry point group of store backends: a name for `[store] backend` -> a factory that takes
 `[store] url` and returns an unopened Store (botcore's own: postgres, redis)."""
@@ -271,7 +273,7 @@ def store_backends() -> dict[str, metadata.EntryPoint]:
 
 def describe_store(settings: StoreSettings) -> str:
     """The backend in use and where it comes from, for `botcore check` and `botcore plugins`."""
-    if settings.backend in ("sqlite", "memory"):
+    if settings.backend in BUILT_IN:
         return f"{settings.backend} (built-in)"
     ep = store_backends()[settings.backend]
     dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown package"
