@@ -31,8 +31,8 @@ def redis_store(url: str) -> botcore.Store:
 
 
 def _require(backend: str, driver: str) -> None:
-    """Fail start-up with the install command when the backend's driver is missing (found
-    without importing it: a check of bot.toml should not pay for the driver)."""
+    """Fail start-up with the install command when the backend's driver is missing (looked up,
+    not imported: the store imports it when it opens)."""
     if importlib.util.find_spec(driver) is None:
         raise botcore.ConfigError(
             f'store: backend "{backend}" needs the {driver} package, which is not installed: '
