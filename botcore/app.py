@@ -189,8 +189,13 @@ class App:
 
     @property
     def metrics(self) -> Metrics:
-        """Counters and histograms for Prometheus (no-ops unless [bot.metrics] is on)."""
+        """Counters and histograms (no-ops unless a plugin records them: the metrics plugin)."""
         return self._runtime.metrics
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the bot is serving, and the facts behind it: what GET /healthz?verbose shows
+        (status, reason, mode, uptime_s, updates, last_update_age_s, telegram_ok_age_s...)."""
+        return self._runtime.health.check()
 
     def __repr__(self) -> str:
         return f"<botcore.App plugins={[i.name for i in self._runtime.plugins.infos]}>"

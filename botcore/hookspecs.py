@@ -3,7 +3,7 @@
 A plugin is a module with functions decorated `@botcore.hookimpl`, named after the hooks below.
 Implement only the hooks you need, and take only the arguments you need (pluggy passes them by
 name). Any hook may be `async def`; the core awaits it (the registration hooks, settings_model
-and history_store once, at start-up). Hook wrappers (`@hookimpl(wrapper=True)` or
+history_store and metrics_recorder once, at start-up). Hook wrappers (`@hookimpl(wrapper=True)` or
 `hookwrapper=True`) are not supported: the core calls each plugin on its own, to await and isolate
 it, so one is a start-up error naming the plugin and the hook.
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from telegram import PreCheckoutQuery
 
     from botcore.app import App
+    from botcore.metrics import Metrics
     from botcore.store import HistoryStore
     from botcore.tools import ToolSource
     from botcore.turn import Turn
@@ -209,4 +210,13 @@ def history_store(app: App) -> HistoryStore | None:
 
     The first plugin to return a store wins; return None to leave it to others. Called once, after
     every plugin's `startup`.
+    """
+
+
+@hookspec(firstresult=True)
+def metrics_recorder(app: App) -> Metrics | None:
+    """Provide what records `app.metrics` calls: a `botcore.Metrics` subclass with `enabled` set
+    (the metrics plugin's Prometheus registry). Without one, every call is a no-op.
+
+    The first plugin to return one wins. Called once, after every plugin's `startup`.
     """

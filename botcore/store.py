@@ -14,7 +14,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 if TYPE_CHECKING:
     from botcore.config import StoreSettings
@@ -233,22 +234,47 @@ def hand_on(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> N
             log.exception("store: a signal listener failed")
 
 
+BUILT_IN = ("sqlite", "memory")
+"""The backends of the core itself; any other comes from the `botcore.stores` group."""
+STORES_GROUP = "botcore.stores"
+"""The entry point group of store backends: a name for `[store] backend` -> a factory that takes
+`[store] url` and returns an unopened Store (botcore's own: postgres, redis)."""
+
+
 def make_store(settings: StoreSettings) -> Store:
-    """The backend `[store]` names, not yet opened."""
+    """The backend `[store]` names, not yet opened: sqlite and memory are the core's own, any
+    other comes from the `botcore.stores` entry point group."""
     if settings.backend == "memory":
         from botcore.stores.memory import MemoryStore
 
         return MemoryStore()
-    if settings.backend in ("postgres", "redis"):
-        assert settings.url is not None  # the config requires it
-        url = settings.url.get_secret_value()
-        if settings.backend == "postgres":
-            from botcore.stores.postgres import PostgresStore
+    if settings.backend == "sqlite":
+        from botcore.stores.sqlite import SQLiteStore
 
-            return PostgresStore(url)
-        from botcore.stores.redis import RedisStore
+        return SQLiteStore(settings.path)
+    from botcore.config import ConfigError
 
-        return RedisStore(url)
-    from botcore.stores.sqlite import SQLiteStore
+    assert settings.url is not None  # the config requires it, and a backend that is installed
+    factory = store_backends()[settings.backend]
+    try:
+        return cast("Store", factory.load()(settings.url.get_secret_value()))
+    except ConfigError:  # the backend's own message (botcore's: the extra to install)
+        raise
+    except Exception as exc:  # a broken third-party backend: one line, naming it
+        raise ConfigError(
+            f'store: backend "{settings.backend}" failed to load: {type(exc).__name__}: {exc}'
+        ) from None
 
-    return SQLiteStore(settings.path)
+
+def store_backends() -> dict[str, metadata.EntryPoint]:
+    """The installed backends besides sqlite and memory, by name."""
+    return {ep.name: ep for ep in metadata.entry_points(group=STORES_GROUP)}
+
+
+def describe_store(settings: StoreSettings) -> str:
+    """The backend in use and where it comes from, for `botcore check` and `botcore plugins`."""
+    if settings.backend in BUILT_IN:
+        return f"{settings.backend} (built-in)"
+    ep = store_backends()[settings.backend]
+    dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown package"
+    return f"{settings.backend} ({ep.value}, from {dist})"

@@ -20,13 +20,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from botcore_shared_stores.testing import waiting, wipe
 
 from botcore.store import Store
 from botcore.stores.memory import MemoryStore
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
-from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
+from botcore.testing.stores import SERVERS, Server, server_store, server_url
 
 INSTANCES = 3
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -10,16 +10,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from botcore_shared_stores.postgres import PostgresStore
+from botcore_shared_stores.redis import RedisStore
+from botcore_shared_stores.testing import wipe
 
 from botcore.config import Config, StartupError, validate
 from botcore.journal import Journal
 from botcore.runtime import Runtime
 from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
-from botcore.stores.postgres import PostgresStore
-from botcore.stores.redis import RedisStore
 from botcore.stores.sqlite import SQLiteStore
-from botcore.testing.stores import server_store, wipe
+from botcore.testing.stores import server_store
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])

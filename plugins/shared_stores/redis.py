@@ -4,7 +4,7 @@ Keys start with "botcore:". A conversation is a list of "<unix time> <json>" ent
 a hash per namespace; a counter is a string key (its window is the key's TTL) listed in a set per
 namespace. A budget reservation and a lock attempt are each one Lua script, so they are atomic.
 Locks are leases (SET NX PX with a random token, released by compare-and-delete); see
-botcore.stores.server.
+server.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
-from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
+from botcore import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
+
+from .server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

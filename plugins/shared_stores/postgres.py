@@ -2,7 +2,7 @@
 
 Every write is one statement or one transaction; a budget reservation is a single
 INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two processes can never both pass a limit. Locks are
-leases in a table (see botcore.stores.server), taken by one server-side function call. The tables
+leases in a table (see server.py), taken by one server-side function call. The tables
 (all named botcore_*) are created on open, under an advisory lock so instances may start at once.
 """
 
@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
-from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
+from botcore import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
+
+from .server import WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -150,7 +151,7 @@ class PostgresStore:
                 try:  # the version first: a newer botcore's tables and functions stay as they are
                     await db.execute(META)
                     found = await db.fetchval(
-                        "SELECT value FROM botcore_meta WHERE key = 'schema_version'"
+                        "SELECT value FROM botcore_meta WHERE key = $1", "schema_version"
                     )
                     check_schema(int(found) if found is not None else SCHEMA_VERSION)
                     await db.execute(SCHEMA)
