@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botcore_shared_stores.testing import wipe
 
 from botcore.testing.fake_openai import FakeOpenAI
 from botcore.testing.fake_telegram import BotMessage, FakeTelegram
 from botcore.testing.harness import BotHarness, RunningBot
-from botcore.testing.stores import SERVERS, Server, server_store, server_url, wipe
+from botcore.testing.stores import SERVERS, Server, server_store, server_url
 
 ADMIN = 1
 PRICES = {"image.images": 0.04}
