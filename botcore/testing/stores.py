@@ -188,7 +188,7 @@ async def wipe(store: Store) -> None:
 
     if isinstance(store, PostgresStore):
         await store.pool.execute(
-            "TRUNCATE botcore_messages, botcore_records, botcore_counters, botcore_locks, "
+            "TRUNCATE botcore_lists, botcore_records, botcore_counters, botcore_locks, "
             "botcore_lock_waiters"
         )
     elif isinstance(store, RedisStore):

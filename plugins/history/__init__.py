@@ -43,6 +43,8 @@ class Settings(StrictModel):
 
 
 EXPIRE_EVERY = 3600.0
+LISTS = "history"
+"""The store namespace of the conversations' lists (a conversation key -> its messages)."""
 DRAFTS = "history.drafts"
 """The store namespace of answers being shown: conversation key -> {"update", "content"}."""
 INTERRUPTED = " … [interrupted]"
@@ -103,12 +105,12 @@ class History:
         await self._fold(key, turn.update_id)
         if self.settings.idle_minutes:
             recent = time.time() - self.settings.idle_minutes * 60
-            if not await self.store.messages(key, limit=1, since=recent):
-                await self.store.clear(key)
+            if not await self.store.list_read(LISTS, key, limit=1, since=recent):
+                await self.store.list_set(LISTS, key, [])
                 return []
         kept = self.settings.max_messages
-        past = await self.store.messages(
-            key, limit=kept if limit is None else min(limit, kept), since=self._oldest_kept()
+        past = await self.store.list_read(
+            LISTS, key, limit=kept if limit is None else min(limit, kept), since=self._oldest_kept()
         )
         return [_unmarked(message) for message in past]
 
@@ -122,7 +124,7 @@ class History:
             {**m, SENDER: sender} if m.get("role") == "user" and sender is not None else m
             for m in messages
         ]
-        await self.store.append(key, marked, keep=self.settings.max_messages)
+        await self.store.list_push(LISTS, key, marked, keep=self.settings.max_messages)
         if self._drafting.get(key) == turn.update_id:
             del self._drafting[key]
             await self.store.put(DRAFTS, key, None)
@@ -153,13 +155,13 @@ class History:
         content = str(found.get("content") or "").rstrip()
         if content:
             message = {"role": "assistant", "content": content + INTERRUPTED}
-            await self.store.append(key, [message], keep=self.settings.max_messages)
+            await self.store.list_push(LISTS, key, [message], keep=self.settings.max_messages)
         await self.store.put(DRAFTS, key, None)
 
     async def clear(self, turn: Turn) -> None:
         """Forget the conversation."""
         key = self.conversation(turn)
-        await self.store.clear(key)
+        await self.store.list_set(LISTS, key, [])
         self._drafting.pop(key, None)
         await self.store.put(DRAFTS, key, None)
 
@@ -168,8 +170,8 @@ class History:
         conversation, a UserError (and nothing dropped) if someone else sent it."""
         key = self.conversation(turn)
         await self._fold(key, turn.update_id)
-        past = await self.store.messages(
-            key, limit=self.settings.max_messages, since=self._oldest_kept()
+        past = await self.store.list_read(
+            LISTS, key, limit=self.settings.max_messages, since=self._oldest_kept()
         )
         last = next(
             (i for i in range(len(past) - 1, -1, -1) if past[i].get("role") == "user"), None
@@ -179,20 +181,20 @@ class History:
         sender = past[last].get(SENDER)
         if self.shared(turn) and sender is not None and sender != turn.sender_id:
             raise UserError(turn.t("history.not_yours"))
-        await self.store.replace(key, past[:last])
+        await self.store.list_set(LISTS, key, past[:last])
         return _unmarked(past[last])
 
     async def move_chat(self, old: int, new: int) -> None:
         """A group became supergroup `new`: its conversations go on there (the answer still
         being written in the old one is stored there too)."""
         self._moved[old] = new
-        await self.store.move(f"chat:{old}", f"chat:{new}")
+        await self.store.list_rename(LISTS, f"chat:{old}", f"chat:{new}")
 
     async def expire(self) -> None:
         """Delete what retention no longer keeps (hourly, and at start-up)."""
         self._last_expire = time.time()
         if self.settings.max_age_days:
-            await self.store.expire(self._oldest_kept())
+            await self.store.list_expire(LISTS, self._oldest_kept())
 
 
 _histories: weakref.WeakKeyDictionary[App, History] = weakref.WeakKeyDictionary()
