@@ -162,7 +162,13 @@ class Store(Protocol):
 
 class HistoryStore(Protocol):
     """Where a conversation's messages live. The store decides what "conversation" means for a turn
-    (per user in private chats, per chat or per user in groups), so its users never compute keys."""
+    (per user in private chats, per chat or per user in groups, which of a user's saved ones), so
+    its users never compute keys."""
+
+    async def conversation(self, turn: Turn) -> str:
+        """The key of the turn's conversation, for plugins that keep things beside it (the
+        documents a user sent); it changes when the conversation does (/new, /chats)."""
+        ...
 
     async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
         """The conversation's messages, oldest first: the newest `limit` of them if given (the
@@ -171,6 +177,20 @@ class HistoryStore(Protocol):
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
         """Add messages at the end; durable when this returns."""
+        ...
+
+    async def draft(self, turn: Turn, content: str | None) -> None:
+        """The turn's answer as far as the user has seen it, kept until `append` stores it (a
+        kill -9 mid-answer loses none of it); None drops it (the user stopped the answer)."""
+        ...
+
+    async def summary(self, turn: Turn) -> str | None:
+        """The summary kept in place of the conversation's older messages, if any."""
+        ...
+
+    async def compact(self, turn: Turn, summary: str, *, keep: int) -> None:
+        """Keep `summary` in place of every message but the newest `keep` (the conversation
+        outgrew what the model is sent); `clear` forgets it with the rest."""
         ...
 
     async def clear(self, turn: Turn) -> None:

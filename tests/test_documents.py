@@ -296,3 +296,24 @@ async def test_only_the_newest_documents_are_kept(
     await telegram.reply_to("What do the animals do?")
     lent = excerpts(openai_server.last_chat_messages())
     assert "Dogs bark." in lent and "Cats" not in lent
+
+
+async def test_a_question_about_a_document_reads_the_conversation_once(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The documents plugin (which markers are still there?) and the chat plugin (the context)
+    both load the conversation of a turn: the store is read for it once."""
+    running = await start_bot(PLUGINS, settings=SETTINGS)
+    await send_file(telegram, REPORT, "report.pdf", "application/pdf", caption="Revenue?")
+    store = running.app.store
+    reads: list[str] = []
+    real = store.list_read
+
+    async def counted(namespace: str, key: str, **kwargs: Any) -> list[Any]:
+        reads.append(key)
+        return await real(namespace, key, **kwargs)
+
+    store.list_read = counted
+    await telegram.reply_to("Who signed the report?")
+    assert "signed by Anna Petrova" in excerpts(openai_server.last_chat_messages())
+    assert reads == ["chat:42"]

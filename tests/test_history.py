@@ -248,7 +248,7 @@ async def test_load_reads_only_the_newest_messages_asked_for() -> None:
     from botcore.stores.memory import MemoryStore
 
     history = History(MemoryStore(), lambda: Settings(max_messages=5))
-    turn: Any = SimpleNamespace(is_private=True, chat_id=7, topic_id=None, update_id=1)
+    turn: Any = SimpleNamespace(is_private=True, chat_id=7, topic_id=None, update_id=1, extra={})
     await history.append(turn, *({"role": "user", "content": str(n)} for n in range(8)))
     contents = [m["content"] for m in await history.load(turn)]
     assert contents == ["3", "4", "5", "6", "7"]  # retention kept 5

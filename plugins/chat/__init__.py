@@ -355,12 +355,12 @@ class _Shown:
 
     async def keep(self, text: str) -> None:
         """Delivery is about to show `text` (the whole stream so far)."""
-        draft = getattr(self.turn.app.history, "draft", None)  # a HistoryStore may have none
+        history = self.turn.app.history
         content = text[self.offset :].strip()
-        if draft is None or self.done or not content or content == self.kept:
+        if history is None or self.done or not content or content == self.kept:
             return
         self.kept = content
-        await draft(self.turn, content)
+        await history.draft(self.turn, content)
 
     def stored(self, offset: int) -> None:
         """The text so far is in the history (with tool calls); the next round begins at offset."""
@@ -368,10 +368,10 @@ class _Shown:
 
     async def drop(self) -> None:
         """/cancel: the user stopped the answer, so its half is not kept."""
-        draft = getattr(self.turn.app.history, "draft", None)
-        if draft is not None and self.kept:
+        history = self.turn.app.history
+        if history is not None and self.kept:
             self.kept = ""
-            await draft(self.turn, None)
+            await history.draft(self.turn, None)
 
 
 async def _stream(
