@@ -74,8 +74,6 @@ DRAFTS = "history.drafts"
 INTERRUPTED = " … [interrupted]"
 """How a shown answer that never finished (a kill, a broken stream) ends in the history, so the
 model knows it was cut off."""
-SUMMARY_HEAD = "A summary of the earlier part of this conversation:\n"
-"""What the model reads before a conversation's summary (in English: it is for the model)."""
 
 SENDER = "botcore.sender"
 """The key of a stored user message that names its sender; removed before anyone reads it."""
