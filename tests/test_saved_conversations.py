@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
+from botcore_history.saved import TITLE_PROMPT
+from botcore_usage import Settings as UsageSettings
+from botcore_usage import windows
 
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.store import make_store
+from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import BotMessage, FakeTelegram
 from botcore.testing.harness import BotHarness
 from botcore.testing.stores import server_store, server_url, wipe
@@ -180,3 +186,78 @@ async def test_saved_conversations_work_on_every_backend(
         await server.close()
     await start_bot(["history", "chat"], store=store, settings=NO_STREAM)
     await new_then_back(telegram, openai_server)
+
+
+async def test_a_group_that_becomes_a_supergroup_keeps_its_saved_conversations(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"chat": {"stream": False, "groups": "all"}}
+    running = await start_bot(["history", "chat"], store=H, settings=settings)
+    group: dict[str, Any] = {"chat_id": -555, "chat_type": "group"}
+    await telegram.reply_to("the old plan", **group)
+    await telegram.reply_to("/new", **group)
+    await telegram.reply_to("the new plan", **group)
+    supergroup = await telegram.migrate_group(-555)
+    for _ in range(100):  # the bot hears of the move from the service message
+        if await running.app.store.get("history.chats", f"chat:{supergroup}"):
+            break
+        await asyncio.sleep(0.05)
+    there: dict[str, Any] = {"chat_id": supergroup, "chat_type": "supergroup"}
+    listed = await telegram.reply_to("/chats", **there)
+    assert titles(listed) == ["• Test: the new plan", "Test: the old plan"]
+    await press(telegram, listed, "Test: the old plan")
+    await telegram.reply_to("go on", **there)
+    assert said(openai_server) == ["Test: the old plan", "echo: Test: the old plan", "Test: go on"]
+
+
+async def test_titles_by_the_model_when_configured_and_first_words_when_it_fails(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"title_model": "gpt-4o"}, **NO_STREAM}
+    bot = await start_bot(["usage", "history", "chat"], store=H, settings=settings)
+    small = {"prompt_tokens": 10, "completion_tokens": 1}
+    openai_server.script_chat(ChatReply("ok", usage=small), ChatReply("ok", usage=small))
+    title = ChatReply(
+        " «Ann introduces herself» ", usage={"prompt_tokens": 500, "completion_tokens": 5}
+    )
+    openai_server.script_chat(title, when=TITLE_PROMPT)
+    await telegram.reply_to("my name is Ann")
+    await telegram.reply_to("/new")
+    (asked,) = openai_server.chat_requests_with(TITLE_PROMPT)
+    assert asked["model"] == "gpt-4o"
+    assert "user: my name is Ann" in asked["messages"][-1]["content"]
+    openai_server.script_chat(ChatReply(error=ErrorReply.content_policy()), when=TITLE_PROMPT)
+    await telegram.reply_to("the weather today")
+    await telegram.reply_to("/new")  # the model fails: the first words will do
+    listed = await telegram.reply_to("/chats")
+    assert titles(listed) == ["• New conversation", "the weather today", "Ann introduces herself"]
+    await bot.stop()  # the title was metered like any chat call
+    store = make_store(bot.runtime.config.store)
+    await store.open()
+    try:
+        key = f"{windows(UsageSettings())[0].key}:u42:"
+        totals = await store.totals("usage", key)
+    finally:
+        await store.close()
+    assert totals[key + "chat.input_tokens"] == 10 + 500 + 10
+    assert totals[key + "chat.output_tokens"] == 1 + 5 + 1
+
+
+async def test_retention_applies_to_each_saved_conversation(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"max_age_days": 1, "max_messages": 4}, **NO_STREAM}
+    await start_bot(["history", "chat"], store=H, settings=settings)
+    await telegram.reply_to("ancient")
+    await telegram.reply_to("/new")
+    for text in ("one", "two", "three"):
+        await telegram.reply_to(text)
+    with sqlite3.connect("h.sqlite3") as db:  # the first conversation is two days old
+        db.execute("UPDATE lists SET created = created - 2 * 86400 WHERE key = 'chat:42'")
+    await telegram.reply_to("four")
+    # max_messages: this conversation's own newest four ("one" and its echo are gone).
+    assert said(openai_server) == ["two", "echo: two", "three", "echo: three", "four"]
+    listed = await telegram.reply_to("/chats")
+    await press(telegram, listed, "ancient")  # its title was kept when it was set aside
+    await telegram.reply_to("anything left?")
+    assert said(openai_server) == ["anything left?"]
