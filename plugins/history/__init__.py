@@ -11,6 +11,11 @@ conversation, and anonymous admins share the group's. In a conversation several 
 message there is stored with its sender (a key the model never sees), and a /retry of someone
 else's is refused. Messages stored without a sender (before this, or under `scope = "user"`)
 count as anyone's.
+
+Each such scope may keep several conversations: /new sets the current one aside, /chats goes back
+to one (saved.py). The chat plugin may `compact` a long conversation: a summary it wrote is kept in
+place of the older messages, and /clear forgets both. Messages live in the store's lists
+(namespace "history"), so every backend keeps them the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from botcore import (
 )
 
 from . import saved
+from .saved import CHATS, LISTS, key_of
 
 
 class Settings(StrictModel):
@@ -60,13 +66,6 @@ class Settings(StrictModel):
 
 
 EXPIRE_EVERY = 3600.0
-LISTS = "history"
-"""The store namespace of the conversations' lists (a conversation key -> its messages)."""
-CHATS = "history.chats"
-"""Records: a scope (see `History.scope`) -> its saved conversations, once /new was used there:
-{"current": id, "chats": [{"id": id, "title": str | None}, ...]}, oldest first. Conversation 0
-is keyed by the scope itself (as every conversation was before /new), conversation n by
-scope + ":saved:" + n, so a group's move renames them all."""
 SUMMARIES = "history.summaries"
 """Records: a conversation key -> {"content": the summary of its older part, "at": unix time}."""
 DRAFTS = "history.drafts"
@@ -89,11 +88,6 @@ def _unmarked(message: ChatMessage) -> ChatMessage:
     if SENDER not in message:
         return message
     return {k: v for k, v in message.items() if k != SENDER}
-
-
-def key_of(scope: str, conversation: int) -> str:
-    """The list key of a scope's conversation number `conversation`."""
-    return scope if conversation == 0 else f"{scope}:saved:{conversation}"
 
 
 def _under(key: str, prefix: str) -> bool:

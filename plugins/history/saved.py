@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from . import History
 
 log = logging.getLogger(__name__)
+LISTS = "history"
+"""The store namespace of the conversations' lists (a conversation key -> its messages)."""
+CHATS = "history.chats"
+"""Records: a scope (see `History.scope`) -> its saved conversations, once /new was used there:
+{"current": id, "chats": [{"id": id, "title": str | None}, ...]}, least recently used first.
+Conversation 0 is keyed by the scope itself (as every conversation was before /new), conversation
+n by scope + ":saved:" + n, so a group's move renames them all."""
 PREFIX = "chats:"
 """Button data of a saved conversation: PREFIX + its number."""
 TITLE_CHARS = 40
@@ -54,6 +61,11 @@ TEXTS = {
         "history.chat_gone": "Этот разговор больше не хранится.",
     },
 }
+
+
+def key_of(scope: str, conversation: int) -> str:
+    """The list key of a scope's conversation number `conversation`."""
+    return scope if conversation == 0 else f"{scope}:saved:{conversation}"
 
 
 def first_words(messages: list[ChatMessage]) -> str | None:
@@ -107,8 +119,6 @@ async def _title(turn: Turn, history: History, past: list[ChatMessage]) -> str |
 async def _set_aside(turn: Turn, history: History) -> tuple[str, int, str | None, bool]:
     """The turn's scope, its current conversation, a title for it (computed before any lock:
     it may ask the model), and whether it holds any message."""
-    from . import CHATS, LISTS, key_of
-
     scope = history.scope(turn)
     index = await history.store.get(CHATS, scope)
     current = int(index.get("current", 0)) if isinstance(index, dict) else 0
@@ -132,8 +142,6 @@ def _entries(index: Any) -> tuple[int, list[dict[str, Any]]]:
 
 async def new(turn: Turn, history: History) -> str:
     """/new: set the current conversation aside (titled) and start an empty one."""
-    from . import CHATS, key_of
-
     scope, current, title, used = await _set_aside(turn, history)
     if not used:
         return turn.t("history.new_already")
@@ -157,8 +165,6 @@ async def new(turn: Turn, history: History) -> str:
 
 async def listing(turn: Turn, history: History) -> Text | str:
     """/chats: the scope's conversations, most recently used first, a button each."""
-    from . import CHATS, LISTS, key_of
-
     scope = history.scope(turn)
     current, chats = _entries(await history.store.get(CHATS, scope))
     if len(chats) < 2:
@@ -178,8 +184,6 @@ async def listing(turn: Turn, history: History) -> Text | str:
 
 async def switch(turn: Turn, history: History, data: str) -> str:
     """A /chats button: make that conversation the current one (the turn's own scope's only)."""
-    from . import CHATS, LISTS, key_of
-
     try:
         wanted = int(data.removeprefix(PREFIX))
     except ValueError:
