@@ -131,3 +131,17 @@ async def test_summaries_off_leave_the_oldest_out_as_before(
     await telegram.reply_to("four")
     assert openai_server.chat_requests_with(SUMMARY_PROMPT) == []
     assert sent(openai_server) == ["two", "echo: two", "three", "echo: three", "four"]
+
+
+async def test_a_streamed_answer_is_summarised_for_too(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    await start_bot(["history", "chat"], store=H, settings={"chat": {"context_messages": 4}})
+    openai_server.script_chat(SUMMARY, when=SUMMARY_PROMPT)
+    await count_to_three(telegram)
+    answer = await telegram.reply_to("four", settle=0.3)
+    await telegram.wait_for(lambda: answer.text == "echo: four")
+    (asked,) = openai_server.chat_requests_with(SUMMARY_PROMPT)
+    assert not asked.get("stream")
+    assert openai_server.chat_requests[-1]["stream"] is True
+    assert sent(openai_server)[0] == HEAD + SUMMARY

@@ -356,6 +356,8 @@ async def _summarize(
         text = _text_of(message)
         if message.get("role") in ("user", "assistant") and text:
             lines.append(f"{message['role']}: {text[:SUMMARY_INPUT_CHARS]}")
+    if not lines:  # nothing a summary could say (tool results only)
+        return None
     earlier = f"The summary so far:\n{summary}\n\n" if summary else ""
     request: dict[str, Any] = {
         "model": settings.summary_model or settings.model,
@@ -366,8 +368,9 @@ async def _summarize(
         "max_completion_tokens": settings.summary_tokens,
     }
     try:
-        with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=request["model"]):
-            response = await _create(turn, request, stream=False)
+        async with turn.chat_action("typing"):  # the answer waits for it
+            with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=request["model"]):
+                response = await _create(turn, request, stream=False)
     except Exception as exc:
         log.warning(
             "update %s: summarising the history failed, leaving its oldest part out: %r",
