@@ -9,8 +9,12 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from botcore_history import CURRENT
+from botcore_history.saved import CHATS
 
 from botcore.config import Config, StartupError, validate
 from botcore.journal import Journal
@@ -144,6 +148,42 @@ async def test_move_renames_a_conversation_and_those_under_it(store: Store) -> N
         "already there",
         "c",
     ]
+
+
+def group_turn(chat_id: int, update_id: int = 1) -> Any:
+    """The little of a Turn the history reads: a group message from user 7."""
+    return SimpleNamespace(
+        chat_id=chat_id, topic_id=None, is_private=False, sender_id=7, update_id=update_id, extra={}
+    )
+
+
+async def test_conversations_on_the_store_follow_a_group_and_expire(store: Store) -> None:
+    """The history plugin's conversations, saved ones and summaries, on each backend: a group
+    that became a supergroup takes them all along; retention forgets what is older."""
+    from botcore_history import History, Settings
+
+    history = History(store, lambda: Settings(max_age_days=1))
+    turn = group_turn(-5)
+    await history.append(turn, {"role": "user", "content": "old plan"})
+    await history.compact(turn, "earlier: a plan was made", keep=1)
+    turn.extra[CURRENT] = (history.scope(turn), f"{history.scope(turn)}:saved:1")
+    await store.put(CHATS, "chat:-5", {"current": 1, "chats": [{"id": 0}, {"id": 1}]})
+    await history.append(turn, {"role": "user", "content": "new plan"})
+    await history.move_chat(-5, -100)
+    moved = group_turn(-100)
+    assert await history.conversation(moved) == "chat:-100:saved:1"
+    assert [m["content"] for m in await history.load(moved)] == ["new plan"]
+    assert await store.list_read("history", "chat:-5:saved:1", limit=10) == []
+    old = group_turn(-100, update_id=2)
+    old.extra[CURRENT] = ("chat:-100", "chat:-100")
+    assert [m["content"] for m in await history.load(old)] == ["old plan"]
+    assert await history.summary(old) == "earlier: a plan was made"
+    await history.clear(old)  # the summary goes with it
+    assert await history.summary(old) is None
+    await store.list_push("history", "chat:-100", [{"role": "user", "content": "x"}], keep=5)
+    assert await store.get(CHATS, "chat:-5") is None
+    await store.list_expire("history", 2**40)
+    assert await history.load(group_turn(-100, update_id=3)) == []
 
 
 async def test_records(store: Store) -> None:
