@@ -375,3 +375,24 @@ async def test_a_failing_embeddings_endpoint_falls_back_to_words(
     await telegram.reply_to("Tell me about the pottery")
     [embedded] = embedding_inputs(openai_server)
     assert embedded[0] == "Tell me about the pottery" and len(embedded) > 6
+
+
+async def test_a_question_about_a_document_reads_the_conversation_once(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The documents plugin (which markers are still there?) and the chat plugin (the context)
+    both load the conversation of a turn: the store is read for it once."""
+    running = await start_bot(PLUGINS, settings=SETTINGS)
+    await send_file(telegram, REPORT, "report.pdf", "application/pdf", caption="Revenue?")
+    store = running.app.store
+    reads: list[str] = []
+    real = store.list_read
+
+    async def counted(namespace: str, key: str, **kwargs: Any) -> list[Any]:
+        reads.append(key)
+        return await real(namespace, key, **kwargs)
+
+    store.list_read = counted
+    await telegram.reply_to("Who signed the report?")
+    assert "signed by Anna Petrova" in excerpts(openai_server.last_chat_messages())
+    assert reads == ["chat:42"]

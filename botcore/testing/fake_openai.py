@@ -319,6 +319,15 @@ def embed(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
     return [v / norm for v in vector]
 
 
+def _system_text(messages: Any) -> str:
+    """The text of a request's system messages, joined."""
+    return "\n".join(
+        _message_text(m.get("content"))
+        for m in (messages if isinstance(messages, list) else [])
+        if isinstance(m, dict) and m.get("role") == "system"
+    )
+
+
 def _fragments(s: str, parts: int = 3) -> list[str]:
     """Split a string into up to ``parts`` non-empty pieces (streamed tool-call arguments)."""
     if not s:
@@ -428,6 +437,7 @@ class FakeOpenAI:
         self.url = ""
         self.base_url = ""
         self._chat: deque[ChatReply] = deque()
+        self._chat_when: dict[str, deque[ChatReply]] = {}
         self._images: deque[ImageReply] = deque()
         self._transcriptions: deque[str | ErrorReply] = deque()
         self._speech: deque[bytes | ErrorReply] = deque()
@@ -553,14 +563,29 @@ class FakeOpenAI:
         self.requests.clear()
         for q in (self._chat, self._images, self._transcriptions, self._speech):
             q.clear()
+        self._chat_when.clear()
         self._fails.clear()
         self._random_fails.clear()
 
     # --- scripting ---
 
-    def script_chat(self, *replies: str | ChatReply) -> None:
-        """Queue chat answers (a str is ``ChatReply(text=...)``), consumed one per request."""
-        self._chat.extend(ChatReply(text=r) if isinstance(r, str) else r for r in replies)
+    def script_chat(self, *replies: str | ChatReply, when: str | None = None) -> None:
+        """Queue chat answers (a str is ``ChatReply(text=...)``), consumed one per request. With
+        ``when``, only requests whose system messages contain that text take them, before any
+        other queue: a plugin's side request (a summary, a title) is told by its prompt."""
+        queue = self._chat if when is None else self._chat_when.setdefault(when, deque())
+        queue.extend(ChatReply(text=r) if isinstance(r, str) else r for r in replies)
+
+    def chat_requests_with(self, text: str) -> list[dict[str, Any]]:
+        """The chat requests whose system messages contain ``text`` (a summary's prompt, say)."""
+        return [body for body in self.chat_requests if text in _system_text(body.get("messages"))]
+
+    def _scripted_chat(self, messages: list[Any]) -> ChatReply | None:
+        system = _system_text(messages)
+        for needle, queue in self._chat_when.items():
+            if queue and needle in system:
+                return queue.popleft()
+        return self._chat.popleft() if self._chat else None
 
     def script_image(self, *replies: ImageReply) -> None:
         """Queue image answers, one per request (all ``n`` images of a request use it)."""
@@ -763,7 +788,7 @@ class FakeOpenAI:
         invalid = _check_tools(body.get("tools")) or _check_tool_messages(messages)
         if invalid is not None:
             return await self._error(invalid)
-        reply = self._chat.popleft() if self._chat else self._default_chat_reply(messages)
+        reply = self._scripted_chat(messages) or self._default_chat_reply(messages)
         if reply.error is not None:
             return await self._error(reply.error)
 

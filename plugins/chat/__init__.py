@@ -46,6 +46,16 @@ from .personas import Persona, check_names
 
 PLUGIN = "chat"
 log = logging.getLogger(__name__)
+SUMMARY_PROMPT = (
+    "Summarise the earlier part of a conversation between a user and an assistant, so that the "
+    "assistant can go on from it: keep names, numbers, facts, decisions and open questions. "
+    "Write in the conversation's language, without a preamble."
+)
+"""The system prompt of a summary request (tests tell it from an answer's by this text)."""
+SUMMARY_HEAD = "A summary of the earlier part of this conversation:\n"
+"""What the model reads before a conversation's summary."""
+SUMMARY_INPUT_CHARS = 2000
+"""Each message's text is cut to this much for the summary request."""
 
 
 class Settings(StrictModel):
@@ -63,6 +73,14 @@ class Settings(StrictModel):
     """Budget for system prompt + history + the new message (estimated); oldest turns go first."""
     context_messages: int = Field(40, ge=0)
     """At most this many past messages are sent."""
+    summarize: bool = True
+    """When the history outgrows `context_tokens` or `context_messages`, the model summarises its
+    older part (metered like any call), kept in the history in place of it; off (or if that
+    fails): the oldest messages are left out."""
+    summary_model: str | None = None
+    """The model that writes summaries; `model` when unset."""
+    summary_tokens: int = Field(500, ge=50, le=8000)
+    """The longest summary, in tokens."""
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups answer when mentioned, replied to (addressed), every message (all), or never (off)."""
     max_tool_rounds: int = Field(5, ge=0, le=50)
@@ -276,14 +294,21 @@ async def respond(
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
-    past = await store.load(turn, limit=settings.context_messages) if store else []
+    # One more than is sent: a conversation longer than `context_messages` has outgrown them.
+    past = await store.load(turn, limit=settings.context_messages + 1) if store else []
+    summary = await store.summary(turn) if store else None
     if store:
         await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)
     lent = lent_context(turn, budget)
     budget -= sum(map(estimate_tokens, lent))
     past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
-    messages = [system, *fit_history(past, budget, settings.context_messages), *lent, user]
+    recalled = _recalled(summary)
+    sent = fit_history(past, budget - _tokens(recalled), settings.context_messages)
+    outgrown = len(past) > settings.context_messages or _tokens(past) > budget - _tokens(recalled)
+    if store and settings.summarize and settings.context_messages and outgrown:
+        recalled, sent = await _compact(turn, settings, summary, past, budget) or (recalled, sent)
+    messages = [system, *recalled, *sent, *lent, user]
     takes_images = choice is not None and choice.vision
     if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
@@ -298,6 +323,85 @@ async def respond(
         shown = _Shown(turn)
         return TextStream(_stream(turn, settings, messages, shown), on_show=shown.keep)
     return Text(await _complete(turn, settings, messages), markdown=True)
+
+
+def _recalled(summary: str | None) -> list[ChatMessage]:
+    """A conversation's summary as the model reads it, just after the system prompt."""
+    return [{"role": "system", "content": SUMMARY_HEAD + summary}] if summary else []
+
+
+def _tokens(messages: list[ChatMessage]) -> int:
+    return sum(map(estimate_tokens, messages))
+
+
+async def _compact(
+    turn: Turn, settings: Settings, summary: str | None, past: list[ChatMessage], budget: int
+) -> tuple[list[ChatMessage], list[ChatMessage]] | None:
+    """The history outgrew what is sent: the model summarises its older part (with the summary so
+    far), and the history keeps that summary in place of it. Half the room goes to the recent
+    messages kept as they are, so that summaries come seldom. Returns (the summary as sent, the
+    messages sent); None if the summary failed (the caller leaves the oldest out, as without)."""
+    history = turn.app.history
+    assert history is not None  # only called with one
+    room = budget - settings.summary_tokens
+    kept = fit_history(past, room // 2, settings.context_messages // 2)
+    # All of it (not just what `past` holds): nothing older than `kept` is left unsummarised.
+    everything = (await history.load(turn))[:-1]  # but the user's message, just stored
+    older = everything[: max(len(everything) - len(kept), 0)]
+    written = await _summarize(turn, settings, summary, older)
+    if written is None:
+        return None
+    await history.compact(turn, written, keep=len(kept) + 1)  # + the user's message
+    recalled = _recalled(written)
+    return recalled, fit_history(kept, budget - _tokens(recalled), settings.context_messages)
+
+
+async def _summarize(
+    turn: Turn, settings: Settings, summary: str | None, older: list[ChatMessage]
+) -> str | None:
+    """The model's summary of `summary` followed by `older`; None (logged) if the request fails
+    or comes back empty: a summary never fails the answer."""
+    lines = []
+    for message in older:
+        text = _text_of(message)
+        if message.get("role") in ("user", "assistant") and text:
+            lines.append(f"{message['role']}: {text[:SUMMARY_INPUT_CHARS]}")
+    if not lines:  # nothing a summary could say (tool results only)
+        return None
+    earlier = f"The summary so far:\n{summary}\n\n" if summary else ""
+    request: dict[str, Any] = {
+        "model": settings.summary_model or settings.model,
+        "messages": [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": earlier + "The conversation:\n" + "\n\n".join(lines)},
+        ],
+        "max_completion_tokens": settings.summary_tokens,
+    }
+    try:
+        async with turn.chat_action("typing"):  # the answer waits for it
+            with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=request["model"]):
+                response = await _create(turn, request, stream=False)
+    except Exception as exc:
+        log.warning(
+            "update %s: summarising the history failed, leaving its oldest part out: %r",
+            turn.update_id,
+            exc,
+        )
+        return None
+    _meter(turn, response.usage)
+    content = response.choices[0].message.content if response.choices else None
+    written = (content or "").strip()
+    if not written:
+        log.warning("update %s: the history's summary came back empty", turn.update_id)
+    return written or None
+
+
+def _text_of(message: ChatMessage) -> str:
+    """A message's text (the text parts of one with images)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict)).strip()
+    return str(content or "").strip()
 
 
 def _request(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
@@ -366,12 +470,12 @@ class _Shown:
 
     async def keep(self, text: str) -> None:
         """Delivery is about to show `text` (the whole stream so far)."""
-        draft = getattr(self.turn.app.history, "draft", None)  # a HistoryStore may have none
+        history = self.turn.app.history
         content = text[self.offset :].strip()
-        if draft is None or self.done or not content or content == self.kept:
+        if history is None or self.done or not content or content == self.kept:
             return
         self.kept = content
-        await draft(self.turn, content)
+        await history.draft(self.turn, content)
 
     def stored(self, offset: int) -> None:
         """The text so far is in the history (with tool calls); the next round begins at offset."""
@@ -379,10 +483,10 @@ class _Shown:
 
     async def drop(self) -> None:
         """/cancel: the user stopped the answer, so its half is not kept."""
-        draft = getattr(self.turn.app.history, "draft", None)
-        if draft is not None and self.kept:
+        history = self.turn.app.history
+        if history is not None and self.kept:
             self.kept = ""
-            await draft(self.turn, None)
+            await history.draft(self.turn, None)
 
 
 async def _stream(

@@ -164,7 +164,7 @@ async def pre_message(turn: Turn) -> Text | None:
 async def turn_end(turn: Turn) -> None:
     """After a command (/clear, /retry), forget the documents whose marker it removed."""
     if turn.kind == "command":
-        key = _conversation(turn)
+        key = await _conversation(turn)
         if key is not None and await turn.app.store.get(INDEX, key):
             await attached(turn, key)
 
@@ -206,7 +206,7 @@ async def receive(turn: Turn) -> Text | None:
     parts = chunks(found.sections, settings.chunk_chars)
     marker = _marker(name, found)
     question = _question(turn)
-    key = _conversation(turn)
+    key = await _conversation(turn)
     fresh = {"id": uuid.uuid4().hex[:12], "name": name, "marker": marker, "parts": len(parts)}
     if key is not None:
         await _attach(turn, key, fresh, parts)
@@ -239,7 +239,7 @@ async def lend(
 ) -> None:
     """Put the parts of the conversation's documents that best match `question` (within
     `context_tokens`) into `turn.extra["chat.context"]` for the chat plugin."""
-    key = _conversation(turn)
+    key = await _conversation(turn)
     new = fresh[0]["id"] if fresh is not None else None
     documents = await attached(turn, key, new) if key is not None else []
     if fresh is not None and fresh[0]["id"] not in {d["id"] for d in documents}:
@@ -346,12 +346,11 @@ async def _attach(
         await store.put(INDEX, key, index[-limit:])
 
 
-def _conversation(turn: Turn) -> str | None:
-    """The history's key for the turn's conversation (`HistoryStore.conversation`, optional):
-    documents are kept beside the conversation they belong to. None: nothing can be kept."""
+async def _conversation(turn: Turn) -> str | None:
+    """The history's key for the turn's conversation: documents are kept beside the
+    conversation they belong to. None (no history): nothing can be kept."""
     history = turn.app.history
-    key = getattr(history, "conversation", None)
-    return str(key(turn)) if callable(key) else None
+    return None if history is None else await history.conversation(turn)
 
 
 def _marker(name: str, found: Extracted) -> str:

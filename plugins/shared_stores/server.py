@@ -20,6 +20,9 @@ from botcore import Signal
 
 log = logging.getLogger("botcore.store")
 
+OLD_CONVERSATIONS = "history"
+"""Where a schema-1 store's conversations go at open, as in botcore's own SQLite store: the list
+namespace of the history plugin, which was their only writer (schema 2 keeps generic lists)."""
 WAITER_TTL = 10.0
 """A waiter that stops polling for this long (its process died) loses its place in line."""
 

@@ -13,7 +13,7 @@ async def wipe(store: botcore.Store) -> None:
     schema version it recorded at open."""
     if isinstance(store, PostgresStore):
         await store.pool.execute(
-            "TRUNCATE botcore_messages, botcore_records, botcore_counters, botcore_locks, "
+            "TRUNCATE botcore_lists, botcore_records, botcore_counters, botcore_locks, "
             "botcore_lock_waiters"
         )
     elif isinstance(store, RedisStore):
