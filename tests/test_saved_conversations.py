@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from botcore_history.saved import TITLE_PROMPT
+from botcore_shared_stores.testing import wipe
 from botcore_usage import Settings as UsageSettings
 from botcore_usage import windows
 
@@ -16,7 +17,7 @@ from botcore.store import make_store
 from botcore.testing.fake_openai import ChatReply, ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import BotMessage, FakeTelegram
 from botcore.testing.harness import BotHarness
-from botcore.testing.stores import server_store, server_url, wipe
+from botcore.testing.stores import server_store, server_url
 
 H = {"path": "h.sqlite3"}
 NO_STREAM = {"chat": {"stream": False}}
