@@ -139,10 +139,11 @@ async def confirm_prompt(telegram: FakeTelegram, chat: int = 42) -> Any:
     return prompt
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_an_approved_call_runs_once_and_the_press_cannot_be_replayed(
-    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI, stream: bool
 ) -> None:
-    running = await start(bot_harness, {"policy": {"whoami": {"confirm": True}}})
+    running = await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, stream=stream)
     openai_server.script_chat(
         calls(ToolCall("whoami", {}, "c1")), "You are 42.", calls(ToolCall("whoami", {}, "c2"))
     )
@@ -153,7 +154,8 @@ async def test_an_approved_call_runs_once_and_the_press_cannot_be_replayed(
     # The press is answered while the turn waits for it (not queued behind it).
     await telegram.send_callback_query(prompt, button_text="✅ Approve")
     assert (await telegram.next_message(42)).text == "Approved: whoami runs now."
-    assert (await telegram.next_message(42)).text == "You are 42."
+    answer = await telegram.next_message(42)
+    await telegram.wait_for(lambda: answer.text == "You are 42.")
     assert toolbox.CALLS == ["whoami"]
     assert openai_server.tool_messages()["c1"] == "user 42"
     # The same press again, or the other button of the spent keyboard: refused, nothing runs.
