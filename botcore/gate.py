@@ -55,7 +55,7 @@ CLAIMED = "gate.claimed"
 """Store counters (limit 1): an approval's decision was taken, by a press or by its expiry."""
 DECIDED = "gate.decided"
 """Store counters: an approval's decision (APPROVED or DENIED), for a waiter on another instance."""
-APPROVED, DENIED = 1.0, 2.0
+APPROVED, DENIED, STOPPED = 1.0, 2.0, 3.0
 PRESS = "gate:"
 """The prefix of an approval button's data (kept in the store by botcore.buttons)."""
 POLL_EVERY = 1.0
@@ -183,6 +183,7 @@ class Gate:
         self._open = not settings.policy and _is_open(settings.default)
         """No tool is kept from anyone: the offer is the definitions as they are."""
         self._waiting: dict[str, asyncio.Future[float]] = {}
+        self._stopping = False
 
     @classmethod
     def from_config(
@@ -311,6 +312,8 @@ class Gate:
         """Ask the user to approve the call and wait: None if approved, else "denied" or
         "expired". Only the sender may press (botcore.buttons), once."""
         policy = self.policy(name)
+        if self._stopping:
+            return "cancelled"
         ask = secrets.token_urlsafe(9)
         future = self._waiting[ask] = asyncio.get_running_loop().create_future()
         try:
@@ -337,6 +340,8 @@ class Gate:
             return None
         if decision == DENIED:
             return "denied"
+        if decision == STOPPED:
+            return "cancelled"
         await turn.send(turn.t("tool_expired", tool=name))
         return "expired"
 
@@ -347,7 +352,11 @@ class Gate:
         while (left := deadline - time.monotonic()) > 0:
             step = min(left, POLL_EVERY) if self.store.shared else left
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(future), step)
+                heard = await asyncio.wait_for(asyncio.shield(future), step)
+                if heard == STOPPED:  # no press may decide it any more, on any instance
+                    with contextlib.suppress(Exception):
+                        await self.store.add(CLAIMED, ask, 1, limit=1, ttl=seconds + 3600)
+                return heard
             if self.store.shared and (found := await self._decided(ask)) is not None:
                 return found
         if await self.store.add(CLAIMED, ask, 1, limit=1, ttl=seconds + 3600) is not None:
@@ -359,6 +368,14 @@ class Gate:
                 return found
             await asyncio.sleep(0.1)
         return 0.0
+
+    def stop_waiting(self) -> None:
+        """The bot stops: the approvals still open end now (their models are told), so that a
+        shutdown never waits minutes for a press."""
+        self._stopping = True
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_result(STOPPED)
 
     async def _decided(self, ask: str) -> float | None:
         value = (await self.store.totals(DECIDED, ask)).get(ask)
@@ -425,6 +442,7 @@ _UNAPPROVED = {
     "denied": "the user denied it.",
     "expired": "the user did not approve it in time.",
     "error": "the user could not be asked to approve it.",
+    "cancelled": "the bot is restarting; the user may ask again in a moment.",
 }
 
 

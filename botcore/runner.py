@@ -342,6 +342,7 @@ class Runner:
             await application.updater.stop()
         if isinstance(application.bot.rate_limiter, Scheduler):
             application.bot.rate_limiter.stop_waiting()  # a flood ban must not hold the stop
+        self.app.gate.stop_waiting()  # a turn waiting for a tool's approval must not hold the stop
         if application.running:
             await application.stop()
         if self.metrics_server is not None:

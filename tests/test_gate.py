@@ -4,6 +4,7 @@ else's, denied, expired presses), and the audit of every call with /audit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -323,3 +324,20 @@ def test_arguments_are_shown_short_and_without_secrets() -> None:
     assert "\x1b" not in shown
     assert max(len(line) for line in shown.splitlines()) < 100
     assert render_arguments("not json") == "not json"
+
+
+async def test_a_stop_does_not_wait_for_an_open_approval(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    running = await start(
+        bot_harness, {"policy": {"whoami": {"confirm": True, "confirm_timeout": 3600}}}
+    )
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Ask me again later.")
+    await telegram.send_message("who am I?")
+    prompt = await confirm_prompt(telegram)
+    async with asyncio.timeout(60):  # the approval would hold the stop for an hour
+        await running.stop()
+    assert "restarting" in openai_server.tool_messages()["c1"]
+    assert (await telegram.next_message(42)).text == "Ask me again later."
+    assert toolbox.CALLS == []
+    assert prompt.buttons  # unpressed: a press after the restart is told the request is over
