@@ -341,3 +341,17 @@ async def test_a_stop_does_not_wait_for_an_open_approval(
     assert (await telegram.next_message(42)).text == "Ask me again later."
     assert toolbox.CALLS == []
     assert prompt.buttons  # unpressed: a press after the restart is told the request is over
+
+
+async def test_cancel_while_an_approval_waits_runs_nothing_and_a_late_press_is_refused(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    running = await start(bot_harness, {"policy": {"whoami": {"confirm": True}}})
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "never sent")
+    await telegram.send_message("who am I?")
+    prompt = await confirm_prompt(telegram)
+    assert (await telegram.reply_to("/cancel")).text == "Stopped."
+    await telegram.send_callback_query(prompt, button_text="✅ Approve")
+    assert "no longer waiting" in (await telegram.next_message(42)).text
+    assert toolbox.CALLS == []
+    assert await audit(running) == [("whoami", "cancelled", 42)]
