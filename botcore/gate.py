@@ -218,9 +218,7 @@ class Gate:
             tables = [t for k, t in self.settings.policy.items() if k == name]
             tables += [
                 table
-                for key, table in sorted(
-                    self.settings.policy.items(), key=lambda kv: -len(kv[0].strip("*?"))
-                )
+                for key, table in sorted(self.settings.policy.items(), key=_specificity)
                 if key != name and fnmatch.fnmatchcase(name, key)
             ]
             tables.append(self.settings.default)
@@ -284,12 +282,19 @@ class Gate:
                 outcome = decision
                 result = ToolResult(f"Error: {name} did not run: {_UNAPPROVED[decision]}", ok=False)
             else:
-                result = await run()
+                result = await run()  # never raises: a tool's failure is a result
                 outcome = "ok" if result.ok else "error"
             return result
         except asyncio.CancelledError:
             outcome = "cancelled"  # the user stopped the answer (/cancel) or the bot stops
             raise
+        except Exception as exc:  # the store failed a rate count or an approval: no run
+            log.warning("tool %s: the gate cannot decide: %s", name, type(exc).__name__)
+            return ToolResult(
+                f"Error: {name} cannot run right now (the bot's store is unavailable); "
+                "try again later.",
+                ok=False,
+            )
         finally:
             await self._record(turn, name, arguments, outcome, asked)
 
@@ -444,6 +449,12 @@ _UNAPPROVED = {
     "error": "the user could not be asked to approve it.",
     "cancelled": "the bot is restarting; the user may ask again in a moment.",
 }
+
+
+def _specificity(item: tuple[str, ToolPolicy]) -> int:
+    """Patterns with more literal characters sort first (they say more about a tool)."""
+    key = item[0]
+    return -(len(key) - sum(key.count(c) for c in "*?[]!"))
 
 
 def _is_open(policy: ToolPolicy) -> bool:

@@ -355,3 +355,21 @@ async def test_cancel_while_an_approval_waits_runs_nothing_and_a_late_press_is_r
     assert "no longer waiting" in (await telegram.next_message(42)).text
     assert toolbox.CALLS == []
     assert await audit(running) == [("whoami", "cancelled", 42)]
+
+
+async def test_a_store_that_cannot_count_refuses_the_call_and_the_turn_goes_on(
+    bot_harness: BotHarness,
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running = await start(bot_harness, {"policy": {"whoami": {"rate": "5/minute"}}})
+
+    async def down(*args: object, **kwargs: object) -> None:
+        raise ConnectionRefusedError("store down")
+
+    monkeypatch.setattr(running.runtime.store, "add", down)
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Try later.")
+    assert (await telegram.reply_to("who am I?")).text == "Try later."
+    assert "cannot run right now" in openai_server.tool_messages()["c1"]
+    assert toolbox.CALLS == []
