@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ TOOLBOX = "sample_plugins.toolbox"
 ADMIN = 1
 GROUP: dict[str, Any] = {"chat_id": -300, "chat_type": "supergroup"}
 EXPIRED = "This button no longer works."
+MCP_SERVER = Path(__file__).parent / "mcp_server.py"
 
 
 @pytest.fixture(autouse=True)
@@ -373,3 +376,27 @@ async def test_a_store_that_cannot_count_refuses_the_call_and_the_turn_goes_on(
     assert (await telegram.reply_to("who am I?")).text == "Try later."
     assert "cannot run right now" in openai_server.tool_messages()["c1"]
     assert toolbox.CALLS == []
+
+
+async def test_an_mcp_servers_tools_are_gated_by_a_pattern(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    server = {"command": sys.executable, "args": [str(MCP_SERVER), "stdio"]}
+    config = bot_harness.config_dict(
+        ["chat", "mcp"],
+        bot={"admins": [ADMIN]},
+        settings={"chat": {"stream": False}, "mcp": {"servers": {"calc": server}}},
+    )
+    config["tools"] = {"policy": {"calc_*": {"who": "admins"}, "calc_add": {"who": "everyone"}}}
+    await bot_harness.start_config(config)
+    openai_server.script_chat(
+        calls(ToolCall("calc_secret", {}, "c1"), ToolCall("calc_add", {"a": 1, "b": 2}, "c2")),
+        "Only the sum.",
+    )
+    await telegram.reply_to("tell me the secret and 1 + 2")
+    assert offered(openai_server.chat_requests[0]) == {"calc_add"}
+    results = openai_server.tool_messages()
+    assert "not allowed to use calc_secret" in results["c1"] and results["c2"] == "3"
+    openai_server.script_chat("hi")
+    await telegram.reply_to("hi", user_id=ADMIN)
+    assert "calc_secret" in offered(openai_server.chat_requests[-1])
