@@ -10,7 +10,17 @@ hookimpl = pluggy.HookimplMarker("botcore")
 from botcore.ai import explain_api_error, is_api_error  # noqa: E402
 from botcore.app import App, PluginDescription, PluginState  # noqa: E402
 from botcore.config import ConfigError, StartupError, StrictModel  # noqa: E402
-from botcore.store import ChatMessage, HistoryStore, Store  # noqa: E402
+from botcore.metrics import Metrics  # noqa: E402
+from botcore.store import (  # noqa: E402
+    SCHEMA_VERSION,
+    Change,
+    ChatMessage,
+    HistoryStore,
+    NewerSchema,
+    Signal,
+    Store,
+    check_schema,
+)
 from botcore.tools import ToolSource  # noqa: E402
 from botcore.turn import Turn  # noqa: E402
 from botcore.types import (  # noqa: E402
@@ -18,7 +28,9 @@ from botcore.types import (  # noqa: E402
     Command,
     Document,
     Handler,
+    Invoice,
     Photo,
+    Reasoning,
     Reply,
     Text,
     TextStream,
@@ -27,18 +39,25 @@ from botcore.types import (  # noqa: E402
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "App",
     "Button",
+    "Change",
     "ChatMessage",
     "Command",
     "ConfigError",
     "Document",
     "Handler",
     "HistoryStore",
+    "Invoice",
+    "Metrics",
+    "NewerSchema",
     "Photo",
     "PluginDescription",
     "PluginState",
+    "Reasoning",
     "Reply",
+    "Signal",
     "StartupError",
     "Store",
     "StrictModel",
@@ -48,6 +67,7 @@ __all__ = [
     "Turn",
     "UserError",
     "Voice",
+    "check_schema",
     "explain_api_error",
     "hookimpl",
     "is_api_error",

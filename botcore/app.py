@@ -171,6 +171,19 @@ class App:
         admin plugin keeps the switch in a setting so that every instance follows it."""
         self._runtime.switch_plugin(name, on)
 
+    async def refund_stars(self, user_id: int, charge_id: str) -> None:
+        """Give back a user's payment in Telegram Stars (refundStarPayment), by its
+        `telegram_payment_charge_id`. Telegram's refusal is `telegram.error.BadRequest` with its
+        description, e.g. "Bad Request: CHARGE_ALREADY_REFUNDED"."""
+        await self._runtime.telegram.refund_star_payment(user_id, charge_id)
+
+    async def cancel_subscription(
+        self, user_id: int, charge_id: str, canceled: bool = True
+    ) -> None:
+        """Stop renewing a user's Stars subscription (editUserStarSubscription): it stays paid to
+        the end of its period. `canceled=False` lets the user renew it again."""
+        await self._runtime.telegram.edit_user_star_subscription(user_id, charge_id, canceled)
+
     async def tell_admins(self, text: str) -> None:
         """Send `text` to every user in bot.admins; one who cannot be reached is logged."""
         await self._runtime.tell_admins(text)
@@ -181,8 +194,13 @@ class App:
 
     @property
     def metrics(self) -> Metrics:
-        """Counters and histograms for Prometheus (no-ops unless [bot.metrics] is on)."""
+        """Counters and histograms (no-ops unless a plugin records them: the metrics plugin)."""
         return self._runtime.metrics
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the bot is serving, and the facts behind it: what GET /healthz?verbose shows
+        (status, reason, mode, uptime_s, updates, last_update_age_s, telegram_ok_age_s...)."""
+        return self._runtime.health.check()
 
     def __repr__(self) -> str:
         return f"<botcore.App plugins={[i.name for i in self._runtime.plugins.infos]}>"

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "new-plugin":
             return _new_plugin(args.name, args.dir)
         if args.command == "run" and args.reload:
-            from botcore.reload import run_with_reload
+            from botcore.testing.reload import run_with_reload
 
             _load(Path(args.config))  # a bad config fails here, before watching
             return run_with_reload(Path(args.config))
@@ -105,7 +105,7 @@ def _load(path: Path, **bot_overrides: Any) -> Config:
 
 
 def _new_plugin(name: str, directory: Path) -> int:
-    from botcore.scaffold import ScaffoldError, new_plugin
+    from botcore.testing.scaffold import ScaffoldError, new_plugin
 
     try:
         created = new_plugin(name, directory)
@@ -117,8 +117,8 @@ def _new_plugin(name: str, directory: Path) -> int:
 
 
 def _console(args: argparse.Namespace) -> int:
-    from botcore.console import BOT_OVERRIDES, ConsoleOptions, run_console
     from botcore.logs import setup_logging
+    from botcore.testing.console import BOT_OVERRIDES, ConsoleOptions, run_console
 
     config = _load(Path(args.config), **BOT_OVERRIDES)
     level = config.bot.log_level if args.verbose else "WARNING"
@@ -149,6 +149,7 @@ def _run(config: Config) -> int:
 
 async def _check(config: Config) -> int:
     from botcore.runtime import Runtime
+    from botcore.store import describe_store
 
     logging.basicConfig(level=logging.WARNING)
     webhook = config.bot.webhook
@@ -167,6 +168,7 @@ async def _check(config: Config) -> int:
     print(
         f"ok: {len(app.plugins.names)} plugins ({', '.join(app.plugins.names)}); commands {commands}"
     )
+    print(f"store: {describe_store(config.store)}")
     if app.tools:
         print(f"tools: {', '.join(tools) or '-'}")
     return 0
@@ -199,6 +201,7 @@ async def _config(config: Config) -> int:
 
 async def _plugins(config: Config) -> int:
     from botcore.runtime import Runtime
+    from botcore.store import describe_store
 
     logging.basicConfig(level=logging.ERROR)
     app = await Runtime.create(config)
@@ -212,6 +215,7 @@ async def _plugins(config: Config) -> int:
             if plugin == info.name:
                 for line in await source.describe():
                     print(f"    {line}")
+    print(f"store: {describe_store(config.store)}")
     return 0
 
 

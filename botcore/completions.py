@@ -41,7 +41,9 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 120.0
 """The SDK honours a server's Retry-After up to two minutes, and gives up beyond it."""
-_MERGEABLE = frozenset({"content", "role"})
+_TEXTS = ("content", "reasoning_content", "reasoning")
+"""Delta fields of text: the answer, and a reasoning model's thinking (DeepSeek/vLLM, OpenRouter)."""
+_MERGEABLE = frozenset({*_TEXTS, "role"})
 SDK_BASE_URL = "https://api.openai.com/v1"
 """Where the SDK sends requests when neither [openai] base_url nor OPENAI_BASE_URL says."""
 
@@ -492,7 +494,8 @@ class _CheckedStream:
 
 
 def _merge(chunk: Data, following: Data) -> bool:
-    """Append `following`'s text to `chunk` when both carry only text for choice 0."""
+    """Append `following`'s text to `chunk` when both carry only text of the same kind (answer
+    or reasoning) for choice 0."""
     choices, more = chunk.get("choices"), following.get("choices")
     if not (choices and more and len(choices) == 1 and len(more) == 1):
         return False
@@ -506,8 +509,11 @@ def _merge(chunk: Data, following: Data) -> bool:
         return False
     if first.get("logprobs") or second.get("logprobs"):
         return False
-    if extra.get("content"):
-        delta["content"] = (delta.get("content") or "") + extra["content"]
+    carried = [name for name in _TEXTS if extra.get(name)]
+    if carried and carried != [name for name in _TEXTS if delta.get(name)]:
+        return False  # reasoning then answer stay two chunks: their order is the reader's
+    for name in carried:
+        delta[name] = (delta.get(name) or "") + extra[name]
     if "role" in extra and "role" not in delta:
         delta["role"] = extra["role"]
     first["finish_reason"] = second.get("finish_reason")

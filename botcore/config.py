@@ -94,15 +94,6 @@ class WebhookSettings(StrictModel):
         return self
 
 
-class MetricsSettings(StrictModel):
-    """[bot.metrics]: Prometheus metrics and a health check over HTTP."""
-
-    enabled: bool = False
-    listen: str = "127.0.0.1"
-    port: int = Field(9090, ge=0, le=65535)
-    """0 picks a free port (logged at start-up)."""
-
-
 class BreakerSettings(StrictModel):
     """[bot.breaker]: when a plugin that keeps failing is switched off for a while."""
 
@@ -162,7 +153,9 @@ class BotSettings(StrictModel):
     """plain: one human-readable line per event (key=value); json: one JSON object per line."""
     locales_dir: Path | None = None
     """A folder of <language>.toml files that add languages or override texts (core and plugins)."""
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    metrics: dict[str, Any] | None = None
+    """Before 0.2: Prometheus metrics, now a plugin; a table that turned them on is an error
+    that says where they went (one that left them off is ignored)."""
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -175,6 +168,15 @@ class BotSettings(StrictModel):
                 "does not look like a bot token (123456:ABC-DEF…); get one from @BotFather"
             )
         return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_moved(cls, value: dict[str, Any] | None) -> None:
+        if value and value.get("enabled"):
+            raise ValueError(
+                'moved to the metrics plugin: add "metrics" to bot.plugins, put listen and port '
+                "under [plugins.metrics], and remove [bot.metrics]"
+            )
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> BotSettings:
@@ -205,9 +207,10 @@ class OpenAISettings(StrictModel):
 class StoreSettings(StrictModel):
     """[store]: where conversations, per-user settings and usage are kept."""
 
-    backend: Literal["sqlite", "memory", "postgres", "redis"] = "sqlite"
+    backend: str = "sqlite"
     """sqlite: one file, one bot process. memory: nothing survives a restart (a test may ask).
-    postgres, redis: a server that several bot processes share (see "Scaling out")."""
+    postgres, redis (extras), or any other `botcore.stores` entry point: a server that several
+    bot processes share (see "Scaling out")."""
     path: str = "botcore.sqlite3"
     """The SQLite file (relative to the working directory)."""
     url: SecretStr | None = None
@@ -215,7 +218,17 @@ class StoreSettings(StrictModel):
 
     @model_validator(mode="after")
     def _server_needs_url(self) -> StoreSettings:
-        if self.backend in ("postgres", "redis") and self.url is None:
+        from botcore.store import BUILT_IN, store_backends
+
+        if self.backend in BUILT_IN:
+            return self
+        if self.backend not in (found := store_backends()):
+            known = [*BUILT_IN, *sorted(found)]
+            raise ValueError(
+                f'unknown backend "{self.backend}"{did_you_mean(self.backend, known)} '
+                f"(installed: {', '.join(known)})"
+            )
+        if self.url is None:
             raise ValueError(f'backend "{self.backend}" needs store.url')
         return self
 
@@ -319,6 +332,14 @@ def validate(model: type[M], data: Any, prefix: tuple[str | int, ...] = ()) -> M
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            if (
+                not prefix
+                and len(loc) == 1
+                and message == "unknown key"
+                and "plugins" in (model.model_fields)
+            ):
+                # [mcp], [payments]...: the section of a plugin, written at the top level.
+                message += f" (a plugin's settings go under [plugins.{loc[0]}])"
         elif first["type"] == "missing":
             message = "required"
         elif first["type"] == "value_error":

@@ -12,7 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import telegramify_markdown
-from telegram import ReplyParameters
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    MessageEntity,
+    ReplyParameters,
+)
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -29,7 +35,7 @@ from botcore.scheduler import Deferred, Dropped, Kind, Scheduler, retry_after
 from botcore.split import Piece, split_message, utf16_len
 from botcore.transport import MaybeSent
 from botcore.turn import Outcome
-from botcore.types import Photo, Reply, Text, TextStream, UserError, Voice
+from botcore.types import Invoice, Photo, Reasoning, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
     from botcore.runtime import Runtime
@@ -46,7 +52,15 @@ PATIENT_MAX_WAIT = 30.0
 """A final answer's edit, safe to repeat, is retried after network errors with waits doubling
 from the first to the second, for as long as bot.limits.max_wait allows (flood control's
 ceiling): five resets in a row once took an answer that three tries 1.5 s apart gave up on."""
+STARS = "XTR"
+"""The currency of Telegram Stars, the only one for digital goods in Telegram apps."""
+SUBSCRIPTION_PERIOD = 2592000
+"""30 days, in seconds: the only subscription period the Bot API accepts."""
 _GONE = ("message to edit not found", "message can't be edited")
+REASONING_LIMIT = 1500
+"""UTF-16 units of a model's reasoning shown above its answer: the latest part, so that long
+thinking never crowds the answer out of its first message (the answer is what matters)."""
+REASONING_MARK = "💭 "
 
 
 class Sent(NamedTuple):
@@ -56,14 +70,42 @@ class Sent(NamedTuple):
     message_id: int
 
 
-def render(text: str, markdown: bool, limit: int = TEXT_LIMIT) -> list[Piece]:
+def render(
+    text: str, markdown: bool, limit: int = TEXT_LIMIT, *, reasoning: str = ""
+) -> list[Piece]:
     """Text -> message-sized (text, entities) pieces, cut at the most natural boundary that fits
     (never mid-word when a word boundary fits; see botcore.split); code blocks that straddle a
-    cut continue as code in the next piece."""
-    if markdown:
-        plain, raw_entities = telegramify_markdown.convert(_keep_tags(text))
-        return split_message(plain, raw_entities, limit)
-    return split_message(text, [], limit)
+    cut continue as code in the next piece. `reasoning` (a model's thinking) goes first, as
+    plain text in an expandable blockquote, cut to its last REASONING_LIMIT units."""
+    entities: list[Any] = []
+    if not markdown:
+        plain = text
+    else:
+        plain, entities = telegramify_markdown.convert(_keep_tags(text))
+    if not reasoning.strip():
+        return split_message(plain, entities, limit)
+    quote = REASONING_MARK + _tail(reasoning.strip(), REASONING_LIMIT)
+    head = quote + "\n\n" if plain.strip() else quote
+    shift = utf16_len(head)
+    return split_message(
+        head + plain,
+        [
+            MessageEntity(MessageEntity.EXPANDABLE_BLOCKQUOTE, 0, utf16_len(quote)),
+            *(entity.copy_with(offset=entity.offset + shift) for entity in entities),
+        ],
+        limit,
+    )
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of `text` in at most `limit` UTF-16 units, from a word boundary, after "…"."""
+    if len(text) <= limit // 2 or utf16_len(text) <= limit:
+        return text
+    cut = text[-(limit - 1) :]
+    while utf16_len(cut) > limit - 1:  # astral characters take two units
+        cut = cut[len(cut) // 10 or 1 :]
+    space = re.search(r"\s", cut[: len(cut) // 5])  # a word boundary near the start, if any
+    return "…" + (cut[space.end() :] if space else cut)
 
 
 _CODE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(?:^[ \t]*\1[ \t]*$|\Z)|(`+)(?:(?!\2).)+?\2")
@@ -139,6 +181,8 @@ class Delivery:
                     reply_parameters=self._reply_to(turn),
                     message_thread_id=turn.topic_id,
                 )
+            elif isinstance(reply, Invoice):
+                await self.send_invoice(turn, reply)
             else:
                 await self.api(
                     self.app.telegram.send_document,
@@ -167,6 +211,44 @@ class Delivery:
         except Exception:
             turn.record.note(Outcome.UNDELIVERED)
             log.exception("could not deliver the reply to update %s", turn.update_id)
+
+    async def send_invoice(self, turn: Turn, invoice: Invoice) -> None:
+        """An invoice in Stars (XTR: no provider token, one price). A subscription can only be
+        an invoice link (the Bot API takes `subscription_period` there alone): it is sent as a
+        message with a button that opens it."""
+        bot = self.app.telegram
+        price = [LabeledPrice(invoice.title, invoice.stars)]
+        if not invoice.subscription:
+            await self.api(
+                bot.send_invoice,
+                turn.chat_id,
+                invoice.title,
+                invoice.description,
+                invoice.payload,
+                STARS,
+                price,
+                reply_parameters=self._reply_to(turn),
+                message_thread_id=turn.topic_id,
+            )
+            return
+        link = await self.api(
+            bot.create_invoice_link,
+            invoice.title,
+            invoice.description,
+            invoice.payload,
+            STARS,
+            price,
+            subscription_period=SUBSCRIPTION_PERIOD,
+        )
+        button = InlineKeyboardButton(turn.t("subscribe", stars=invoice.stars), url=link)
+        await self.api(
+            bot.send_message,
+            turn.chat_id,
+            f"{invoice.title}\n{invoice.description}",
+            reply_markup=InlineKeyboardMarkup([[button]]),
+            reply_parameters=self._reply_to(turn),
+            message_thread_id=turn.topic_id,
+        )
 
     async def chat_moved(self, old: int, new: int) -> None:
         """A group became supergroup `new` (Telegram's service messages; each comes twice, once
@@ -330,18 +412,26 @@ class Delivery:
         loop = asyncio.get_running_loop()
         shown = _Shown(random.randint(1, 2**31 - 1) if turn.is_private and self.drafts else None)
         buffer = ""
-        rendered: tuple[str, list[Piece]] = ("", [])  # the last render, reused if nothing followed
+        thoughts = ""  # the model's reasoning (Reasoning pieces): shown, never the answer
+        # the last render and what it showed, reused if nothing followed
+        rendered: tuple[tuple[str, str], list[Piece]] = (("", ""), [])
         last_show = 0.0
         quiet_until = 0.0
         error: str | None = None
         try:
             async for chunk in reply.chunks:
-                buffer += chunk
+                if isinstance(chunk, Reasoning):
+                    thoughts += chunk
+                else:
+                    buffer += chunk
                 now = loop.time()
-                if not buffer.strip() or now < quiet_until:
+                if not (buffer.strip() or thoughts.strip()) or now < quiet_until:
                     continue
                 if not shown.started or now - last_show >= interval:
-                    rendered = (buffer, render(buffer, reply.markdown))
+                    rendered = (
+                        (thoughts, buffer),
+                        render(buffer, reply.markdown, reasoning=thoughts),
+                    )
                     await _before_show(turn, reply, buffer)
                     try:
                         await self._show(turn, shown, rendered[1], final=False)
@@ -359,9 +449,11 @@ class Delivery:
         except TelegramError:
             raise
         except asyncio.CancelledError:  # /cancel: leave what was shown, formatted and marked
-            if buffer.strip():
+            if buffer.strip() or thoughts.strip():
+                cut = buffer + " …" if buffer.strip() else buffer
                 with contextlib.suppress(TelegramError):
-                    await self._show(turn, shown, render(buffer + " …", reply.markdown), final=True)
+                    pieces = render(cut, reply.markdown, reasoning=thoughts)
+                    await self._show(turn, shown, pieces, final=True)
             raise
         except Exception as exc:
             if not isinstance(reply, GuardedStream):  # a guarded one was judged as it broke
@@ -372,9 +464,10 @@ class Delivery:
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        if buffer.strip():
-            pieces = rendered[1] if rendered[0] == buffer else render(buffer, reply.markdown)
-            if rendered[0] != buffer:
+        if buffer.strip() or thoughts.strip():
+            fresh = rendered[0] != (thoughts, buffer)
+            pieces = render(buffer, reply.markdown, reasoning=thoughts) if fresh else rendered[1]
+            if fresh:
                 await _before_show(turn, reply, buffer)
             await self._show(turn, shown, pieces, final=True)
         if error is not None:
@@ -468,7 +561,7 @@ class Delivery:
 async def _before_show(turn: Turn, reply: TextStream, text: str) -> None:
     """Let the stream's plugin keep `text` before the user sees it (TextStream.on_show); its
     failure is logged and the answer goes on."""
-    if reply.on_show is None:
+    if reply.on_show is None or not text.strip():  # reasoning alone: no answer to keep yet
         return
     try:
         await reply.on_show(text)

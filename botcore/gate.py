@@ -47,8 +47,8 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
 _KEY = re.compile(r"^[a-zA-Z0-9_*?\[\]!-]{1,64}$")
 """A policy key: a tool name, or a pattern of them (`*`, `?`, `[...]`: fnmatch)."""
 
-AUDIT = "botcore.audit"
-"""The store conversation that holds the audit (append-only, the newest `audit_keep` kept)."""
+AUDIT, CALLS = "gate.audit", "calls"
+"""The store list that holds the audit (append-only, the newest `audit_keep` kept)."""
 RATE = "gate.rate"
 """Store counters: calls of a tool by a user in the current window (they expire with it)."""
 CLAIMED = "gate.claimed"
@@ -414,7 +414,7 @@ class Gate:
             "outcome": outcome,
         }
         try:
-            await self.store.append(AUDIT, [entry], keep=self.settings.audit_keep)
+            await self.store.list_push(AUDIT, CALLS, [entry], keep=self.settings.audit_keep)
         except Exception as exc:  # the store is down: the call happened; the log says so
             log.warning(
                 "audit: cannot record a call of %s (%s) by %s: %s",
@@ -426,7 +426,7 @@ class Gate:
 
     async def recent(self, limit: int) -> list[AuditEntry]:
         """The newest `limit` recorded calls, newest first."""
-        rows = await self.store.messages(AUDIT, limit=limit)
+        rows = await self.store.list_read(AUDIT, CALLS, limit=limit)
         found = []
         for row in reversed(rows):
             with contextlib.suppress(KeyError, TypeError, ValueError):

@@ -3,7 +3,7 @@
 A plugin is a module with functions decorated `@botcore.hookimpl`, named after the hooks below.
 Implement only the hooks you need, and take only the arguments you need (pluggy passes them by
 name). Any hook may be `async def`; the core awaits it (the registration hooks, settings_model
-and history_store once, at start-up). Hook wrappers (`@hookimpl(wrapper=True)` or
+history_store and metrics_recorder once, at start-up). Hook wrappers (`@hookimpl(wrapper=True)` or
 `hookwrapper=True`) are not supported: the core calls each plugin on its own, to await and isolate
 it, so one is a start-up error naming the plugin and the hook.
 
@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pydantic import BaseModel
+    from telegram import PreCheckoutQuery
 
     from botcore.app import App
+    from botcore.metrics import Metrics
     from botcore.store import HistoryStore
     from botcore.tools import ToolSource
     from botcore.turn import Turn
@@ -149,6 +151,21 @@ async def button_pressed(turn: Turn, data: str) -> Reply | str | None:
 
 
 @hookspec
+async def pre_checkout(turn: Turn, query: PreCheckoutQuery) -> str | None:
+    """A user is about to pay an `Invoice` (Telegram Stars): return None to let them, or the
+    reason to refuse, which Telegram shows them (nothing is charged). Telegram waits 10 seconds:
+    check quickly (is `query.invoice_payload` still for sale, to this user?).
+
+    The turn is the payer's (kind "pre_checkout", in their private chat), after the pre_message
+    hooks: one that answers or ignores it (access control) refuses the payment. The first refusal
+    wins; with no plugin implementing this hook, or one that raises, the payment is refused.
+    The payment itself then comes as a turn of kind "payment" (see `Invoice`), which skips the
+    pre_message hooks (the user has paid) and is handled again if a kill cut its turn off:
+    credit it once per `telegram_payment_charge_id`.
+    """
+
+
+@hookspec
 async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
     """Called by `turn.reserve(items)` before an expensive call, with its estimated use.
 
@@ -193,4 +210,13 @@ def history_store(app: App) -> HistoryStore | None:
 
     The first plugin to return a store wins; return None to leave it to others. Called once, after
     every plugin's `startup`.
+    """
+
+
+@hookspec(firstresult=True)
+def metrics_recorder(app: App) -> Metrics | None:
+    """Provide what records `app.metrics` calls: a `botcore.Metrics` subclass with `enabled` set
+    (the metrics plugin's Prometheus registry). Without one, every call is a no-op.
+
+    The first plugin to return one wins. Called once, after every plugin's `startup`.
     """

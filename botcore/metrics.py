@@ -1,54 +1,25 @@
-"""What the bot tells its operator over HTTP: Prometheus metrics and a health check.
+"""What the bot tells its operator: the metrics API plugins count into, and the health check.
 
-`app.metrics` is always there; with `[bot.metrics] enabled = false` (the default) every call is a
-no-op, so plugins count things without asking whether anyone listens.
+`app.metrics` is always there; without a recorder (the metrics plugin's Prometheus registry,
+through the `metrics_recorder` hook) every call is a no-op, so plugins count things without
+asking whether anyone listens.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from botcore.config import BotSettings, StartupError
-
 if TYPE_CHECKING:
-    from aiohttp import web
-    from prometheus_client import CollectorRegistry
-
-log = logging.getLogger(__name__)
-
-PREFIX = "botcore_"
-COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "updates": ("Messages handled, by kind and outcome", ("kind", "outcome")),
-    "plugin_errors": ("Plugin calls that raised, by plugin", ("plugin",)),
-    "usage": ("Metered use reported with turn.meter(), by item", ("item",)),
-    "model_errors": (
-        "Model API failures explained to the user, by plugin and reason",
-        ("plugin", "reason"),
-    ),
-}
-"""Declared at start (so they read 0 before the first event); others appear on first count()."""
-HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
-    "turn_seconds": (
-        "Time from taking a message to the end of its answer",
-        ("kind",),
-        (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-    ),
-    "llm_seconds": (
-        "Time of model calls (a streamed answer: until its last chunk), by plugin and model",
-        ("plugin", "model"),
-        (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
-    ),
-}
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+    from botcore.config import BotSettings
 
 
 class Metrics:
-    """The metrics API plugins use; this base class records nothing (metrics disabled)."""
+    """The metrics API plugins use (`app.metrics`); this base class records nothing. A recorder
+    (the metrics plugin's) subclasses it and sets `enabled`."""
 
     enabled = False
 
@@ -74,96 +45,6 @@ class Metrics:
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (empty when disabled)."""
         return b""
-
-
-class PrometheusMetrics(Metrics):
-    """Metrics in a registry of their own (one per App, so several bots share a process)."""
-
-    enabled = True
-
-    def __init__(self, health: Health | None = None) -> None:
-        from prometheus_client import CollectorRegistry, Gauge
-
-        self.registry: CollectorRegistry = CollectorRegistry()
-        self._counters: dict[str, Any] = {}
-        self._histograms: dict[str, Any] = {}
-        self._children: dict[tuple[Any, ...], Any] = {}
-        """Labelled series by (type, name, labels): labels() validates on every call, this not."""
-        self._warned: set[str] = set()
-        for name, (doc, labels) in COUNTERS.items():
-            self._declare_counter(name, doc, labels)
-        for name, (doc, labels, buckets) in HISTOGRAMS.items():
-            self._declare_histogram(name, doc, labels, buckets)
-        if health is not None:
-            Gauge(
-                PREFIX + "telegram_ok_age_seconds",
-                "Seconds since the last successful Bot API response (-1: none yet)",
-                registry=self.registry,
-            ).set_function(lambda: _or_minus_one(health.telegram_ok_age()))
-            Gauge(
-                PREFIX + "last_update_age_seconds",
-                "Seconds since the last message was handled (-1: none yet)",
-                registry=self.registry,
-            ).set_function(lambda: _or_minus_one(health.last_update_age()))
-
-    def _declare_counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Any:
-        from prometheus_client import Counter
-
-        metric = Counter(PREFIX + name, doc, labels, registry=self.registry)
-        self._counters[name] = metric
-        return metric
-
-    def _declare_histogram(
-        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-    ) -> Any:
-        from prometheus_client import Histogram
-
-        metric = Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=self.registry)
-        self._histograms[name] = metric
-        return metric
-
-    def count(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = ("c", name, *labels.items())
-        child = self._children.get(key)
-        if child is None:
-            try:
-                metric = self._counters.get(name)
-                if metric is None:
-                    metric = self._declare_counter(name, name.replace("_", " "), tuple(labels))
-                child = self._children[key] = metric.labels(**labels) if labels else metric
-            except ValueError as exc:  # a taken or bad name, other label names: the turn goes on
-                self._warn(name, exc)
-                return
-        child.inc(amount)
-
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        key = ("h", name, *labels.items())
-        child = self._children.get(key)
-        if child is None:
-            try:
-                metric = self._histograms.get(name)
-                if metric is None:
-                    doc = name.replace("_", " ")
-                    metric = self._declare_histogram(name, doc, tuple(labels), DEFAULT_BUCKETS)
-                child = self._children[key] = metric.labels(**labels) if labels else metric
-            except ValueError as exc:
-                self._warn(name, exc)
-                return
-        child.observe(value)
-
-    def _warn(self, name: str, exc: ValueError) -> None:
-        if name not in self._warned:
-            self._warned.add(name)
-            log.warning("metric %s not recorded: %s", name, exc)
-
-    def exposition(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
-
-
-def _or_minus_one(value: float | None) -> float:
-    return -1.0 if value is None else value
 
 
 class Health:
@@ -248,61 +129,6 @@ class Health:
         text = "ok" if healthy else f"unhealthy: {details['reason']}"
         return status, text.encode(), "text/plain; charset=utf-8"
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
-        """GET /healthz on an aiohttp server (the metrics server's)."""
-        from aiohttp import web
-
-        status, body, content_type = self.answer("verbose" in request.query)
-        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
-
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-class MetricsServer:
-    """The HTTP server of [bot.metrics]: GET /metrics (Prometheus) and GET /healthz."""
-
-    def __init__(self, metrics: Metrics, health: Health, listen: str, port: int) -> None:
-        self.metrics = metrics
-        self.health = health
-        self.listen = listen
-        self.port = port
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        """Listen; a busy port stops start-up naming the setting."""
-        from aiohttp import web  # here: a bot without [bot.metrics] never loads the server side
-
-        server = web.Application()
-        server.router.add_get("/metrics", self._on_metrics)
-        server.router.add_get("/healthz", self.health.handle)
-        self._runner = web.AppRunner(server, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise StartupError(
-                f"bot.metrics: cannot listen on {self.listen}:{self.port}: {exc.strerror}"
-            ) from None
-        sockets = self._runner.addresses
-        if sockets:
-            self.port = int(sockets[0][1])
-        log.info("metrics on http://%s:%s/metrics, health on /healthz", self.listen, self.port)
-
-    async def stop(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _on_metrics(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-        from prometheus_client import CONTENT_TYPE_LATEST
-
-        return web.Response(
-            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )

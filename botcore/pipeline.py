@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import re
 import secrets
@@ -16,7 +17,15 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from telegram import CallbackQuery, MaybeInaccessibleMessage, Message, MessageEntity, Update
+from telegram import (
+    CallbackQuery,
+    Chat,
+    MaybeInaccessibleMessage,
+    Message,
+    MessageEntity,
+    PreCheckoutQuery,
+    Update,
+)
 from telegram.error import TelegramError
 
 from botcore.buttons import Pressed
@@ -109,6 +118,9 @@ class Pipeline:
         if update.callback_query is not None:
             await self._button(update.update_id, update.callback_query)
             return
+        if update.pre_checkout_query is not None:  # answered at once: Telegram waits 10 s
+            await self._pre_checkout(update.update_id, update.pre_checkout_query)
+            return
         message = update.message
         edit = message is None
         if message is None:
@@ -150,7 +162,9 @@ class Pipeline:
         try:
             async with entry.lock, self._shared_lock(place, update_id), self._slots:
                 await self.journal.started(update_id)
-                if update_id in self.interrupted:
+                # A payment cut off is handled again: the user cannot send it again, and its
+                # plugin keys what it does on the charge id (see the pre_checkout hook).
+                if update_id in self.interrupted and message.successful_payment is None:
                     self.interrupted.discard(update_id)
                     task = asyncio.create_task(self._tell_interrupted(update_id, message))
                 else:
@@ -191,6 +205,47 @@ class Pipeline:
             return
         await self._answer_press(query, None)  # the client stops waiting at once
         await self.serve(update_id, _pressed(query, message), pressed=found)
+
+    async def _pre_checkout(self, update_id: int, query: PreCheckoutQuery) -> None:
+        """A user is about to pay: the pre_message hooks (access control), then the pre_checkout
+        hooks judge; the first refusal is shown to the user, and no plugin to judge refuses."""
+        message = Message(
+            message_id=0,
+            date=dt.datetime.now(dt.UTC),
+            chat=Chat(query.from_user.id, Chat.PRIVATE),
+            from_user=query.from_user,
+        )
+        message.set_bot(query.get_bot())
+        language = self.app.texts.language_for(query.from_user.language_code)
+        turn = Turn(self.app, update_id, message, "pre_checkout", None, language)
+        refusal: str | None = None
+        reply = await self.pre_message(turn)
+        if reply is not None or turn.ignored:
+            refusal = reply.text if isinstance(reply, Text) else turn.t("payment_unavailable")
+        else:
+            judged = False
+            for impl in self.app.plugins.impls("pre_checkout"):
+                judged = True
+                said = await self.guard.call(
+                    impl.plugin, "pre_checkout", impl, turn, turn=turn, query=query
+                )
+                if said is not None:  # a str or a UserError's message, as Text
+                    refusal = said.text if isinstance(said, Text) else turn.t("payment_unavailable")
+                    break
+            if not judged or turn.record.failed or turn.record.unavailable:
+                refusal = refusal or turn.t("payment_unavailable")
+        log.info(
+            "pre-checkout %s of user %s: %s",
+            update_id,
+            query.from_user.id,
+            "ok" if refusal is None else "refused",
+        )
+        try:
+            await self.app.telegram.answer_pre_checkout_query(
+                query.id, ok=refusal is None, error_message=refusal
+            )
+        except TelegramError as exc:
+            log.warning("could not answer pre-checkout %s: %s", update_id, exc)
 
     async def _answer_press(self, query: CallbackQuery, text: str | None) -> None:
         try:
@@ -367,6 +422,8 @@ class Pipeline:
             if getattr(message, media):
                 kind = media
                 break
+        if message.successful_payment is not None:
+            kind = "payment"
         turn = Turn(self.app, update_id, message, kind, text, language)
         entities = message.entities or ()
         if message.text and entities and entities[0].type == MessageEntity.BOT_COMMAND:
@@ -410,7 +467,8 @@ class Pipeline:
 
     async def answer(self, turn: Turn) -> Reply | None:
         """The reply that ends this turn, or None when there is nothing to say."""
-        reply = await self.pre_message(turn)
+        # A payment skips them: the user has paid, and access was checked before (pre_checkout).
+        reply = None if turn.kind == "payment" else await self.pre_message(turn)
         if reply is None:
             if turn.ignored:
                 return None
@@ -449,6 +507,29 @@ class Pipeline:
                 )
         return Text(turn.t("button_expired"))  # its plugin is gone since it was sent
 
+    async def _unhandled_payment(self, turn: Turn) -> Reply:
+        """Stars were taken and no plugin took the payment (switched off, or failing since the
+        pre-checkout): nothing may be lost, so the admins get what they need to credit or refund
+        it by hand, and the user hears that it is known."""
+        paid = turn.message.successful_payment
+        if paid is not None:
+            log.error(
+                "update %s: a payment (charge %s) reached no plugin; the admins are told",
+                turn.update_id,
+                paid.telegram_payment_charge_id,
+            )
+            await self.app.tell_admins(
+                self.app.t(
+                    "payment_unhandled_admin",
+                    user=turn.sender_id,
+                    amount=paid.total_amount,
+                    currency=paid.currency,
+                    charge=paid.telegram_payment_charge_id,
+                    payload=paid.invoice_payload,
+                )
+            )
+        return Text(turn.t("payment_unhandled"))
+
     async def route(self, turn: Turn) -> Reply | None:
         """Find the command or the handler that answers this turn."""
         pressed = turn.record.pressed
@@ -483,6 +564,8 @@ class Pipeline:
                 turn.record.replied_by = plugin
                 return reply
         record = turn.record
+        if turn.kind == "payment":
+            return await self._unhandled_payment(turn)
         if record.unavailable and turn.addressed and not record.failed and not record.said:
             return Text(turn.t("unavailable"))  # a switched-off plugin might have answered
         if turn.is_private and not record.failed and not record.said:

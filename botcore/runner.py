@@ -28,7 +28,6 @@ from botcore.intake import PollingBot, Seen
 from botcore.journal import LEASE, JournalQueue
 from botcore.logs import redact
 from botcore.menu import publish_menu
-from botcore.metrics import MetricsServer
 from botcore.runtime import Runtime
 from botcore.scheduler import Limits, Scheduler
 from botcore.transport import AiohttpRequest, CheckedHTTPXRequest, NotBotApi
@@ -36,7 +35,7 @@ from botcore.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "pre_checkout_query"]
 
 
 def settle_heap() -> None:
@@ -111,12 +110,6 @@ class Runner:
         self.application.add_handler(TypeHandler(Update, self._once), group=-1)
         self.application.add_error_handler(self._on_error)
         self._webhook: WebhookServer | None = None
-        metrics = settings.metrics
-        self.metrics_server = (
-            MetricsServer(app.metrics, app.health, metrics.listen, metrics.port)
-            if metrics.enabled
-            else None
-        )
         self._secret = ""
         self._stop = asyncio.Event()
         self._sdk: asyncio.Task[None] | None = None
@@ -160,8 +153,6 @@ class Runner:
         settings = self.app.config.bot
         if self.app.uses_openai and settings.http_client == "httpx":  # answers go through the SDK
             await asyncio.to_thread(importlib.import_module, "openai")
-        if self.metrics_server is not None:
-            await self.metrics_server.start()
         settle_heap()
         await application.start()
         await self.journal.open()
@@ -290,8 +281,7 @@ class Runner:
 
     async def _start_webhook(self) -> None:
         settings = self.app.config.bot.webhook
-        if not settings.url:
-            raise StartupError("bot.webhook.url: required in webhook mode (the public HTTPS URL)")
+        assert settings.url is not None  # the config requires it in webhook mode
         given = settings.secret_token
         # Unset, it is derived from the bot token: every instance behind one URL agrees on it.
         token = self.app.config.bot.token.get_secret_value().encode()
@@ -345,8 +335,6 @@ class Runner:
         self.app.gate.stop_waiting()  # a turn waiting for a tool's approval must not hold the stop
         if application.running:
             await application.stop()
-        if self.metrics_server is not None:
-            await self.metrics_server.stop()
         await self.journal.close()  # every update taken was handled (or stays for the next run)
         await self.app.shutdown()
         with contextlib.suppress(TelegramError):

@@ -24,7 +24,7 @@ from botcore.guard import Guard
 from botcore.i18n import Texts, plugin_locales, read_locales
 from botcore.logs import redact
 from botcore.menu import publish_menu
-from botcore.metrics import Health, Metrics, PrometheusMetrics
+from botcore.metrics import Health, Metrics
 from botcore.pipeline import Pipeline
 from botcore.plugins import BUILTIN_PLUGINS, CORE, Plugins, available_plugins, maybe_await
 from botcore.store import HistoryStore, NewerSchema, Signal, Store, make_store
@@ -97,10 +97,8 @@ class Runtime:
         self._completions: Completions | None = None
         self.uses_openai = False
         self.health = Health(config.bot)
-        self.metrics: Metrics = (
-            PrometheusMetrics(self.health) if config.bot.metrics.enabled else Metrics()
-        )
-        """Counters and histograms for Prometheus; calls are no-ops unless [bot.metrics] is on."""
+        self.metrics = Metrics()
+        """Counters and histograms: no-ops until a plugin's `metrics_recorder` provides one."""
         self._background: set[asyncio.Task[object]] = set()
         self.delivery = Delivery(self)
         self.pipeline = Pipeline(self)
@@ -539,6 +537,16 @@ class Runtime:
                 ) from None
             if store is not None:
                 self.history = store
+                break
+        for impl in self.plugins.impls("metrics_recorder", disabled=True):
+            try:
+                recorder = await maybe_await(impl(app=self.public))
+            except Exception as exc:
+                raise StartupError(
+                    f"plugin {impl.plugin!r}: metrics_recorder failed: {type(exc).__name__}: {exc}"
+                ) from None
+            if recorder is not None:
+                self.metrics = recorder
                 break
         if self.store.shared and self._models:
             # Another instance's change reaches this one by a signal, and by a re-read now and

@@ -1,10 +1,10 @@
-"""Where botcore keeps state: conversations, small JSON records, counters, and cross-process locks.
+"""Where botcore keeps state: small JSON records, lists, counters, signals and cross-process locks.
 
 One `Store` per bot, chosen by `[store] backend` in bot.toml: SQLite by default, in the testing kit
 too (a file in each test's own working directory, unless the test passes `store=`) and in the
 console (which uses bot.toml's `[store]`); `memory` only when asked for. Plugins reach it as
-`app.store` (docs/plugin-guide.md shows how); the chat plugin sees conversations through the
-narrower, turn-based `HistoryStore` that the history plugin builds on top of it.
+`app.store` (docs/plugin-guide.md shows how). The store knows nothing of chats: the history plugin
+keeps conversations in its lists and offers them to the chat plugin as a turn-based `HistoryStore`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 if TYPE_CHECKING:
     from botcore.config import StoreSettings
@@ -28,9 +29,13 @@ Signal: TypeAlias = dict[str, Any]
 """A message for `Store.broadcast`: a JSON object of a few hundred bytes at most."""
 Change: TypeAlias = tuple[str, float, "float | None"]
 """A counter change for `Store.add_many`: (key, amount, ttl), as `add`'s arguments."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout of what this botcore keeps in a store. Each backend records it at `open` (a store
-from before versions were kept is taken to be 1), so a later release knows what to migrate from."""
+from before versions were kept is taken to be 1), so a later release knows what to migrate from.
+2: conversations (1 kept them as such) became lists in the namespace `OLD_CONVERSATIONS`."""
+OLD_CONVERSATIONS = "history"
+"""The list namespace a schema-1 store's conversations move to at open: the history plugin's, which
+was their only writer."""
 
 
 class NewerSchema(Exception):
@@ -66,36 +71,31 @@ class Store(Protocol):
         """Release connections; called once on the way out."""
         ...
 
-    # Conversations: an append-only list of chat messages per conversation key.
+    # Lists: per namespace and key, an append-only list of JSON items, each stamped with the time
+    # it was added (the history plugin keeps conversations in them). Keys may form a hierarchy
+    # with ":" (see `list_rename`).
 
-    async def messages(
-        self, conversation: str, *, limit: int, since: float = 0.0
-    ) -> list[ChatMessage]:
-        """The newest `limit` messages appended at or after unix time `since`, oldest first."""
+    async def list_read(
+        self, namespace: str, key: str, *, limit: int, since: float = 0.0
+    ) -> list[Any]:
+        """The newest `limit` items added at or after unix time `since`, oldest first."""
         ...
 
-    async def append(
-        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
-    ) -> None:
-        """Add messages at the end (all or none), then drop all but the newest `keep`."""
+    async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
+        """Add items at the end (all or none), then drop all but the newest `keep`."""
         ...
 
-    async def clear(self, conversation: str) -> None:
-        """Forget a conversation."""
+    async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
+        """Make the list exactly `items`, all or nothing; [] deletes it."""
         ...
 
-    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
-        """Make the conversation exactly `messages`, all or nothing (/retry drops an answer)."""
+    async def list_expire(self, namespace: str, before: float) -> None:
+        """Drop every item of the namespace's lists added before unix time `before`."""
         ...
 
-    async def expire(self, before: float) -> None:
-        """Forget every message appended before unix time `before` (retention)."""
-        ...
-
-    async def move(self, old: str, new: str) -> None:
-        """Give every conversation keyed `old`, or `old` + ":" + more, the key with `new` in
-        place of `old` (a group became a supergroup: its conversations follow it). Messages the
-        new key already holds come after the moved ones, which are older."""
+    async def list_rename(self, namespace: str, old: str, new: str) -> None:
+        """Give every list keyed `old`, or `old` + ":" + more, the key with `new` in place of
+        `old`. Items the new key already holds come after the moved ones, which are older."""
         ...
 
     # Records: small JSON values by namespace and key (per-user settings, admin overrides).
@@ -163,7 +163,13 @@ class Store(Protocol):
 
 class HistoryStore(Protocol):
     """Where a conversation's messages live. The store decides what "conversation" means for a turn
-    (per user in private chats, per chat or per user in groups), so its users never compute keys."""
+    (per user in private chats, per chat or per user in groups, which of a user's saved ones), so
+    its users never compute keys."""
+
+    async def conversation(self, turn: Turn) -> str:
+        """The key of the turn's conversation, for plugins that keep things beside it (the
+        documents a user sent); it changes when the conversation does (/new, /chats)."""
+        ...
 
     async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
         """The conversation's messages, oldest first: the newest `limit` of them if given (the
@@ -172,6 +178,20 @@ class HistoryStore(Protocol):
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
         """Add messages at the end; durable when this returns."""
+        ...
+
+    async def draft(self, turn: Turn, content: str | None) -> None:
+        """The turn's answer as far as the user has seen it, kept until `append` stores it (a
+        kill -9 mid-answer loses none of it); None drops it (the user stopped the answer)."""
+        ...
+
+    async def summary(self, turn: Turn) -> str | None:
+        """The summary kept in place of the conversation's older messages, if any."""
+        ...
+
+    async def compact(self, turn: Turn, summary: str, *, keep: int) -> None:
+        """Keep `summary` in place of every message but the newest `keep` (the conversation
+        outgrew what the model is sent); `clear` forgets it with the rest."""
         ...
 
     async def clear(self, turn: Turn) -> None:
@@ -233,22 +253,47 @@ def hand_on(callbacks: Sequence[Callable[[Signal], None]], message: Signal) -> N
             log.exception("store: a signal listener failed")
 
 
+BUILT_IN = ("sqlite", "memory")
+"""The backends of the core itself; any other comes from the `botcore.stores` group."""
+STORES_GROUP = "botcore.stores"
+"""The entry point group of store backends: a name for `[store] backend` -> a factory that takes
+`[store] url` and returns an unopened Store (botcore's own: postgres, redis)."""
+
+
 def make_store(settings: StoreSettings) -> Store:
-    """The backend `[store]` names, not yet opened."""
+    """The backend `[store]` names, not yet opened: sqlite and memory are the core's own, any
+    other comes from the `botcore.stores` entry point group."""
     if settings.backend == "memory":
         from botcore.stores.memory import MemoryStore
 
         return MemoryStore()
-    if settings.backend in ("postgres", "redis"):
-        assert settings.url is not None  # the config requires it
-        url = settings.url.get_secret_value()
-        if settings.backend == "postgres":
-            from botcore.stores.postgres import PostgresStore
+    if settings.backend == "sqlite":
+        from botcore.stores.sqlite import SQLiteStore
 
-            return PostgresStore(url)
-        from botcore.stores.redis import RedisStore
+        return SQLiteStore(settings.path)
+    from botcore.config import ConfigError
 
-        return RedisStore(url)
-    from botcore.stores.sqlite import SQLiteStore
+    assert settings.url is not None  # the config requires it, and a backend that is installed
+    factory = store_backends()[settings.backend]
+    try:
+        return cast("Store", factory.load()(settings.url.get_secret_value()))
+    except ConfigError:  # the backend's own message (botcore's: the extra to install)
+        raise
+    except Exception as exc:  # a broken third-party backend: one line, naming it
+        raise ConfigError(
+            f'store: backend "{settings.backend}" failed to load: {type(exc).__name__}: {exc}'
+        ) from None
 
-    return SQLiteStore(settings.path)
+
+def store_backends() -> dict[str, metadata.EntryPoint]:
+    """The installed backends besides sqlite and memory, by name."""
+    return {ep.name: ep for ep in metadata.entry_points(group=STORES_GROUP)}
+
+
+def describe_store(settings: StoreSettings) -> str:
+    """The backend in use and where it comes from, for `botcore check` and `botcore plugins`."""
+    if settings.backend in BUILT_IN:
+        return f"{settings.backend} (built-in)"
+    ep = store_backends()[settings.backend]
+    dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown package"
+    return f"{settings.backend} ({ep.value}, from {dist})"

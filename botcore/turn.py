@@ -138,6 +138,9 @@ class Turn:
     """Set by a pre_message hook to end the turn in silence: nothing routes, nothing is sent."""
     usage: dict[str, float] = field(default_factory=dict)
     """What this turn consumed, by metered item; see `meter()`."""
+    prices: dict[str, float] = field(default_factory=dict)
+    """This turn's own price per unit of some items (chat sets the chosen model's price per
+    token), used by the usage ledger instead of its configured price for them."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins to pass notes along the pipeline (namespaced keys, please)."""
     record: Record = field(default_factory=Record, repr=False)

@@ -19,9 +19,13 @@ MessageKind: TypeAlias = Literal[
     "document",
     "sticker",
     "button",
+    "payment",
+    "pre_checkout",
     "other",
 ]
-"""What an incoming message carries; pre_message hooks may change it (voice -> text)."""
+"""What an incoming message carries; pre_message hooks may change it (voice -> text). A
+"payment" is a `successful_payment` (Telegram Stars); "pre_checkout" is the turn of the
+`pre_checkout` hook, before a user pays."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,14 @@ class Document:
     caption: str | None = None
 
 
+class Reasoning(str):
+    """A piece of a TextStream that is the model's reasoning, not its answer: delivery shows it
+    collapsed (an expandable blockquote) above the answer; it is never the answer's text (not in
+    `on_show`, not read aloud, not kept in the history)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class TextStream:
     """Text that arrives in pieces (a streaming model): shown at once, then edited as it grows."""
@@ -93,7 +105,33 @@ class TextStream:
     so that the plugin can keep what the user saw: a kill -9 mid-answer then loses nothing."""
 
 
-Reply: TypeAlias = Text | Photo | Voice | Document | TextStream
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice in Telegram Stars (XTR): a message with a Pay button, or with `subscription`
+    a link to a subscription renewed every 30 days (Telegram's only period) until cancelled.
+    Before the user pays, the `pre_checkout` hooks judge it; the payment then comes as a turn
+    of kind "payment" (`turn.message.successful_payment`, whose `invoice_payload` is `payload`)."""
+
+    title: str
+    """1-32 characters."""
+    description: str
+    """1-255 characters."""
+    payload: str
+    """What the payment will carry back, 1-128 bytes; the user never sees it."""
+    stars: int
+    """The price in Stars (1-10000)."""
+    subscription: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.title) <= 32 or not 1 <= len(self.description) <= 255:
+            raise ValueError("an Invoice needs a title of 1-32 and a description of 1-255 chars")
+        if not 1 <= len(self.payload.encode()) <= 128:
+            raise ValueError("an Invoice's payload is 1-128 bytes")
+        if not 1 <= self.stars <= 10000:
+            raise ValueError("an Invoice asks for 1-10000 Stars")
+
+
+Reply: TypeAlias = Text | Photo | Voice | Document | TextStream | Invoice
 """Anything a plugin may answer with; the core's delivery is the only code that sends it."""
 
 HandlerResult: TypeAlias = Reply | str | None
@@ -159,8 +197,9 @@ def as_reply(result: object) -> Reply | None:
     """Normalise what a handler returned: a string becomes Text; anything else is a plugin bug."""
     if isinstance(result, str):
         return Text(result) if result else None
-    if result is None or isinstance(result, Text | Photo | Voice | Document | TextStream):
+    if result is None or isinstance(result, Text | Photo | Voice | Document | TextStream | Invoice):
         return result
     raise TypeError(
-        f"expected a reply (Text, Photo, Voice, Document, TextStream or str), got {result!r:.80}"
+        "expected a reply (Text, Photo, Voice, Document, TextStream, Invoice or str), "
+        f"got {result!r:.80}"
     )

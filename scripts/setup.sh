@@ -51,7 +51,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
     sync=(--extra test --all-packages)
   else
     # The application's packages; --inexact leaves a test environment's extra packages alone.
-    sync=(--inexact)
+    # With the extras bot.toml may ask for (the shared stores' drivers, the metrics plugin's
+    # prometheus-client): a clone runs whatever it names, unchanged.
+    sync=(--inexact --extra metrics --extra postgres --extra redis)
   fi
   .uv/bin/uv sync --quiet --locked --python "$python" "${sync[@]}" || {
     echo "setup: could not install from uv.lock; if pyproject.toml changed, run .uv/bin/uv lock" \

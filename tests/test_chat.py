@@ -184,7 +184,11 @@ async def test_history_is_trimmed_to_the_budget(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     await start_bot(
-        ["history", "chat"], settings={**HISTORY, "chat": {"stream": False, "context_messages": 2}}
+        ["history", "chat"],
+        settings={
+            **HISTORY,
+            "chat": {"stream": False, "context_messages": 2, "summarize": False},
+        },
     )
     for text in ("one", "two", "three"):
         await telegram.reply_to(text)
@@ -200,7 +204,12 @@ async def test_token_budget_drops_oldest_turns(
         ["history", "chat"],
         settings={
             **HISTORY,
-            "chat": {"stream": False, "context_tokens": 300, "system_prompt": "S"},
+            "chat": {
+                "stream": False,
+                "context_tokens": 300,
+                "system_prompt": "S",
+                "summarize": False,  # summaries on: tests/test_summaries.py
+            },
         },
     )
     await telegram.reply_to("a" * 240)  # ~80 tokens, and its echo ~82

@@ -206,3 +206,24 @@ async def test_close_during_the_opening_closes_what_it_opens(
     go_on.set()
     await asyncio.gather(call, closing, return_exceptions=True)
     assert len(sessions) == 1 and sessions[0].closed
+
+
+@pytest.mark.parametrize("style", ["reasoning_content", "reasoning"])
+async def test_reasoning_that_arrived_together_is_one_chunk_before_the_text(
+    completions: Completions, openai_server: FakeOpenAI, style: Any
+) -> None:
+    openai_server.script_chat(
+        ChatReply(
+            chunks=["The ", "answer."],
+            reasoning_chunks=["Let ", "me ", "think."],
+            reasoning_style=style,
+        )
+    )
+    stream = await completions.create(REQUEST, stream=True)
+    deltas = [chunk.choices[0].delta async for chunk in stream if chunk.choices]
+    kinds = [(bool(d.get(style)), bool(d.content)) for d in deltas if d.get(style) or d.content]
+    assert kinds == [(True, False), (False, True)]  # merged by kind, never mixed, in order
+    assert [d.get(style) or d.content for d in deltas if d.get(style) or d.content] == [
+        "Let me think.",
+        "The answer.",
+    ]

@@ -76,6 +76,11 @@ BAD = [
         "opneai: unknown key (did you mean 'openai'?)",
     ),
     (
+        "a plugin's table at the top level",
+        GOOD + "\n[mcp.servers.files]\ncommand = 'x'\n",
+        "mcp: unknown key (a plugin's settings go under [plugins.mcp])",
+    ),
+    (
         "unknown plugin",
         GOOD.replace('"chat"]', '"chta"]'),
         "bot.plugins[1]: unknown plugin 'chta' (did you mean 'chat'?)",
@@ -127,6 +132,12 @@ BAD = [
     (
         "chat without an api key",
         GOOD.replace('api_key = "${OPENAI_API_KEY}"', ""),
+        "openai.api_key: required by the enabled plugins",
+    ),
+    (
+        "document embeddings without an api key",
+        GOOD.replace('api_key = "${OPENAI_API_KEY}"', "").replace('"chat"]', '"documents"]')
+        + '[plugins.documents]\nembeddings = "text-embedding-3-small"\n',
         "openai.api_key: required by the enabled plugins",
     ),
     (
@@ -206,7 +217,7 @@ def test_plugins_lists_hooks_and_commands(
         "hooks:    button_pressed, register_commands, register_handlers, register_texts, "
         "settings_model, startup" in output
     )
-    assert "commands: /retry, /mode, /model" in output
+    assert "commands: /retry, /mode, /model, /reasoning" in output
 
 
 def test_plugins_lists_tools(

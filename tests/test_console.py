@@ -199,7 +199,7 @@ def test_importing_the_console_does_not_import_the_testing_kit() -> None:
     """The console runs the bot against the kit's fake Telegram, but loads it only when it runs:
     the command line of a production bot never imports the testing kit."""
     check = (
-        "import sys, botcore.cli, botcore.console; "
+        "import sys, botcore.cli, botcore.testing.console; "
         "assert 'botcore.testing.fake_telegram' not in sys.modules, 'the kit was imported'"
     )
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -218,4 +218,4 @@ async def test_an_idle_conversation_starts_afresh(
 def _age(store: SQLiteStore, seconds: float) -> None:
     """Pretend every stored message is `seconds` older (a second connection to the same file)."""
     with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE messages SET created = created - ?", (seconds,))
+        db.execute("UPDATE lists SET created = created - ?", (seconds,))

@@ -46,6 +46,8 @@ async def test_commands_menu_is_registered_per_language(start_bot, telegram: Fak
         "help",
         "cancel",
         "clear",
+        "new",
+        "chats",
     ]
     ru = {c["command"]: c["description"] for c in telegram.commands[("default", "ru")]}
     assert ru["clear"] == "Забыть наш разговор"

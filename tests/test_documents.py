@@ -7,7 +7,7 @@ from typing import Any
 
 from documents_files import docx, encrypted_pdf, pdf
 
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 PLUGINS = ["history", "documents", "chat"]
@@ -296,3 +296,103 @@ async def test_only_the_newest_documents_are_kept(
     await telegram.reply_to("What do the animals do?")
     lent = excerpts(openai_server.last_chat_messages())
     assert "Dogs bark." in lent and "Cats" not in lent
+
+
+TOPICS = ["giraffes", "volcanoes", "pottery", "glaciers", "violins", "tramways"]
+ATLAS = pdf(
+    *(f"Chapter {i + 1} is about {t}. " + f"More on {t}. " * 40 for i, t in enumerate(TOPICS))
+)
+EMBEDDINGS = {
+    **SETTINGS,
+    "documents": {
+        "context_tokens": 600,
+        "chunk_chars": 800,
+        "embeddings": "text-embedding-3-small",
+    },
+}
+
+
+def meaning(text: str, dimensions: int) -> list[float]:
+    """The fake's vectors with a sense of meaning: violins are string instruments."""
+    lowered = text.lower()
+    musical = "violin" in lowered or "string instrument" in lowered
+    return (
+        [1.0, 0.0, *[0.0] * (dimensions - 2)] if musical else [0.0, 1.0, *[0.0] * (dimensions - 2)]
+    )
+
+
+def embedding_inputs(openai_server: FakeOpenAI) -> list[list[str]]:
+    return [
+        list((r.json or {}).get("input") or [])
+        for r in openai_server.requests
+        if r.path.endswith("/embeddings") and r.status == 200
+    ]
+
+
+async def test_embeddings_rank_parts_by_meaning_and_embed_each_part_once(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    openai_server.embedder = meaning
+    await start_bot(PLUGINS, settings=EMBEDDINGS)
+    await send_file(telegram, ATLAS, "atlas.pdf", "application/pdf")
+    # No word of the question is in the violins chapter ("chapter" is in all of them): only
+    # the meaning finds it.
+    await telegram.reply_to("Which chapter covers string instruments?")
+    lent = excerpts(openai_server.last_chat_messages())
+    assert "violins" in lent
+    assert not any(topic in lent for topic in TOPICS if topic != "violins")
+    [first] = embedding_inputs(openai_server)
+    assert first[0] == "Which chapter covers string instruments?" and len(first) > 6
+    assert any("Chapter 5 is about violins" in text for text in first[1:])
+    # The next question embeds itself only: the parts' vectors were kept with the document.
+    await telegram.reply_to("And the tramways?")
+    assert embedding_inputs(openai_server)[1:] == [["And the tramways?"]]
+    assert "tramways" in excerpts(openai_server.last_chat_messages())
+    # Every request names the configured model.
+    usage = [r for r in openai_server.requests if r.path.endswith("/embeddings")]
+    assert all(r.json and r.json["model"] == "text-embedding-3-small" for r in usage)
+
+
+async def test_a_failing_embeddings_endpoint_falls_back_to_words(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {**EMBEDDINGS, "documents": {**EMBEDDINGS["documents"], "embeddings_timeout": 0.5}}
+    await start_bot(PLUGINS, settings=settings)
+    await send_file(telegram, ATLAS, "atlas.pdf", "application/pdf")
+    openai_server.fail(
+        "embeddings", ErrorReply(400, "The model does not exist.", "invalid_request_error")
+    )
+    openai_server.script_chat("About violins.")
+    assert (await telegram.reply_to("Tell me about the violins")).text == "About violins."
+    lent = excerpts(openai_server.last_chat_messages())
+    assert "violins" in lent and "tramways" not in lent  # BM25 found it
+    # A hung endpoint: the question waits embeddings_timeout, then words rank.
+    openai_server.fail("embeddings", ErrorReply(hang=5))
+    openai_server.script_chat("About glaciers.")
+    assert (await telegram.reply_to("Tell me about the glaciers")).text == "About glaciers."
+    assert "glaciers" in excerpts(openai_server.last_chat_messages())
+    # Once the endpoint answers, the parts are embedded (then kept) and ranking uses them.
+    await telegram.reply_to("Tell me about the pottery")
+    [embedded] = embedding_inputs(openai_server)
+    assert embedded[0] == "Tell me about the pottery" and len(embedded) > 6
+
+
+async def test_a_question_about_a_document_reads_the_conversation_once(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The documents plugin (which markers are still there?) and the chat plugin (the context)
+    both load the conversation of a turn: the store is read for it once."""
+    running = await start_bot(PLUGINS, settings=SETTINGS)
+    await send_file(telegram, REPORT, "report.pdf", "application/pdf", caption="Revenue?")
+    store = running.app.store
+    reads: list[str] = []
+    real = store.list_read
+
+    async def counted(namespace: str, key: str, **kwargs: Any) -> list[Any]:
+        reads.append(key)
+        return await real(namespace, key, **kwargs)
+
+    store.list_read = counted
+    await telegram.reply_to("Who signed the report?")
+    assert "signed by Anna Petrova" in excerpts(openai_server.last_chat_messages())
+    assert reads == ["chat:42"]

@@ -15,7 +15,7 @@ import pytest
 from sample_plugins import toolbox
 
 from botcore import ConfigError
-from botcore.gate import AUDIT, render_arguments
+from botcore.gate import AUDIT, CALLS, render_arguments
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -246,7 +246,7 @@ async def test_audit_keeps_a_digest_never_the_arguments_and_only_admins_read_it(
     await telegram.reply_to("weather?")
     await telegram.reply_to("who am I?")
     await telegram.reply_to("1+2", user_id=ADMIN)
-    stored = await running.app.store.messages(AUDIT, limit=10)
+    stored = await running.app.store.list_read(AUDIT, CALLS, limit=10)
     assert "hunter2" not in json.dumps(stored)
     assert [(e["tool"], e["outcome"]) for e in stored] == [
         ("refuse", "error"), ("whoami", "refused:who"), ("add", "ok")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ async def test_retention_keeps_the_newest_messages(
     for text in ("one", "two", "three"):
         await telegram.reply_to(text)
     with sqlite3.connect("h.sqlite3") as db:
-        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+        (count,) = db.execute("SELECT COUNT(*) FROM lists").fetchone()
     assert count == 3
     # The store kept [echo: one, two, echo: two]; a context never opens on an assistant message.
     assert openai_server.last_chat_messages()[1:] == [
@@ -71,7 +72,7 @@ async def test_old_messages_expire(
     )
     await telegram.reply_to("ancient")
     with sqlite3.connect("h.sqlite3") as db:
-        db.execute("UPDATE messages SET created = created - 2 * 86400")
+        db.execute("UPDATE lists SET created = created - 2 * 86400")
     await telegram.reply_to("recent")
     assert user_texts(openai_server.last_chat_messages()) == ["recent"]
     assert running.app.history is not None
@@ -205,7 +206,7 @@ async def test_kill_9_mid_reply_loses_no_answered_turn(
     assert telegram.token.split(":")[1] not in stderr  # and the token never reached the log
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = [json.loads(r[0]) for r in db.execute("SELECT message FROM messages ORDER BY id")]
+        rows = [json.loads(r[0]) for r in db.execute("SELECT item FROM lists ORDER BY id")]
     for i in range(5):
         assert {"role": "user", "content": f"question {i}"} in rows
         assert {"role": "assistant", "content": f"echo: question {i}"} in rows
@@ -247,7 +248,7 @@ async def test_load_reads_only_the_newest_messages_asked_for() -> None:
     from botcore.stores.memory import MemoryStore
 
     history = History(MemoryStore(), lambda: Settings(max_messages=5))
-    turn: Any = SimpleNamespace(is_private=True, chat_id=7, topic_id=None, update_id=1)
+    turn: Any = SimpleNamespace(is_private=True, chat_id=7, topic_id=None, update_id=1, extra={})
     await history.append(turn, *({"role": "user", "content": str(n)} for n in range(8)))
     contents = [m["content"] for m in await history.load(turn)]
     assert contents == ["3", "4", "5", "6", "7"]  # retention kept 5
@@ -256,31 +257,40 @@ async def test_load_reads_only_the_newest_messages_asked_for() -> None:
     assert await history.load(turn, limit=0) == []
 
 
-async def test_an_older_file_loses_its_index_on_message_age(tmp_path: Path) -> None:
-    from botcore.stores.sqlite import SQLiteStore
-
-    path = tmp_path / "old.sqlite3"
-    with sqlite3.connect(path) as db:  # as earlier versions of botcore made it
+async def test_a_store_file_of_the_old_layout_opens_with_its_conversations(
+    start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A file written by botcore with schema 1 (conversations in a `messages` table) is migrated
+    at open: the conversation goes on where it was."""
+    with sqlite3.connect("h.sqlite3") as db:  # as earlier versions of botcore made it
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         db.execute(
             "CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, "
             "created REAL NOT NULL, message TEXT NOT NULL)"
         )
-        db.execute("CREATE INDEX messages_by_age ON messages (created)")
-        db.execute(
+        db.execute("CREATE INDEX messages_by_conversation ON messages (conversation, id)")
+        db.executemany(
             "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
-            ("chat:1", 1.0, '{"role": "user", "content": "kept as it was"}'),
+            [
+                ("chat:42", time.time(), json.dumps(m))
+                for m in (
+                    {"role": "user", "content": "the code is 1234"},
+                    {"role": "assistant", "content": "noted"},
+                )
+            ],
         )
-    store = SQLiteStore(path)
-    await store.open()
-    assert await store.messages("chat:1", limit=5) == [
-        {"role": "user", "content": "kept as it was"}
+    await start_bot(["history", "chat"], store=H, settings={"chat": NO_STREAM})
+    await telegram.reply_to("what was the code?")
+    assert openai_server.last_chat_messages()[1:] == [
+        {"role": "user", "content": "the code is 1234"},
+        {"role": "assistant", "content": "noted"},
+        {"role": "user", "content": "what was the code?"},
     ]
-    await store.close()
-    with sqlite3.connect(path) as db:
-        indexes = {
-            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
-        }
-    assert "messages_by_age" not in indexes and "messages_by_conversation" in indexes
+    with sqlite3.connect("h.sqlite3") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert "messages" not in tables and version == "2"
 
 
 async def test_a_setting_changed_after_start_up_applies_from_the_next_turn(

@@ -94,7 +94,7 @@ def test_every_package_is_in_the_distribution() -> None:
 
 
 def test_plugin_guide_quotes_the_generated_and_the_tested_code() -> None:
-    from botcore.scaffold import MODULE
+    from botcore.testing.scaffold import MODULE
 
     guide = (REPO / "docs" / "plugin-guide.md").read_text(encoding="utf-8")
     generated = MODULE.lstrip("\n").replace("@NAME@", "greeter")

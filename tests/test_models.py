@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import ChatReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 
 MODELS: dict[str, Any] = {
@@ -117,3 +117,47 @@ async def test_images_go_to_the_chosen_model_when_it_takes_them(
     await telegram.send_photo(picture.getvalue(), caption="and now?")
     await telegram.next_message(42)
     assert models_asked(openai_server)[-1] == "gpt-eyes"  # the chosen model takes images
+
+
+async def pick(telegram: FakeTelegram, label: str) -> None:
+    menu = await telegram.reply_to("/model")
+    await telegram.send_callback_query(menu, button_text=label)
+    await telegram.next_message(42)
+
+
+async def test_each_model_is_priced_at_its_own_price_in_the_ledger(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    priced = {
+        "gpt-default": {"input_price": 1.0, "output_price": 4.0},  # per 1M tokens
+        "gpt-pricey": {"label": "Pricey", "input_price": 10_000, "output_price": 40_000},
+        "gpt-plain": {"label": "Plain"},  # no price: [plugins.usage] prices
+    }
+    usage = {
+        "prices": {"chat.input_tokens": 0.000002, "chat.output_tokens": 0.000008},
+        "user": {"daily": {"cost": 1}},
+    }
+    chat = {"stream": False, "model": "gpt-default", "models": priced}
+    await start_bot(["usage", "chat"], settings={"chat": chat, "usage": usage})
+    spent = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,  # 200 of them reasoning: billed as output, once
+        "total_tokens": 1500,
+        "completion_tokens_details": {"reasoning_tokens": 200},
+    }
+    openai_server.script_chat(ChatReply(text="one", usage=spent))
+    await telegram.reply_to("hello")
+    report = (await telegram.reply_to("/usage")).text or ""
+    assert "cost: $0.003\n" in report  # 1000 × $1/1M + 500 × $4/1M
+    await pick(telegram, "Plain")
+    openai_server.script_chat(ChatReply(text="two", usage=spent))
+    await telegram.reply_to("hello")
+    report = (await telegram.reply_to("/usage")).text or ""
+    assert "cost: $0.009\n" in report  # + 1000 × $0.000002 + 500 × $0.000008
+    # The budget is checked at the chosen model's price: 1000 answer tokens of Pricey are $40.
+    await pick(telegram, "Pricey")
+    refused = await telegram.reply_to("hello")
+    assert refused.text is not None and refused.text.startswith(
+        "You have used up your daily budget"
+    )
+    assert models_asked(openai_server) == ["gpt-default", "gpt-plain"]

@@ -14,11 +14,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from botcore_metrics import PrometheusMetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from botcore.config import BotSettings
 from botcore.logs import JsonFormatter, RedactingFormatter, plain_fields
-from botcore.metrics import Health, Metrics, PrometheusMetrics
+from botcore.metrics import Health, Metrics
 from botcore.testing.fake_openai import ErrorReply, FakeOpenAI
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
@@ -149,12 +150,11 @@ async def test_metrics_and_health_over_http(
     start_bot, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
     running = await start_bot(
-        [BOOM, "chat"],
-        bot={"metrics": {"enabled": True, "listen": "127.0.0.1", "port": 0}},
-        settings={"chat": {"model": "gpt-test"}},
+        ["metrics", BOOM, "chat"],
+        settings={"metrics": {"listen": "127.0.0.1", "port": 0}, "chat": {"model": "gpt-test"}},
     )
     app = running.app
-    base = f"http://127.0.0.1:{running.runner.metrics_server.port}"
+    base = f"http://127.0.0.1:{running.app.metrics.server.port}"
     async with aiohttp.ClientSession() as http:
 
         async def get(path: str) -> tuple[int, str]:
@@ -198,7 +198,7 @@ async def test_metrics_and_health_over_http(
 
 async def test_metrics_off_by_default_and_a_no_op(start_bot, telegram: FakeTelegram) -> None:
     running = await start_bot([BOOM])
-    assert running.runner.metrics_server is None and not running.app.metrics.enabled
+    assert not running.app.metrics.enabled
     running.app.metrics.count("budget_rejections", plugin="usage")  # plugins may call it anyway
     with running.app.metrics.timed("llm_seconds", plugin="x", model="y"):
         pass
@@ -211,10 +211,74 @@ async def test_metrics_off_by_default_and_a_no_op(start_bot, telegram: FakeTeleg
 async def test_busy_metrics_port_stops_start_up(bot_harness, start_bot) -> None:
     from botcore.config import StartupError
 
-    running = await start_bot([], bot={"metrics": {"enabled": True, "port": 0}})
-    port = running.runner.metrics_server.port
-    with pytest.raises(StartupError, match=rf"bot.metrics: cannot listen on 127.0.0.1:{port}"):
-        await start_bot([], bot={"metrics": {"enabled": True, "port": port}})
+    running = await start_bot(["metrics"], settings={"metrics": {"port": 0}})
+    port = running.app.metrics.server.port
+    with pytest.raises(StartupError, match=rf"plugins.metrics: cannot listen on 127.0.0.1:{port}"):
+        await start_bot(["metrics"], settings={"metrics": {"port": port}})
+
+
+async def test_a_plugins_metrics_recorder_records_the_core_and_the_plugins(
+    start_bot, telegram: FakeTelegram
+) -> None:
+    """The metrics_recorder hook: what app.metrics is told reaches the plugin's recorder."""
+    running = await start_bot(["sample_plugins.tally", BOOM])
+    assert (await telegram.reply_to("/tally")).text == "counted"
+    await telegram.reply_to("/boom")
+    await telegram.wait_for(lambda: running.runtime.health.updates == 2, poll_interval=0.05)
+    tally = running.app.metrics
+    assert ("visits", 1, {"plugin": "tally"}) in tally.counts
+    assert ("updates", 1, {"kind": "command", "outcome": "answered"}) in tally.counts
+    assert ("updates", 1, {"kind": "command", "outcome": "error"}) in tally.counts
+    assert ("plugin_errors", 1, {"plugin": BOOM}) in tally.counts
+    assert tally.observed == [("turn_seconds", {"kind": "command"})] * 2
+
+
+def test_bot_metrics_of_old_points_to_the_plugin(tmp_path: Path) -> None:
+    """[bot.metrics] enabled = true turned metrics on before they were a plugin: it says where
+    they went; a table that left them off (the old shipped bot.toml) still loads."""
+    from botcore.config import ConfigError, load_config
+
+    config = tmp_path / "bot.toml"
+    config.write_text('[bot]\ntoken = "1:A"\n[bot.metrics]\nenabled = true\nport = 9091\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert str(raised.value) == (
+        'bot.metrics: moved to the metrics plugin: add "metrics" to bot.plugins, put listen and '
+        "port under [plugins.metrics], and remove [bot.metrics]"
+    )
+    config.write_text('[bot]\ntoken = "1:A"\n[bot.metrics]\nenabled = false\nport = 9090\n')
+    assert load_config(config).bot.metrics is None
+
+
+def test_botcore_check_leaves_the_port_of_the_running_bot_alone(tmp_path: Path) -> None:
+    """Checking a config where the bot runs (its metrics port taken) passes; without
+    prometheus-client the check names the extra to install."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "bot.toml"
+        config.write_text(
+            '[bot]\ntoken = "1:A"\nplugins = ["metrics"]\n[store]\nbackend = "memory"\n'
+            f"[plugins.metrics]\nport = {port}\n"
+        )
+        check = [sys.executable, "-m", "botcore.cli", "check", "-c", str(config)]
+        done = subprocess.run(check, capture_output=True, text=True, cwd=tmp_path)
+        assert (done.returncode, done.stderr) == (0, "")
+        code = (  # None in sys.modules: as if prometheus-client were not installed
+            "import sys; sys.modules['prometheus_client'] = None; from botcore.cli import main; "
+            f"sys.exit(main(['check', '-c', {str(config)!r}]))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "botcore: error: plugins.metrics: needs the prometheus_client package, which is not "
+        "installed: pip install 'botcore-framework[metrics]'\n",
+    )
 
 
 def test_health_polling_goes_stale_without_getupdates() -> None:

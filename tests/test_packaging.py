@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 VERSION = PYPROJECT["project"]["version"]
 FIRST_PARTY = PYPROJECT["project"]["entry-points"]["botcore"]  # name -> module botcore_<name>
+SHIPPED = {  # every folder under plugins/ -> its module: the plugins and the store backends
+    folder.removeprefix("plugins/"): module
+    for module, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items()
+    if folder.startswith("plugins/")
+}
 ENV = {"TELEGRAM_BOT_TOKEN": "123456:packaging-test", "OPENAI_API_KEY": "sk-packaging-test"}
 # Build output, caches and secrets of a working checkout: none of it may reach a release.
 NOT_SOURCE = shutil.ignore_patterns(
@@ -140,14 +145,15 @@ def test_the_wheel_carries_the_core_the_plugins_their_data_and_types(dist: Dist)
     for path in (REPO / "botcore").rglob("*"):
         if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
             expected.add(path.relative_to(REPO).as_posix())
-    for name, module in FIRST_PARTY.items():
+    assert FIRST_PARTY.items() <= SHIPPED.items()
+    for name, module in SHIPPED.items():
         for path in (REPO / "plugins" / name).rglob("*.py"):
             expected.add(f"{module}/{path.relative_to(REPO / 'plugins' / name).as_posix()}")
     assert {"botcore/locales/en.toml", "botcore/locales/ru.toml"} <= expected
     assert sorted(expected - names) == []
     # Nothing else at the top level: no "plugins", "tests" or "bench" package.
     tops = {name.split("/")[0] for name in names}
-    assert tops == {"botcore", *FIRST_PARTY.values(), f"botcore_framework-{VERSION}.dist-info"}
+    assert tops == {"botcore", *SHIPPED.values(), f"botcore_framework-{VERSION}.dist-info"}
     assert f"botcore_framework-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "Name: botcore-framework\n" in metadata
     assert "License-Expression: MIT\n" in metadata
@@ -193,8 +199,9 @@ def test_the_installed_wheel_checks_and_lists_the_shipped_bot(dist: Dist, tmp_pa
     assert enabled in checked
 
     listed = run(botcore, "plugins", "--config", config, cwd=tmp_path, env=env)
-    # mcp needs the [mcp] extra and the operator's own servers: the shipped bot leaves it out.
-    for name in FIRST_PARTY.keys() - {"mcp"}:
+    # mcp needs the [mcp] extra and the operator's own servers, payments the operator's packages,
+    # metrics a port for a scraper: the shipped bot leaves them out.
+    for name in FIRST_PARTY.keys() - {"mcp", "payments", "metrics"}:
         assert f"\n{name} {VERSION} (first-party)" in f"\n{listed}"
     assert f"welcome {VERSION} (built-in)" in listed
     for secret in ENV.values():

@@ -9,9 +9,9 @@ from botcore.testing.fake_telegram import FakeTelegram
 
 SETTINGS = {"chat": {"stream": False}}
 COMMANDS = {
-    "history": ["/clear"],
+    "history": ["/clear", "/new", "/chats"],
     "image": ["/image"],
-    "chat": ["/retry", "/mode", "/model"],
+    "chat": ["/retry", "/mode", "/model", "/reasoning"],
     "voice": ["/voice"],
 }
 

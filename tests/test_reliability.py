@@ -222,7 +222,7 @@ async def test_200_users_under_30_percent_failures_get_one_message_each(
     assert 0 < answered < 200
     await running.stop()  # closes the store: everything committed is on disk
     with sqlite3.connect(tmp_path / "h.sqlite3") as db:
-        rows = [json.loads(r[0]) for r in db.execute("SELECT message FROM messages")]
+        rows = [json.loads(r[0]) for r in db.execute("SELECT item FROM lists")]
     for user in users:  # every question kept, every answer shown is remembered
         assert {"role": "user", "content": f"question from {user}"} in rows
         shown = telegram.bot_messages(user)[0].text
@@ -620,7 +620,7 @@ async def test_kill_9_during_a_burst_loses_no_answered_turn(
     assert 70 <= len(answered) < 180  # killed mid-burst
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = [json.loads(r[0]) for r in db.execute("SELECT message FROM messages")]
+        rows = [json.loads(r[0]) for r in db.execute("SELECT item FROM lists")]
     for text in answered:
         question = text.removeprefix("echo: ")
         assert {"role": "user", "content": question} in rows, question

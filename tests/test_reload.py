@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from botcore.reload import editable_plugin_roots, watched_roots
 from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.reload import editable_plugin_roots, watched_roots
 
 PLUGIN = '''
 """A plugin under development: /version tells which code and settings are running."""

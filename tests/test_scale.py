@@ -20,13 +20,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from botcore_shared_stores.testing import waiting, wipe
 
 from botcore.store import Store
 from botcore.stores.memory import MemoryStore
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
-from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
+from botcore.testing.stores import SERVERS, Server, server_store, server_url
 from botcore.testing.toml_writer import to_toml
 
 INSTANCES = 3
@@ -436,7 +437,9 @@ async def test_denials_made_at_once_on_three_instances_are_all_kept(cluster: Clu
 
 def without_chat(menu: str) -> str:
     """A menu's command names without the chat plugin's."""
-    return " ".join(name for name in menu.split() if name not in ("retry", "mode", "model"))
+    return " ".join(
+        name for name in menu.split() if name not in ("retry", "mode", "model", "reasoning")
+    )
 
 
 def menus(telegram: FakeTelegram) -> list[str]:

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from botcore_history import CURRENT
+from botcore_history.saved import CHATS
+from botcore_shared_stores.postgres import PostgresStore
+from botcore_shared_stores.redis import RedisStore
+from botcore_shared_stores.testing import wipe
 
 from botcore.config import Config, StartupError, validate
 from botcore.journal import Journal
 from botcore.runtime import Runtime
 from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
-from botcore.stores.postgres import PostgresStore
-from botcore.stores.redis import RedisStore
 from botcore.stores.sqlite import SQLiteStore
-from botcore.testing.stores import server_store, wipe
+from botcore.testing.stores import server_store
+
+N = "chats"
+"""The namespace of the lists these tests use."""
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
@@ -39,98 +48,143 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 async def test_messages_come_back_oldest_first_within_the_limit(store: Store) -> None:
-    await store.append("c", [{"role": "user", "content": "one"}], keep=10)
-    await store.append(
-        "c", [{"role": "assistant", "content": "two"}, {"role": "user", "content": "три"}], keep=10
+    await store.list_push(N, "c", [{"role": "user", "content": "one"}], keep=10)
+    await store.list_push(
+        N,
+        "c",
+        [{"role": "assistant", "content": "two"}, {"role": "user", "content": "три"}],
+        keep=10,
     )
-    assert [m["content"] for m in await store.messages("c", limit=10)] == ["one", "two", "три"]
-    assert [m["content"] for m in await store.messages("c", limit=2)] == ["two", "три"]
-    assert await store.messages("other", limit=10) == []
+    assert [m["content"] for m in await store.list_read(N, "c", limit=10)] == ["one", "two", "три"]
+    assert [m["content"] for m in await store.list_read(N, "c", limit=2)] == ["two", "три"]
+    assert await store.list_read(N, "other", limit=10) == []
 
 
 async def test_append_keeps_the_newest(store: Store) -> None:
     for i in range(5):
-        await store.append("c", [{"role": "user", "content": str(i)}], keep=3)
-    assert [m["content"] for m in await store.messages("c", limit=100)] == ["2", "3", "4"]
+        await store.list_push(N, "c", [{"role": "user", "content": str(i)}], keep=3)
+    assert [m["content"] for m in await store.list_read(N, "c", limit=100)] == ["2", "3", "4"]
 
 
 async def test_messages_are_values_not_shared_objects(store: Store) -> None:
     message = {"role": "user", "content": "x", "extra": {"n": 1}}
-    await store.append("c", [message], keep=10)
+    await store.list_push(N, "c", [message], keep=10)
     message["content"] = "changed"
-    loaded = await store.messages("c", limit=10)
+    loaded = await store.list_read(N, "c", limit=10)
     loaded[0]["extra"]["n"] = 2
-    assert await store.messages("c", limit=10) == [
+    assert await store.list_read(N, "c", limit=10) == [
         {"role": "user", "content": "x", "extra": {"n": 1}}
     ]
 
 
 async def test_clear_and_expire(store: Store) -> None:
-    await store.append("a", [{"role": "user", "content": "a"}], keep=10)
-    await store.append("b", [{"role": "user", "content": "b"}], keep=10)
-    await store.clear("a")
-    assert await store.messages("a", limit=10) == []
-    assert len(await store.messages("b", limit=10)) == 1
-    assert await store.messages("b", limit=10, since=2**40) == []
-    await store.expire(2**40)  # everything is older than the far future
-    assert await store.messages("b", limit=10) == []
+    await store.list_push(N, "a", [{"role": "user", "content": "a"}], keep=10)
+    await store.list_push(N, "b", [{"role": "user", "content": "b"}], keep=10)
+    await store.list_set(N, "a", [])
+    assert await store.list_read(N, "a", limit=10) == []
+    assert len(await store.list_read(N, "b", limit=10)) == 1
+    assert await store.list_read(N, "b", limit=10, since=2**40) == []
+    await store.list_expire(N, 2**40)  # everything is older than the far future
+    assert await store.list_read(N, "b", limit=10) == []
 
 
 async def test_expire_forgets_exactly_what_is_older(store: Store) -> None:
     for n in range(20):
-        await store.append(f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
+        await store.list_push(N, f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
     await asyncio.sleep(0.02)
     middle = time.time()
     await asyncio.sleep(0.02)
     for n in range(20, 25):
-        await store.append(f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
-    await store.clear("c1")  # a gap among the ids
-    await store.expire(middle)
-    kept = [m["content"] for c in ("c0", "c1", "c2") for m in await store.messages(c, limit=100)]
+        await store.list_push(N, f"c{n % 3}", [{"role": "user", "content": str(n)}], keep=100)
+    await store.list_set(N, "c1", [])  # a gap among the ids
+    await store.list_expire(N, middle)
+    kept = [
+        m["content"] for c in ("c0", "c1", "c2") for m in await store.list_read(N, c, limit=100)
+    ]
     assert sorted(kept, key=int) == ["20", "21", "23", "24"]
-    await store.expire(middle)  # nothing more to do
-    await store.expire(0)
-    assert len(await store.messages("c0", limit=100)) == 2
+    await store.list_expire(N, middle)  # nothing more to do
+    await store.list_expire(N, 0)
+    assert len(await store.list_read(N, "c0", limit=100)) == 2
 
 
 async def test_replace_is_the_whole_conversation(store: Store) -> None:
-    await store.append("c", [{"role": "user", "content": str(i)} for i in range(4)], keep=10)
-    await store.append("d", [{"role": "user", "content": "d"}], keep=10)
-    await store.replace("c", [{"role": "user", "content": "0"}, {"role": "user", "content": "1"}])
-    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1"]
-    await store.append("c", [{"role": "user", "content": "2"}], keep=10)
-    assert [m["content"] for m in await store.messages("c", limit=10)] == ["0", "1", "2"]
-    await store.replace("c", [])
-    assert await store.messages("c", limit=10) == []
-    assert len(await store.messages("d", limit=10)) == 1
+    await store.list_push(N, "c", [{"role": "user", "content": str(i)} for i in range(4)], keep=10)
+    await store.list_push(N, "d", [{"role": "user", "content": "d"}], keep=10)
+    await store.list_set(
+        N, "c", [{"role": "user", "content": "0"}, {"role": "user", "content": "1"}]
+    )
+    assert [m["content"] for m in await store.list_read(N, "c", limit=10)] == ["0", "1"]
+    await store.list_push(N, "c", [{"role": "user", "content": "2"}], keep=10)
+    assert [m["content"] for m in await store.list_read(N, "c", limit=10)] == ["0", "1", "2"]
+    await store.list_set(N, "c", [])
+    assert await store.list_read(N, "c", limit=10) == []
+    assert len(await store.list_read(N, "d", limit=10)) == 1
 
 
 async def test_move_renames_a_conversation_and_those_under_it(store: Store) -> None:
     def said(*texts: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": t} for t in texts]
 
-    await store.append("chat:-5", said("a", "b"), keep=10)
-    await store.append("chat:-5:user:7", said("u"), keep=10)
-    await store.append("chat:-50", said("other group"), keep=10)
-    await store.append("chat:-100", said("already there"), keep=10)
-    await store.move("chat:-5", "chat:-100")
-    assert await store.messages("chat:-5", limit=10) == []
-    assert await store.messages("chat:-5:user:7", limit=10) == []
-    assert [m["content"] for m in await store.messages("chat:-100", limit=10)] == [
+    await store.list_push(N, "chat:-5", said("a", "b"), keep=10)
+    await store.list_push(N, "chat:-5:user:7", said("u"), keep=10)
+    await store.list_push(N, "chat:-50", said("other group"), keep=10)
+    await store.list_push(N, "chat:-100", said("already there"), keep=10)
+    await store.list_rename(N, "chat:-5", "chat:-100")
+    assert await store.list_read(N, "chat:-5", limit=10) == []
+    assert await store.list_read(N, "chat:-5:user:7", limit=10) == []
+    assert [m["content"] for m in await store.list_read(N, "chat:-100", limit=10)] == [
         "a",
         "b",
         "already there",  # newer than the moved ones
     ]
-    assert [m["content"] for m in await store.messages("chat:-100:user:7", limit=10)] == ["u"]
-    assert [m["content"] for m in await store.messages("chat:-50", limit=10)] == ["other group"]
-    await store.move("chat:-5", "chat:-100")  # again: nothing left to move, nothing changes
-    assert len(await store.messages("chat:-100", limit=10)) == 3
-    await store.append("chat:-100", said("c"), keep=10)
-    await store.expire(0)
-    assert [m["content"] for m in await store.messages("chat:-100", limit=2)] == [
+    assert [m["content"] for m in await store.list_read(N, "chat:-100:user:7", limit=10)] == ["u"]
+    assert [m["content"] for m in await store.list_read(N, "chat:-50", limit=10)] == ["other group"]
+    await store.list_rename(
+        N, "chat:-5", "chat:-100"
+    )  # again: nothing left to move, nothing changes
+    assert len(await store.list_read(N, "chat:-100", limit=10)) == 3
+    await store.list_push(N, "chat:-100", said("c"), keep=10)
+    await store.list_expire(N, 0)
+    assert [m["content"] for m in await store.list_read(N, "chat:-100", limit=2)] == [
         "already there",
         "c",
     ]
+
+
+def group_turn(chat_id: int, update_id: int = 1) -> Any:
+    """The little of a Turn the history reads: a group message from user 7."""
+    return SimpleNamespace(
+        chat_id=chat_id, topic_id=None, is_private=False, sender_id=7, update_id=update_id, extra={}
+    )
+
+
+async def test_conversations_on_the_store_follow_a_group_and_expire(store: Store) -> None:
+    """The history plugin's conversations, saved ones and summaries, on each backend: a group
+    that became a supergroup takes them all along; retention forgets what is older."""
+    from botcore_history import History, Settings
+
+    history = History(store, lambda: Settings(max_age_days=1))
+    turn = group_turn(-5)
+    await history.append(turn, {"role": "user", "content": "old plan"})
+    await history.compact(turn, "earlier: a plan was made", keep=1)
+    turn.extra[CURRENT] = (history.scope(turn), f"{history.scope(turn)}:saved:1")
+    await store.put(CHATS, "chat:-5", {"current": 1, "chats": [{"id": 0}, {"id": 1}]})
+    await history.append(turn, {"role": "user", "content": "new plan"})
+    await history.move_chat(-5, -100)
+    moved = group_turn(-100)
+    assert await history.conversation(moved) == "chat:-100:saved:1"
+    assert [m["content"] for m in await history.load(moved)] == ["new plan"]
+    assert await store.list_read("history", "chat:-5:saved:1", limit=10) == []
+    old = group_turn(-100, update_id=2)
+    old.extra[CURRENT] = ("chat:-100", "chat:-100")
+    assert [m["content"] for m in await history.load(old)] == ["old plan"]
+    assert await history.summary(old) == "earlier: a plan was made"
+    await history.clear(old)  # the summary goes with it
+    assert await history.summary(old) is None
+    await store.list_push("history", "chat:-100", [{"role": "user", "content": "x"}], keep=5)
+    assert await store.get(CHATS, "chat:-5") is None
+    await store.list_expire("history", 2**40)
+    assert await history.load(group_turn(-100, update_id=3)) == []
 
 
 async def test_records(store: Store) -> None:
@@ -290,7 +344,7 @@ async def test_the_schema_version_is_recorded_and_a_newer_one_is_refused(store: 
             await again.open()
         await again.close()
         assert str(refused.value) == (
-            "written by a newer botcore (schema 3; this one reads 1): upgrade botcore"
+            f"written by a newer botcore (schema 3; this one reads {SCHEMA_VERSION}): upgrade botcore"
         )
         assert await recorded(store) == 3  # left as the newer botcore wrote it
         assert await store.get("settings", "42") == "kept"
@@ -298,12 +352,84 @@ async def test_the_schema_version_is_recorded_and_a_newer_one_is_refused(store: 
         await stamp(store, SCHEMA_VERSION)  # the test servers are shared by every test
 
 
+async def write_schema_1(store: Store, conversations: dict[str, list[str]]) -> None:
+    """Lay out `store` as botcore with schema 1 did: conversations of user messages, each a
+    second apart, in order."""
+    messages = [
+        (key, 1000.0 + n, json.dumps({"role": "user", "content": text}))
+        for n, (key, text) in enumerate((k, t) for k, ts in conversations.items() for t in ts)
+    ]
+    if isinstance(store, SQLiteStore):
+        with contextlib.closing(sqlite3.connect(store.path)) as db, db:
+            db.execute("DROP TABLE lists")
+            db.execute(
+                "CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, "
+                "created REAL NOT NULL, message TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX messages_by_age ON messages (created)")
+            db.executemany(
+                "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)", messages
+            )
+    elif isinstance(store, PostgresStore):
+        await store.pool.execute("DROP TABLE botcore_lists")
+        await store.pool.execute(
+            "CREATE TABLE botcore_messages (id BIGSERIAL PRIMARY KEY, conversation TEXT NOT NULL, "
+            "created DOUBLE PRECISION NOT NULL, message TEXT NOT NULL);"
+            "CREATE INDEX botcore_messages_by_conversation ON botcore_messages (conversation, id);"
+            "CREATE INDEX botcore_messages_by_age ON botcore_messages (created)"
+        )
+        await store.pool.executemany(
+            "INSERT INTO botcore_messages (conversation, created, message) VALUES ($1, $2, $3)",
+            messages,
+        )
+    else:
+        assert isinstance(store, RedisStore)
+        for key, created, message in messages:
+            await store.redis.rpush(f"botcore:m:{key}", f"{created:.6f} {message}")
+            await store.redis.sadd("botcore:conversations", key)
+    await stamp(store, 1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
+async def test_a_schema_1_store_opens_with_its_conversations_as_lists(
+    backend: str, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "old.db") if backend == "sqlite" else server_store(backend)
+    await store.open()
+    await wipe(store)
+    await store.put("settings", "42", "kept")
+    old = {"chat:5": ["one", "two"], "chat:-7:user:3": ["три"]}
+    await write_schema_1(store, old)
+    await store.close()
+    upgraded = another_client(store)
+    try:
+        await upgraded.open()
+        assert await recorded(upgraded) == SCHEMA_VERSION
+        for key, texts in old.items():
+            found = await upgraded.list_read("history", key, limit=10)
+            assert [m["content"] for m in found] == texts
+        assert await upgraded.list_read("history", "chat:5", limit=10, since=1001.0) == [
+            {"role": "user", "content": "two"}  # the times came along
+        ]
+        await upgraded.list_push("history", "chat:5", [{"role": "user", "content": "3"}], keep=3)
+        found = await upgraded.list_read("history", "chat:5", limit=10)
+        assert [m["content"] for m in found] == ["one", "two", "3"]  # after the old ones
+        assert await upgraded.get("settings", "42") == "kept"
+        await upgraded.close()
+        again = another_client(store)  # a second open has nothing left to migrate
+        await again.open()
+        assert len(await again.list_read("history", "chat:5", limit=10)) == 3
+        await again.close()
+    finally:
+        await upgraded.close()
+
+
 async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
     store = SQLiteStore(path)
     await store.put("settings", "42", "kept")
     await store.close()
-    await stamp(store, 2)
+    await stamp(store, SCHEMA_VERSION + 1)
     config = validate(
         Config, {"bot": {"token": "1:A"}, "store": {"backend": "sqlite", "path": str(path)}}
     )
@@ -312,7 +438,8 @@ async def test_a_bot_on_a_newer_store_does_not_start_and_says_why(tmp_path: Path
         await app.startup()
     await app.shutdown()
     assert str(refused.value) == (
-        "store: written by a newer botcore (schema 2; this one reads 1): upgrade botcore"
+        f"store: written by a newer botcore (schema {SCHEMA_VERSION + 1}; "
+        f"this one reads {SCHEMA_VERSION}): upgrade botcore"
     )
 
 
@@ -331,7 +458,10 @@ async def test_sqlite_opens_once_however_many_first_uses_arrive(
     await store.open()  # a new file is made on first use
     try:
         await asyncio.gather(
-            *(store.append(f"c{i}", [{"role": "user", "content": "hi"}], keep=5) for i in range(20))
+            *(
+                store.list_push(N, f"c{i}", [{"role": "user", "content": "hi"}], keep=5)
+                for i in range(20)
+            )
         )
     finally:
         await store.close()

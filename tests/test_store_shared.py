@@ -7,18 +7,20 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from botcore_shared_stores.postgres import PostgresStore
+from botcore_shared_stores.redis import RedisStore
+from botcore_shared_stores.server import StoreUnavailable
+from botcore_shared_stores.testing import waiting, wipe
 
 from botcore.config import ConfigError, load_config
 from botcore.store import Store
-from botcore.stores.postgres import PostgresStore
-from botcore.stores.redis import RedisStore
-from botcore.stores.server import StoreUnavailable
 from botcore.testing.harness import BotHarness
-from botcore.testing.stores import SERVERS, Server, server_store, server_url, waiting, wipe
+from botcore.testing.stores import SERVERS, Server, server_store, server_url
 
 
 @pytest.fixture(params=SERVERS)
@@ -192,6 +194,64 @@ def test_a_server_backend_needs_a_url_and_its_password_is_a_secret(tmp_path: Pat
     assert "postgresql://botcore:p%40ss-word@db:5432/botcore" in secrets
 
 
+def test_an_unknown_backend_names_the_installed_ones(tmp_path: Path) -> None:
+    config = tmp_path / "bot.toml"
+    config.write_text('[bot]\ntoken = "1:A"\n[store]\nbackend = "postgress"\nurl = "x://y"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert str(raised.value) == (
+        "store: unknown backend \"postgress\" (did you mean 'postgres'?) "
+        "(installed: sqlite, memory, postgres, redis)"
+    )
+
+
+@pytest.mark.parametrize(("backend", "driver"), [("postgres", "asyncpg"), ("redis", "redis")])
+def test_a_backend_without_its_driver_names_the_extra_to_install(
+    backend: str, driver: str, tmp_path: Path
+) -> None:
+    """The drivers are extras: `botcore check` on a machine without one says how to get it."""
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[bot]\ntoken = "1:A"\n[store]\nbackend = "{backend}"\n'
+        'url = "postgresql://botcore:secret-pass@127.0.0.1:9/botcore"\n'
+    )
+    code = (  # None in sys.modules: the driver cannot be imported, as if it were not installed
+        f"import sys; sys.modules[{driver!r}] = None; from botcore.cli import main; "
+        f"sys.exit(main(['check', '-c', {str(config)!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == (
+        f'botcore: error: store: backend "{backend}" needs the {driver} package, which is not '
+        f"installed: pip install 'botcore-framework[{backend}]'\n"
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", *SERVERS])
+def test_botcore_plugins_names_the_store_backend_and_its_package(
+    backend: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "bot.toml"
+    url = 'url = "redis://127.0.0.1:9/0"\n' if backend != "sqlite" else ""
+    config.write_text(f'[bot]\ntoken = "1:A"\n[store]\nbackend = "{backend}"\n{url}')
+    done = subprocess.run(
+        [sys.executable, "-m", "botcore.cli", "plugins", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    last = done.stdout.splitlines()[-1]
+    if backend == "sqlite":
+        assert last == "store: sqlite (built-in)"
+    else:
+        version = metadata.version("botcore-framework")
+        assert last == (
+            f"store: {backend} (botcore_shared_stores:{backend}_store, "
+            f"from botcore-framework {version})"
+        )
+
+
 def test_a_sqlite_bot_never_imports_the_server_drivers() -> None:
     """Start-up is benchmarked: asyncpg and redis load only for their backends."""
     code = (
@@ -223,10 +283,10 @@ async def test_a_broadcast_reaches_the_other_clients_listeners(pair: tuple[Store
 async def signal_connections(store: Store) -> int:
     """How many connections of the store's server wait for botcore's signals."""
     if isinstance(store, RedisStore):
-        from botcore.stores.redis import SIGNALS as CHANNEL
+        from botcore_shared_stores.redis import SIGNALS as CHANNEL
 
         return int(dict(await store.redis.pubsub_numsub(CHANNEL))[CHANNEL])
-    from botcore.stores.postgres import SIGNALS
+    from botcore_shared_stores.postgres import SIGNALS
 
     assert isinstance(store, PostgresStore)
     query = f'LISTEN "{SIGNALS}"'  # the last statement of a connection asyncpg made listen
@@ -301,7 +361,7 @@ async def test_a_lock_wait_ends_when_the_client_swallows_its_cancel() -> None:
     """redis-py 8.2 returns from a command cancelled mid-flight without raising the cancel: the
     lock's polling loop must still end, or a wait_for around it (the journal's take-over of a
     live instance's lease) never returns."""
-    from botcore.stores.server import hold
+    from botcore_shared_stores.server import hold
 
     class Swallowing:
         """A lease store whose lock is always taken, and whose client eats cancellations."""

@@ -12,7 +12,6 @@ from typing import Any
 from botcore.store import (
     SCHEMA_VERSION,
     Change,
-    ChatMessage,
     LocalLocks,
     LocalSignals,
     check_schema,
@@ -30,7 +29,7 @@ class MemoryStore(LocalSignals):
 
     def __init__(self) -> None:
         super().__init__()
-        self._conversations: dict[str, list[tuple[float, ChatMessage]]] = {}
+        self._lists: dict[tuple[str, str], list[tuple[float, Any]]] = {}
         self._records: dict[str, dict[str, str]] = {}
         self._counters: dict[str, dict[str, tuple[float, float | None]]] = {}
         self._locks = LocalLocks()
@@ -44,45 +43,42 @@ class MemoryStore(LocalSignals):
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def messages(
-        self, conversation: str, *, limit: int, since: float = 0.0
-    ) -> list[ChatMessage]:
-        """The newest `limit` messages at or after `since`, oldest first."""
-        rows = [m for t, m in self._conversations.get(conversation, []) if t >= since]
+    async def list_read(
+        self, namespace: str, key: str, *, limit: int, since: float = 0.0
+    ) -> list[Any]:
+        """The newest `limit` items at or after `since`, oldest first."""
+        rows = [item for t, item in self._lists.get((namespace, key), []) if t >= since]
         return copy.deepcopy(rows[-limit:] if limit > 0 else [])
 
-    async def append(
-        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
-    ) -> None:
-        """Add messages, keep the newest `keep`."""
+    async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
+        """Add items, keep the newest `keep`."""
         now = time.time()
-        rows = self._conversations.setdefault(conversation, [])
-        rows.extend((now, json.loads(json.dumps(m))) for m in messages)
+        rows = self._lists.setdefault((namespace, key), [])
+        rows.extend((now, json.loads(json.dumps(item))) for item in items)
         del rows[: max(len(rows) - keep, 0)]
+        if not rows:
+            del self._lists[namespace, key]
 
-    async def clear(self, conversation: str) -> None:
-        """Forget a conversation."""
-        self._conversations.pop(conversation, None)
+    async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
+        """Make the list exactly `items`."""
+        self._lists.pop((namespace, key), None)
+        if items:
+            await self.list_push(namespace, key, items, keep=len(items))
 
-    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
-        """Make the conversation exactly `messages`."""
-        self._conversations.pop(conversation, None)
-        if messages:
-            await self.append(conversation, messages, keep=len(messages))
+    async def list_rename(self, namespace: str, old: str, new: str) -> None:
+        """Rename `old` and the lists under it; what `new` held goes after."""
+        for ns, key in [k for k in self._lists if k[0] == namespace and _under(k[1], old)]:
+            moved = self._lists.pop((ns, key))
+            target = (ns, new + key[len(old) :])
+            self._lists[target] = moved + self._lists.get(target, [])
 
-    async def move(self, old: str, new: str) -> None:
-        """Rename `old` and the conversations under it; what `new` held goes after."""
-        for key in [k for k in self._conversations if _under(k, old)]:
-            moved = self._conversations.pop(key)
-            target = new + key[len(old) :]
-            self._conversations[target] = moved + self._conversations.get(target, [])
-
-    async def expire(self, before: float) -> None:
-        """Forget messages older than `before`."""
-        for key, rows in list(self._conversations.items()):
-            rows[:] = [(t, m) for t, m in rows if t >= before]
-            if not rows:
-                del self._conversations[key]
+    async def list_expire(self, namespace: str, before: float) -> None:
+        """Drop items older than `before`."""
+        for key, rows in list(self._lists.items()):
+            if key[0] == namespace:
+                rows[:] = [(t, item) for t, item in rows if t >= before]
+                if not rows:
+                    del self._lists[key]
 
     async def get(self, namespace: str, key: str) -> Any:
         """The value, or None."""

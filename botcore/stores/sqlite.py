@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import orjson
 
 from botcore.store import (
+    OLD_CONVERSATIONS,
     SCHEMA_VERSION,
     Change,
-    ChatMessage,
     LocalLocks,
     LocalSignals,
     check_schema,
@@ -44,14 +44,14 @@ CHECKPOINT_EVERY = 200
 META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 """Facts about the file itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
+CREATE TABLE IF NOT EXISTS lists (
     id INTEGER PRIMARY KEY,
-    conversation TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
     created REAL NOT NULL,
-    message TEXT NOT NULL
+    item TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, id);
-DROP INDEX IF EXISTS messages_by_age;
+CREATE INDEX IF NOT EXISTS lists_by_key ON lists (namespace, key, id);
 CREATE TABLE IF NOT EXISTS records (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -66,6 +66,15 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (namespace, key)
 );
 """
+MIGRATE_1 = f"""
+BEGIN IMMEDIATE;
+INSERT INTO lists (id, namespace, key, created, item)
+    SELECT id, '{OLD_CONVERSATIONS}', conversation, created, message FROM messages ORDER BY id;
+DROP TABLE messages;
+INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+COMMIT;
+"""
+"""Schema 1's conversations become lists, ids (their order) and times kept, in one transaction."""
 
 
 def _create_private(path: Path) -> None:
@@ -113,8 +122,11 @@ class SQLiteStore(LocalSignals):
             row = worker.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             check_schema(int(row[0]) if row else SCHEMA_VERSION)
             worker.executescript(SCHEMA)
+            old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
+            if worker.execute(old).fetchone():  # written by schema 1 (with or without its row)
+                worker.executescript(MIGRATE_1)
             worker.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
         except BaseException:
@@ -192,50 +204,46 @@ class SQLiteStore(LocalSignals):
                 self._worker = None
         self._thread.shutdown(wait=False)
 
-    async def messages(
-        self, conversation: str, *, limit: int, since: float = 0.0
-    ) -> list[ChatMessage]:
-        """The newest `limit` messages at or after `since`, oldest first."""
-        return await self._run(_messages, conversation, limit, since)
+    async def list_read(
+        self, namespace: str, key: str, *, limit: int, since: float = 0.0
+    ) -> list[Any]:
+        """The newest `limit` items at or after `since`, oldest first."""
+        if self._db is None and not self.path.exists():
+            return []
+        return await self._run(_list_read, namespace, key, limit, since)
 
-    async def append(
-        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
-    ) -> None:
-        """Add messages in one transaction, keep the newest `keep`."""
-        rows = [_dumps(m) for m in messages]
-        await self._run(_append, conversation, rows, keep)
+    async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
+        """Add items in one transaction, keep the newest `keep`."""
+        rows = [_dumps(item) for item in items]
+        await self._run(_list_push, namespace, key, rows, keep)
         self._wrote()
 
-    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
-        """Make the conversation exactly `messages`, in one transaction."""
-        rows = [_dumps(m) for m in messages]
-        await self._run(_replace, conversation, rows)
+    async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
+        """Make the list exactly `items`, in one transaction."""
+        rows = [_dumps(item) for item in items]
+        await self._run(_list_set, namespace, key, rows)
         self._wrote()
 
-    async def clear(self, conversation: str) -> None:
-        """Forget a conversation."""
-        await self._run(_execute, "DELETE FROM messages WHERE conversation = ?", conversation)
-        self._wrote()
-
-    async def move(self, old: str, new: str) -> None:
-        """Rename `old` and the conversations under it, in one statement (the moved rows keep
-        their lower ids, so they stay before what `new` held)."""
+    async def list_rename(self, namespace: str, old: str, new: str) -> None:
+        """Rename `old` and the lists under it, in one statement (the moved rows keep their
+        lower ids, so they stay before what `new` held)."""
         await self._run(
             _execute,
-            "UPDATE messages SET conversation = ? || substr(conversation, ?) "
-            "WHERE conversation = ? OR substr(conversation, 1, ?) = ?",
+            "UPDATE lists SET key = ? || substr(key, ?) "
+            "WHERE namespace = ? AND (key = ? OR substr(key, 1, ?) = ?)",
             new,
             len(old) + 1,
+            namespace,
             old,
             len(old) + 1,
             old + ":",
         )
         self._wrote()
 
-    async def expire(self, before: float) -> None:
-        """Forget messages older than `before` (on the thread: it may delete many rows)."""
+    async def list_expire(self, namespace: str, before: float) -> None:
+        """Drop items older than `before` (on the thread: it may delete many rows)."""
         await self._ready()
-        await self._on_thread(_expire, before)
+        await self._on_thread(_list_expire, namespace, before)
 
     async def get(self, namespace: str, key: str) -> Any:
         """The value, or None."""
@@ -298,65 +306,70 @@ class SQLiteStore(LocalSignals):
         return self._locks.hold(name)
 
 
-def _messages(db: sqlite3.Connection, conversation: str, limit: int, since: float) -> list[Any]:
+def _list_read(
+    db: sqlite3.Connection, namespace: str, key: str, limit: int, since: float
+) -> list[Any]:
     rows = db.execute(
-        "SELECT message FROM messages WHERE conversation = ? AND created >= ? "
+        "SELECT item FROM lists WHERE namespace = ? AND key = ? AND created >= ? "
         "ORDER BY id DESC LIMIT ?",
-        (conversation, since, limit),
+        (namespace, key, since, limit),
     ).fetchall()
     # One parse of the joined rows: a third of the CPU of parsing each row on its own.
-    found: list[ChatMessage] = orjson.loads("[" + ",".join([r[0] for r in reversed(rows)]) + "]")
+    found: list[Any] = orjson.loads("[" + ",".join([r[0] for r in reversed(rows)]) + "]")
     return found
 
 
-def _append(db: sqlite3.Connection, conversation: str, rows: list[str], keep: int) -> None:
+def _list_push(
+    db: sqlite3.Connection, namespace: str, key: str, rows: list[str], keep: int
+) -> None:
     now = time.time()
     with db:
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
-            "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
-            [(conversation, now, row) for row in rows],
+            "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
+            [(namespace, key, now, row) for row in rows],
         )
         db.execute(
-            "DELETE FROM messages WHERE conversation = ? AND id <= ("
-            "SELECT id FROM messages WHERE conversation = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (conversation, conversation, keep),
+            "DELETE FROM lists WHERE namespace = ? AND key = ? AND id <= ("
+            "SELECT id FROM lists WHERE namespace = ? AND key = ? "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (namespace, key, namespace, key, keep),
         )
 
 
-def _replace(db: sqlite3.Connection, conversation: str, rows: list[str]) -> None:
+def _list_set(db: sqlite3.Connection, namespace: str, key: str, rows: list[str]) -> None:
     now = time.time()
     with db:
         db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
+        db.execute("DELETE FROM lists WHERE namespace = ? AND key = ?", (namespace, key))
         db.executemany(
-            "INSERT INTO messages (conversation, created, message) VALUES (?, ?, ?)",
-            [(conversation, now, row) for row in rows],
+            "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
+            [(namespace, key, now, row) for row in rows],
         )
 
 
-def _dumps(message: ChatMessage) -> str:
-    """A message as a JSON row: orjson, ~30x json.dumps for a conversation's worth (bench/)."""
-    return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+def _dumps(item: Any) -> str:
+    """An item as a JSON row: orjson, ~30x json.dumps for a conversation's worth (bench/)."""
+    return orjson.dumps(item, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _expire(db: sqlite3.Connection, before: float) -> None:
-    """Delete every message up to the newest one created before `before`, found by a binary
-    search over ids: messages are numbered as they are appended, so `created` grows with `id`.
+def _list_expire(db: sqlite3.Connection, namespace: str, before: float) -> None:
+    """Delete the namespace's items up to the newest one created before `before`, found by a
+    binary search over ids: items are numbered as they are added, so `created` grows with `id`.
     No index on `created` to keep up: it made every append write a third more (bench/)."""
-    low, high = db.execute("SELECT MIN(id), MAX(id) FROM messages").fetchone()
+    low, high = db.execute("SELECT MIN(id), MAX(id) FROM lists").fetchone()
     cutoff = None
     while low is not None and low <= high:
         middle = (low + high) // 2
         found, created = db.execute(
-            "SELECT id, created FROM messages WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+            "SELECT id, created FROM lists WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
         ).fetchone()
         if created < before:
             cutoff, low = found, found + 1
         else:
             high = middle - 1
     if cutoff is not None:
-        db.execute("DELETE FROM messages WHERE id <= ?", (cutoff,))
+        db.execute("DELETE FROM lists WHERE namespace = ? AND id <= ?", (namespace, cutoff))
 
 
 def _execute(db: sqlite3.Connection, sql: str, *args: Any) -> None:

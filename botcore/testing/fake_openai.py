@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from aiohttp import BodyPartReader, web
 
@@ -37,6 +37,7 @@ __all__ = [
     "ImageReply",
     "Recorded",
     "ToolCall",
+    "embed",
     "main",
     "sample_audio",
 ]
@@ -45,7 +46,22 @@ MAX_AUDIO_BYTES = 25 * 1024 * 1024
 """OpenAI's upload limit for /v1/audio/transcriptions; larger files get 413."""
 
 _CLIENT_MAX_SIZE = 64 * 1024 * 1024  # JSON bodies (vision images) and uploads up to this are read
-_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-image-1", "dall-e-3", "whisper-1", "tts-1")
+_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-image-1",
+    "dall-e-3",
+    "whisper-1",
+    "tts-1",
+    "text-embedding-3-small",
+)
+EMBEDDING_DIMENSIONS = 256
+"""Length of the fake's embeddings unless a request asks for ``dimensions``."""
+MAX_EMBEDDING_INPUTS = 2048
+"""OpenAI's limit on the inputs of one /v1/embeddings request."""
+MAX_EMBEDDING_TOKENS = 8192
+"""OpenAI's limit on the tokens of one embedding input."""
+_EMBED_WORDS = re.compile(r"\w+")
 _AUTH_HELP = "You can find your API key at https://platform.openai.com/account/api-keys."
 _JSON_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -208,6 +224,15 @@ class ChatReply:
     total_duration: float | None = None
     """Streaming: the last chunk is sent this long after the headers; chunks after the first
     are spread evenly between ``first_chunk_delay`` and this."""
+    reasoning: str = ""
+    """A reasoning model's thinking, sent before ``text`` as ``reasoning_style`` says, and
+    counted in ``usage.completion_tokens_details.reasoning_tokens`` (and completion_tokens)."""
+    reasoning_style: Literal["reasoning_content", "reasoning", "think"] = "reasoning_content"
+    """How the endpoint sends reasoning: a ``reasoning_content`` field next to ``content``
+    (DeepSeek, vLLM), a ``reasoning`` field (OpenRouter), or inline at the start of the content
+    as ``<think>…</think>`` (Qwen, DeepSeek-R1 served raw)."""
+    reasoning_chunks: list[str] | None = None
+    """Streaming: explicit reasoning chunks (default: ``reasoning`` split like ``text``)."""
 
 
 @dataclass
@@ -279,6 +304,28 @@ def _message_text(content: Any) -> str:
             if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
+
+
+def embed(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake's embedding of a text: a unit vector of hashed lower-case words, deterministic,
+    so texts that share words are near (cosine) and tests can predict the ranking."""
+    vector = [0.0] * dimensions
+    for word in _EMBED_WORDS.findall(text.lower()):
+        digest = zlib.crc32(word.encode())
+        vector[digest % dimensions] += 1.0 if digest & 0x8000_0000 else -1.0
+    norm = sum(v * v for v in vector) ** 0.5
+    if norm == 0:
+        vector[0], norm = 1.0, 1.0
+    return [v / norm for v in vector]
+
+
+def _system_text(messages: Any) -> str:
+    """The text of a request's system messages, joined."""
+    return "\n".join(
+        _message_text(m.get("content"))
+        for m in (messages if isinstance(messages, list) else [])
+        if isinstance(m, dict) and m.get("role") == "system"
+    )
 
 
 def _fragments(s: str, parts: int = 3) -> list[str]:
@@ -374,7 +421,7 @@ class FakeOpenAI:
     ``record`` (keep ``requests``; off for benchmarks).
     Unscripted defaults: chat echoes the last user message, images are ``TINY_PNG`` (b64_json or
     a URL served at ``/files/``), transcription is "transcript of N bytes", speech is
-    ``sample_audio(response_format)``.
+    ``sample_audio(response_format)``, embeddings are ``embedder(text, dimensions)``.
     """
 
     def __init__(self, *, api_key: str = "sk-test-key", record: bool = True) -> None:
@@ -382,11 +429,15 @@ class FakeOpenAI:
         self.record = record
         self.latency: float = 0.0
         self.default_chat = ChatReply()
+        self.embedder: Callable[[str, int], list[float]] = embed
+        """Makes /v1/embeddings' vectors: (text, dimensions) -> vector; replace it to make
+        chosen texts near each other (a stand-in for a model's sense of meaning)."""
         self.requests: list[Recorded] = []
         self.port = 0
         self.url = ""
         self.base_url = ""
         self._chat: deque[ChatReply] = deque()
+        self._chat_when: dict[str, deque[ChatReply]] = {}
         self._images: deque[ImageReply] = deque()
         self._transcriptions: deque[str | ErrorReply] = deque()
         self._speech: deque[bytes | ErrorReply] = deque()
@@ -401,6 +452,7 @@ class FakeOpenAI:
             ("POST", "/v1/images/generations"): self._image_generations,
             ("POST", "/v1/audio/transcriptions"): self._transcriptions_route,
             ("POST", "/v1/audio/speech"): self._speech_route,
+            ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
         }
 
@@ -511,14 +563,29 @@ class FakeOpenAI:
         self.requests.clear()
         for q in (self._chat, self._images, self._transcriptions, self._speech):
             q.clear()
+        self._chat_when.clear()
         self._fails.clear()
         self._random_fails.clear()
 
     # --- scripting ---
 
-    def script_chat(self, *replies: str | ChatReply) -> None:
-        """Queue chat answers (a str is ``ChatReply(text=...)``), consumed one per request."""
-        self._chat.extend(ChatReply(text=r) if isinstance(r, str) else r for r in replies)
+    def script_chat(self, *replies: str | ChatReply, when: str | None = None) -> None:
+        """Queue chat answers (a str is ``ChatReply(text=...)``), consumed one per request. With
+        ``when``, only requests whose system messages contain that text take them, before any
+        other queue: a plugin's side request (a summary, a title) is told by its prompt."""
+        queue = self._chat if when is None else self._chat_when.setdefault(when, deque())
+        queue.extend(ChatReply(text=r) if isinstance(r, str) else r for r in replies)
+
+    def chat_requests_with(self, text: str) -> list[dict[str, Any]]:
+        """The chat requests whose system messages contain ``text`` (a summary's prompt, say)."""
+        return [body for body in self.chat_requests if text in _system_text(body.get("messages"))]
+
+    def _scripted_chat(self, messages: list[Any]) -> ChatReply | None:
+        system = _system_text(messages)
+        for needle, queue in self._chat_when.items():
+            if queue and needle in system:
+                return queue.popleft()
+        return self._chat.popleft() if self._chat else None
 
     def script_image(self, *replies: ImageReply) -> None:
         """Queue image answers, one per request (all ``n`` images of a request use it)."""
@@ -721,7 +788,7 @@ class FakeOpenAI:
         invalid = _check_tools(body.get("tools")) or _check_tool_messages(messages)
         if invalid is not None:
             return await self._error(invalid)
-        reply = self._chat.popleft() if self._chat else self._default_chat_reply(messages)
+        reply = self._scripted_chat(messages) or self._default_chat_reply(messages)
         if reply.error is not None:
             return await self._error(reply.error)
 
@@ -735,14 +802,27 @@ class FakeOpenAI:
             for i, tc in enumerate(reply.tool_calls or [])
         ]
         finish = reply.finish_reason or ("tool_calls" if tool_calls else "stop")
+        think = reply.reasoning_style == "think"
+        text = f"<think>\n{reply.reasoning}\n</think>\n\n{reply.text}" if think else reply.text
+        if think and not reply.reasoning:
+            text = reply.text
         usage = reply.usage
         if usage is None:
             prompt = len(_JSON_DUMPS(messages)) // 4
+            reasoning = len(reply.reasoning) // 4
             completion = (len(reply.text) + sum(len(a) for _, _, a in tool_calls)) // 4
+            completion += reasoning  # reasoning tokens are billed as output (OpenAI, DeepSeek)
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": reasoning,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
             }
         head = {
             "id": f"chatcmpl-fake{n}",
@@ -754,10 +834,12 @@ class FakeOpenAI:
         if not body.get("stream"):
             message: dict[str, Any] = {
                 "role": "assistant",
-                "content": reply.text if reply.text or not tool_calls else None,
+                "content": text if text or not tool_calls else None,
                 "refusal": None,
                 "annotations": [],
             }
+            if reply.reasoning and not think:
+                message[reply.reasoning_style] = reply.reasoning
             if tool_calls:
                 message["tool_calls"] = [
                     {"id": i, "type": "function", "function": {"name": nm, "arguments": a}}
@@ -769,6 +851,14 @@ class FakeOpenAI:
 
         # -- streaming --
         deltas: list[dict[str, Any]] = []
+        thoughts = reply.reasoning_chunks
+        if thoughts is None:
+            thoughts = _split_chunks(reply.reasoning) if reply.reasoning else []
+        if think:  # the tags are part of the content, as a raw R1/Qwen endpoint sends them
+            thoughts = ["<think>\n", *thoughts, "\n</think>\n\n"] if thoughts else []
+            deltas += [{"content": p} for p in thoughts]
+        else:  # content null beside the reasoning, as DeepSeek and vLLM stream it
+            deltas += [{"content": None, reply.reasoning_style: p} for p in thoughts]
         if reply.text or reply.chunks or not tool_calls:
             pieces = reply.chunks if reply.chunks is not None else _split_chunks(reply.text)
             deltas += [{"content": p} for p in pieces]
@@ -987,6 +1077,67 @@ class FakeOpenAI:
             audio = reply
             ctype = _AUDIO_FORMATS[fmt][1] if fmt in _AUDIO_FORMATS else "application/octet-stream"
         return web.Response(body=audio, content_type=ctype, headers=self._request_id())
+
+    async def _embeddings(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
+        """POST /v1/embeddings as OpenAI documents it: ``input`` a string or a list of strings
+        (token arrays are accepted and embedded as their numbers), ``encoding_format`` "float"
+        or "base64" (the SDK asks for base64 by default), optional ``dimensions``."""
+        body = rec.json or {}
+        if not body.get("model"):
+            return await self._error(_invalid("you must provide a model parameter"))
+        raw = body.get("input")
+        if isinstance(raw, str) or (
+            isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw)
+        ):
+            raw = [raw]
+        if not isinstance(raw, list) or not raw:
+            return await self._error(
+                _invalid("'input' is a required property", "input", "missing_required_parameter")
+            )
+        if len(raw) > MAX_EMBEDDING_INPUTS:
+            return await self._error(
+                _invalid(
+                    f"'$.input' is invalid: at most {MAX_EMBEDDING_INPUTS} inputs per request.",
+                    "input",
+                )
+            )
+        texts: list[str] = []
+        for item in raw:
+            if isinstance(item, list) and item and all(isinstance(t, int) for t in item):
+                item = " ".join(map(str, item))
+            if not isinstance(item, str) or not item:
+                return await self._error(
+                    _invalid("'$.input' is invalid. Please check the API reference.", "input")
+                )
+            if len(item) // 4 > MAX_EMBEDDING_TOKENS:
+                return await self._error(
+                    _invalid(
+                        f"This model's maximum context length is {MAX_EMBEDDING_TOKENS} tokens, "
+                        f"however you requested {len(item) // 4} tokens. Please reduce your "
+                        "prompt.",
+                        "input",
+                    )
+                )
+            texts.append(item)
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        if not isinstance(dimensions, int) or dimensions < 1:
+            return await self._error(_invalid("Invalid 'dimensions'.", "dimensions"))
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = self.embedder(text, dimensions)
+            encoded: Any = vector
+            if as_base64:
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(max(1, len(text) // 4) for text in texts)
+        result = {
+            "object": "list",
+            "data": data,
+            "model": str(body["model"]),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return _json_response(result, headers=self._request_id())
 
     async def _models(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
         data = [

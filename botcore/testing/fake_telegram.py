@@ -37,6 +37,10 @@ Telegram's rules (see :mod:`botcore.testing.flood` for the flood model):
   group has the channel as ``sender_chat`` and Telegram's placeholder user Channel_Bot
   (``FAKE_CHANNEL``, the same for every channel) as ``from``; an anonymous group admin's has the
   group itself as ``sender_chat`` and GroupAnonymousBot (``ANONYMOUS_ADMIN``) as ``from``.
+* Telegram Stars (:mod:`botcore.testing.stars`, as :attr:`FakeTelegram.stars`): ``sendInvoice``
+  and ``createInvoiceLink`` in ``XTR`` (subscriptions too), a user who pays
+  (``pre_checkout_query``, then ``successful_payment``), refunds, subscription renewals and
+  cancellations, ``getStarTransactions``.
 * :meth:`FakeTelegram.edit_message` pushes an ``edited_message`` update (the whole message with
   its new text and an ``edit_date``), as Telegram does when a user edits a message.
 
@@ -85,6 +89,7 @@ from botcore.testing.flood import (
     Kind,
     limits_from_json,
 )
+from botcore.testing.stars import Stars
 
 __all__ = [
     "NO_LIMITS",
@@ -111,6 +116,31 @@ MAX_ENTITIES = 100
 error, the text kept (observed: rubenlagus/TelegramBots#854, "sent successfully but all tags
 after the 100th are ignored"; tdlib/telegram-bot-api#820, "up to 100 ... entities (custom
 emojis, bold, hyperlinks...)"). Not in the Bot API docs."""
+ENTITY_TYPES = frozenset(
+    {
+        "mention",
+        "hashtag",
+        "cashtag",
+        "bot_command",
+        "url",
+        "email",
+        "phone_number",
+        "bold",
+        "italic",
+        "underline",
+        "strikethrough",
+        "spoiler",
+        "blockquote",
+        "expandable_blockquote",
+        "code",
+        "pre",
+        "text_link",
+        "text_mention",
+        "custom_emoji",
+        "date_time",
+    }
+)
+"""The MessageEntity types of the Bot API; a message sent with another type is refused."""
 MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_UPLOAD = 50 * 1024 * 1024
 DRAFT_TTL = 30.0
@@ -862,6 +892,9 @@ class FakeTelegram:
         }
         for method in _MEDIA_METHODS:
             self._handlers[method] = self._send_media
+        self.stars = Stars(self)
+        """Telegram Stars: invoices the bot made, a user who pays, refunds, subscriptions."""
+        self._handlers.update(self.stars.handlers())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1360,7 +1393,7 @@ class FakeTelegram:
 
     def reset(self) -> None:
         """Forget recorded calls, messages, drafts and flood counts (e.g. between benchmark
-        rounds); keeps files, forums and the limits."""
+        rounds) and the Stars payments; keeps files, forums and the limits."""
         self.requests.clear()
         self.messages.clear()
         self.draft_snapshots.clear()
@@ -1369,6 +1402,8 @@ class FakeTelegram:
         self.chat_actions.clear()
         self.callback_answers.clear()
         self.webhook_deliveries.clear()
+        self.stars = Stars(self)
+        self._handlers.update(self.stars.handlers())
         self._cursors.clear()
 
     async def wait_for(
@@ -2076,6 +2111,10 @@ class FakeTelegram:
                 raise _bad(
                     f"can't parse entities: entity #{number} ({entity['type']}) at offset "
                     f"{offset} with length {length} is outside the text (UTF-16 length {size})"
+                )
+            if entity["type"] not in ENTITY_TYPES:
+                raise _bad(
+                    f"can't parse entities: unsupported type {entity['type']!r} of entity #{number}"
                 )
             if entity["type"] == "text_link" and not entity.get("url"):
                 raise _bad(f"can't parse entities: text_link entity #{number} has no URL")

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -169,47 +170,9 @@ def stop_worker_servers() -> None:
 
 
 def server_store(backend: Server) -> Store:
-    """A new, unopened store on the test server."""
-    url = server_url(backend)
-    if backend == "postgres":
-        from botcore.stores.postgres import PostgresStore
+    """A new, unopened store on the test server, made by the backend's `botcore.stores` entry
+    point, as `[store] backend` would be (botcore_shared_stores.testing wipes one)."""
+    from botcore.store import store_backends
 
-        return PostgresStore(url)
-    from botcore.stores.redis import RedisStore
-
-    return RedisStore(url)
-
-
-async def wipe(store: Store) -> None:
-    """Delete everything botcore keeps on an open server store (tests only), but for the
-    schema version it recorded at open."""
-    from botcore.stores.postgres import PostgresStore
-    from botcore.stores.redis import RedisStore
-
-    if isinstance(store, PostgresStore):
-        await store.pool.execute(
-            "TRUNCATE botcore_messages, botcore_records, botcore_counters, botcore_locks, "
-            "botcore_lock_waiters"
-        )
-    elif isinstance(store, RedisStore):
-        keys = [
-            key
-            async for key in store.redis.scan_iter(match="botcore:*", count=1000)
-            if key != "botcore:meta"
-        ]
-        if keys:
-            await store.redis.delete(*keys)
-
-
-async def waiting(store: Store, lock: str) -> int:
-    """How many clients wait in line (with `order`) for a lock on a server store."""
-    from botcore.stores.postgres import PostgresStore
-    from botcore.stores.redis import RedisStore
-
-    if isinstance(store, PostgresStore):
-        count = await store.pool.fetchval(
-            "SELECT count(*) FROM botcore_lock_waiters WHERE name = $1", lock
-        )
-        return int(count)
-    assert isinstance(store, RedisStore)
-    return int(await store.redis.zcard(f"botcore:lq:{lock}"))
+    factory: Callable[[str], Store] = store_backends()[backend].load()
+    return factory(server_url(backend))

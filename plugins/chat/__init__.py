@@ -29,6 +29,7 @@ from botcore import (
     ChatMessage,
     Command,
     Handler,
+    Reasoning,
     StrictModel,
     Text,
     TextStream,
@@ -39,12 +40,22 @@ from botcore import (
     is_api_error,
 )
 
-from . import models, personas, vision
+from . import models, personas, reasoning, vision
 from .models import ModelChoice
 from .personas import Persona, check_names
 
 PLUGIN = "chat"
 log = logging.getLogger(__name__)
+SUMMARY_PROMPT = (
+    "Summarise the earlier part of a conversation between a user and an assistant, so that the "
+    "assistant can go on from it: keep names, numbers, facts, decisions and open questions. "
+    "Write in the conversation's language, without a preamble."
+)
+"""The system prompt of a summary request (tests tell it from an answer's by this text)."""
+SUMMARY_HEAD = "A summary of the earlier part of this conversation:\n"
+"""What the model reads before a conversation's summary."""
+SUMMARY_INPUT_CHARS = 2000
+"""Each message's text is cut to this much for the summary request."""
 
 
 class Settings(StrictModel):
@@ -62,6 +73,14 @@ class Settings(StrictModel):
     """Budget for system prompt + history + the new message (estimated); oldest turns go first."""
     context_messages: int = Field(40, ge=0)
     """At most this many past messages are sent."""
+    summarize: bool = True
+    """When the history outgrows `context_tokens` or `context_messages`, the model summarises its
+    older part (metered like any call), kept in the history in place of it; off (or if that
+    fails): the oldest messages are left out."""
+    summary_model: str | None = None
+    """The model that writes summaries; `model` when unset."""
+    summary_tokens: int = Field(500, ge=50, le=8000)
+    """The longest summary, in tokens."""
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups answer when mentioned, replied to (addressed), every message (all), or never (off)."""
     max_tool_rounds: int = Field(5, ge=0, le=50)
@@ -87,6 +106,9 @@ class Settings(StrictModel):
 
     models: dict[str, ModelChoice] = Field(default_factory=dict)
     """/model choices: model id -> label, abilities, who may use it; `model` is the default."""
+    reasoning: Literal["show", "hide"] = "show"
+    """A reasoning model's thinking: shown collapsed above the answer, or hidden; each user may
+    choose otherwise with /reasoning."""
 
     _check_personas = field_validator("personas")(check_names)
 
@@ -118,6 +140,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             **vision.TEXTS["en"],
             **personas.TEXTS["en"],
             **models.TEXTS["en"],
+            **reasoning.TEXTS["en"],
         },
         "ru": {
             "chat.too_long": "Сообщение слишком длинное для модели: около {tokens} токенов "
@@ -132,6 +155,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             **vision.TEXTS["ru"],
             **personas.TEXTS["ru"],
             **models.TEXTS["ru"],
+            **reasoning.TEXTS["ru"],
         },
     }
 
@@ -142,6 +166,9 @@ def register_commands(app: App) -> Sequence[Command]:
         Command("retry", retry, help=app.translations("chat.retry")),
         Command("mode", personas.mode, help=app.translations("chat.mode_help")),
         Command("model", models.model_command, help=app.translations("chat.model_help")),
+        Command(
+            "reasoning", reasoning.reasoning_command, help=app.translations("chat.reasoning_help")
+        ),
     ]
 
 
@@ -267,17 +294,25 @@ async def respond(
     if estimate_tokens(user) > budget:
         raise UserError(turn.t("chat.too_long", tokens=estimate_tokens(user), limit=max(budget, 0)))
     store = turn.app.history
-    past = await store.load(turn, limit=settings.context_messages) if store else []
+    # One more than is sent: a conversation longer than `context_messages` has outgrown them.
+    past = await store.load(turn, limit=settings.context_messages + 1) if store else []
+    summary = await store.summary(turn) if store else None
     if store:
         await store.append(turn, user if kept is None else kept)
     budget -= estimate_tokens(user)
     lent = lent_context(turn, budget)
     budget -= sum(map(estimate_tokens, lent))
     past = vision.recent_images(past, settings.vision_history_images if settings.vision else 0)
-    messages = [system, *fit_history(past, budget, settings.context_messages), *lent, user]
+    recalled = _recalled(summary)
+    sent = fit_history(past, budget - _tokens(recalled), settings.context_messages)
+    outgrown = len(past) > settings.context_messages or _tokens(past) > budget - _tokens(recalled)
+    if store and settings.summarize and settings.context_messages and outgrown:
+        recalled, sent = await _compact(turn, settings, summary, past, budget) or (recalled, sent)
+    messages = [system, *recalled, *sent, *lent, user]
     takes_images = choice is not None and choice.vision
     if settings.vision_model and not takes_images and vision.has_images(messages):
         settings = settings.model_copy(update={"model": settings.vision_model})
+    models.price(turn, settings.models.get(settings.model))  # the model that answers
     await turn.reserve(
         {
             "chat.input_tokens": sum(map(estimate_tokens, messages)),
@@ -288,6 +323,85 @@ async def respond(
         shown = _Shown(turn)
         return TextStream(_stream(turn, settings, messages, shown), on_show=shown.keep)
     return Text(await _complete(turn, settings, messages), markdown=True)
+
+
+def _recalled(summary: str | None) -> list[ChatMessage]:
+    """A conversation's summary as the model reads it, just after the system prompt."""
+    return [{"role": "system", "content": SUMMARY_HEAD + summary}] if summary else []
+
+
+def _tokens(messages: list[ChatMessage]) -> int:
+    return sum(map(estimate_tokens, messages))
+
+
+async def _compact(
+    turn: Turn, settings: Settings, summary: str | None, past: list[ChatMessage], budget: int
+) -> tuple[list[ChatMessage], list[ChatMessage]] | None:
+    """The history outgrew what is sent: the model summarises its older part (with the summary so
+    far), and the history keeps that summary in place of it. Half the room goes to the recent
+    messages kept as they are, so that summaries come seldom. Returns (the summary as sent, the
+    messages sent); None if the summary failed (the caller leaves the oldest out, as without)."""
+    history = turn.app.history
+    assert history is not None  # only called with one
+    room = budget - settings.summary_tokens
+    kept = fit_history(past, room // 2, settings.context_messages // 2)
+    # All of it (not just what `past` holds): nothing older than `kept` is left unsummarised.
+    everything = (await history.load(turn))[:-1]  # but the user's message, just stored
+    older = everything[: max(len(everything) - len(kept), 0)]
+    written = await _summarize(turn, settings, summary, older)
+    if written is None:
+        return None
+    await history.compact(turn, written, keep=len(kept) + 1)  # + the user's message
+    recalled = _recalled(written)
+    return recalled, fit_history(kept, budget - _tokens(recalled), settings.context_messages)
+
+
+async def _summarize(
+    turn: Turn, settings: Settings, summary: str | None, older: list[ChatMessage]
+) -> str | None:
+    """The model's summary of `summary` followed by `older`; None (logged) if the request fails
+    or comes back empty: a summary never fails the answer."""
+    lines = []
+    for message in older:
+        text = _text_of(message)
+        if message.get("role") in ("user", "assistant") and text:
+            lines.append(f"{message['role']}: {text[:SUMMARY_INPUT_CHARS]}")
+    if not lines:  # nothing a summary could say (tool results only)
+        return None
+    earlier = f"The summary so far:\n{summary}\n\n" if summary else ""
+    request: dict[str, Any] = {
+        "model": settings.summary_model or settings.model,
+        "messages": [
+            {"role": "system", "content": SUMMARY_PROMPT},
+            {"role": "user", "content": earlier + "The conversation:\n" + "\n\n".join(lines)},
+        ],
+        "max_completion_tokens": settings.summary_tokens,
+    }
+    try:
+        async with turn.chat_action("typing"):  # the answer waits for it
+            with turn.app.metrics.timed("llm_seconds", plugin=PLUGIN, model=request["model"]):
+                response = await _create(turn, request, stream=False)
+    except Exception as exc:
+        log.warning(
+            "update %s: summarising the history failed, leaving its oldest part out: %r",
+            turn.update_id,
+            exc,
+        )
+        return None
+    _meter(turn, response.usage)
+    content = response.choices[0].message.content if response.choices else None
+    written = (content or "").strip()
+    if not written:
+        log.warning("update %s: the history's summary came back empty", turn.update_id)
+    return written or None
+
+
+def _text_of(message: ChatMessage) -> str:
+    """A message's text (the text parts of one with images)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict)).strip()
+    return str(content or "").strip()
 
 
 def _request(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
@@ -329,12 +443,13 @@ async def _complete(turn: Turn, settings: Settings, messages: list[ChatMessage])
             calls = ToolCalls.from_message(message)
             if not calls:
                 break
-            content = message.content if message else None
+            content = reasoning.without_thinking(message.content or "") if message else None
             await _use_tools(turn, settings, messages, content, calls, rounds)
             if content and content.strip():
                 said.append(content.strip())
             rounds += 1
-    text = (message.content or "").strip() if message else ""
+    # A non-streamed answer shows no reasoning: its <think> block is left out.
+    text = reasoning.without_thinking(message.content or "").strip() if message else ""
     if not text:
         raise UserError(turn.t("chat.empty_answer"))
     await _remember(turn, text)
@@ -355,12 +470,12 @@ class _Shown:
 
     async def keep(self, text: str) -> None:
         """Delivery is about to show `text` (the whole stream so far)."""
-        draft = getattr(self.turn.app.history, "draft", None)  # a HistoryStore may have none
+        history = self.turn.app.history
         content = text[self.offset :].strip()
-        if draft is None or self.done or not content or content == self.kept:
+        if history is None or self.done or not content or content == self.kept:
             return
         self.kept = content
-        await draft(self.turn, content)
+        await history.draft(self.turn, content)
 
     def stored(self, offset: int) -> None:
         """The text so far is in the history (with tool calls); the next round begins at offset."""
@@ -368,10 +483,10 @@ class _Shown:
 
     async def drop(self) -> None:
         """/cancel: the user stopped the answer, so its half is not kept."""
-        draft = getattr(self.turn.app.history, "draft", None)
-        if draft is not None and self.kept:
+        history = self.turn.app.history
+        if history is not None and self.kept:
             self.kept = ""
-            await draft(self.turn, None)
+            await history.draft(self.turn, None)
 
 
 async def _stream(
@@ -380,7 +495,10 @@ async def _stream(
     """Yield the answer as it arrives; store it once complete (what is shown meanwhile is kept
     as a draft by `shown`)."""
     shown = shown or _Shown(turn)
-    parts: list[str] = []  # everything shown, over all rounds
+    parts: list[str] = []  # the answer shown, over all rounds (reasoning is not the answer)
+    thought = False
+    seen = False  # the user has seen something (reasoning counts)
+    pondered = False  # reasoning was shown
     rounds = 0
     started = time.perf_counter()
     stream: Any = None
@@ -389,8 +507,8 @@ async def _stream(
             said: list[str] = []  # this round's text
             await _close(stream)
             async with turn.chat_action("typing"):
-                stream, first, chunks, calls = await _open_stream(
-                    turn, _request(turn, settings, messages)
+                stream, first, chunks, calls, pieces = await _open_stream(
+                    turn, settings, _request(turn, settings, messages)
                 )
             if first:
                 separator = "\n\n" if parts else ""  # from an earlier round's text, if any
@@ -399,13 +517,21 @@ async def _stream(
                 shown.stored(sum(map(len, parts)))
                 if separator:
                     yield separator
-                said.append(first)
-                parts.append(first)
-                yield first
-                while (piece := await _next_text(turn, chunks, calls)) is not None:
-                    said.append(piece)
-                    parts.append(piece)
+                piece: str | None = first
+                reasoned = False  # this round's reasoning began
+                while piece is not None:
+                    if not isinstance(piece, Reasoning):  # reasoning is shown, never stored
+                        said.append(piece)
+                        parts.append(piece)
+                    elif not reasoned:
+                        reasoned = True
+                        if pondered:  # an earlier round's reasoning was shown: a paragraph
+                            yield Reasoning("\n\n")
+                        pondered = True
+                    seen = True
                     yield piece
+                    piece = await _next_text(turn, settings, chunks, calls, pieces)
+            thought = thought or pieces.thought
             if not calls:
                 break
             async with turn.chat_action("typing"):
@@ -417,7 +543,7 @@ async def _stream(
         await shown.drop()
         raise
     except Exception as exc:
-        if parts:  # the stream broke after the answer began: say so, keep what was shown
+        if parts or seen:  # it broke after the answer (or its reasoning) began: say so
             log.warning("the answer stream broke (update %s): %r", turn.update_id, exc)
             raise UserError(turn.t("chat.interrupted")) from exc
         if is_api_error(exc):
@@ -429,15 +555,15 @@ async def _stream(
         )
         await _close(stream)  # a cancelled or broken answer lets go of its connection
     if not "".join(parts).strip():
-        raise UserError(turn.t("chat.empty_answer"))
+        raise UserError(turn.t("chat.only_reasoning" if thought else "chat.empty_answer"))
     if text := "".join(said).strip():
         await _remember(turn, text)
     shown.done = True
 
 
 async def _open_stream(
-    turn: Turn, request: dict[str, Any]
-) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls]:
+    turn: Turn, settings: Settings, request: dict[str, Any]
+) -> tuple[Any, str | None, AsyncIterator[Any], ToolCalls, reasoning.Pieces]:
     """Start a stream and read up to its first text. A stream that breaks before any text was
     shown is asked again (up to openai.max_retries times): the user has seen nothing yet."""
     retries = turn.app.completions.max_retries
@@ -446,8 +572,10 @@ async def _open_stream(
         stream = await _create(turn, request, stream=True)  # the client retries this part
         chunks = stream.__aiter__()
         calls = ToolCalls()  # afresh each attempt: a broken stream's pieces are dropped
+        pieces = reasoning.Pieces()
         try:
-            return stream, await _next_text(turn, chunks, calls), chunks, calls
+            first = await _next_text(turn, settings, chunks, calls, pieces)
+            return stream, first, chunks, calls, pieces
         except BaseException as exc:
             await _close(stream)
             if attempt >= retries or not isinstance(exc, Exception):
@@ -474,23 +602,40 @@ def _meter(turn: Turn, usage: Any) -> None:
     if usage is not None:
         turn.meter("chat.input_tokens", usage.prompt_tokens or 0)
         turn.meter("chat.output_tokens", usage.completion_tokens or 0)
+        # Part of the output tokens (and billed as them): metered to be seen, not priced again.
+        details = getattr(usage, "completion_tokens_details", None)
+        if thinking := getattr(details, "reasoning_tokens", None):
+            turn.meter("chat.reasoning_tokens", thinking)
 
 
 async def _next_text(
-    turn: Turn, chunks: AsyncIterator[Any], calls: ToolCalls | None = None
+    turn: Turn,
+    settings: Settings,
+    chunks: AsyncIterator[Any],
+    calls: ToolCalls,
+    pieces: reasoning.Pieces,
 ) -> str | None:
-    """The next non-empty piece of content; None at the end of the stream. Tool call pieces on
-    the way are gathered into `calls`."""
-    async for chunk in chunks:
-        if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
-            _meter(turn, chunk.usage)
-        if chunk.choices:
-            delta = chunk.choices[0].delta
-            if delta.tool_calls and calls is not None:
-                calls.add_deltas(delta.tool_calls)
-            if delta.content:
-                return str(delta.content)
-    return None
+    """The next non-empty piece of the answer, or of its reasoning (a `Reasoning`, when this
+    user sees it); None at the end of the stream. Tool call pieces on the way go to `calls`."""
+    while True:
+        while (piece := pieces.pop()) is not None:
+            if isinstance(piece, Reasoning) and not await reasoning.is_shown(turn, settings):
+                continue
+            return piece
+        if pieces.ended:
+            return None
+        async for chunk in chunks:
+            if chunk.usage is not None:  # the last chunk, with stream_options.include_usage
+                _meter(turn, chunk.usage)
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if delta.tool_calls:
+                    calls.add_deltas(delta.tool_calls)
+                pieces.add(delta)
+                if pieces.queue:
+                    break
+        else:
+            pieces.end()
 
 
 @dataclass

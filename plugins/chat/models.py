@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from botcore import Button, StrictModel, Text, Turn
 
 if TYPE_CHECKING:
@@ -32,6 +34,11 @@ class ModelChoice(StrictModel):
     users: list[int] | None = None
     """Who may pick it; everyone when unset. bot.admins may always."""
     admins_only: bool = False
+    input_price: float | None = Field(None, ge=0)
+    """Price per 1M prompt tokens for the usage ledger; [plugins.usage] prices when unset."""
+    output_price: float | None = Field(None, ge=0)
+    """Price per 1M answer tokens, reasoning included (endpoints count reasoning tokens in
+    completion_tokens); [plugins.usage] prices when unset."""
 
 
 def _key(turn: Turn) -> str:
@@ -66,6 +73,18 @@ async def chosen(turn: Turn, settings: Settings) -> tuple[str, ModelChoice | Non
     if choice is None or not _may_use(turn, choice):
         return default
     return str(name), choice
+
+
+def price(turn: Turn, choice: ModelChoice | None) -> None:
+    """Let the usage ledger price this turn's tokens at the model's own prices, if it has any."""
+    if choice is None:
+        return
+    for item, per_million in (
+        ("chat.input_tokens", choice.input_price),
+        ("chat.output_tokens", choice.output_price),
+    ):
+        if per_million is not None:
+            turn.prices[item] = per_million / 1_000_000
 
 
 async def model_command(turn: Turn) -> Text | str:

@@ -3,7 +3,8 @@
 A document's text is extracted (extract.py, in a worker thread, capped), cut into chunks and kept
 in `app.store` under the history's conversation key; the history gets a short user message, the
 marker ("[document: report.pdf, 12 pages]"), so the model knows the file is there. For every later
-question in that conversation, the chunks that best match it (BM25, rank.py) go to the chat plugin
+question in that conversation, the chunks that best match it (BM25, rank.py; blended with the
+cosine of their embeddings when `embeddings` names a model, embed.py) go to the chat plugin
 for that one request as `turn.extra["chat.context"]` (docs/plugin-guide.md, "Extra context for one
 request"). A caption is such a question, answered at once: the document message becomes a text
 message (the marker, then the caption) that the chat plugin answers as any other.
@@ -28,8 +29,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from botcore import ChatMessage, Handler, StrictModel, Text, Turn, UserError, hookimpl
+from botcore import App, ChatMessage, Handler, StrictModel, Text, Turn, UserError, hookimpl
 
+from . import embed
 from .extract import Extracted, Refused, extract, kind_of
 from .rank import bm25, chunks
 
@@ -43,6 +45,13 @@ CONTEXT = "chat.context"
 """The turn.extra key the chat plugin reads excerpts from (a list of strings, most wanted first)."""
 RELEVANT = 0.2
 """A part scoring below this share of the best part's score is not lent."""
+SEMANTIC = 0.7
+"""With embeddings, the share of a part's score that is its cosine with the question (the rest
+is BM25: a name or a number the question quotes still counts)."""
+RELEVANT_BLENDED = 0.5
+"""With embeddings, a part scoring below this share of the best part's is not lent: a word
+common to every part (BM25 gives it full marks when nothing else matches) must not carry one
+that means something else."""
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
 _EXTRACTING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="documents")
 """Two documents read at once, whatever the number of turns: bounds their CPU and memory."""
@@ -66,11 +75,27 @@ class Settings(StrictModel):
     """Documents kept per conversation; the oldest goes first."""
     groups: Literal["addressed", "all", "off"] = "addressed"
     """In groups read documents that mention the bot or reply to it (addressed), all, or none."""
+    embeddings: str | None = None
+    """An embedding model at the [openai] endpoint (e.g. "text-embedding-3-small"): parts are
+    then ranked by meaning as well as by words. Unset: BM25 alone."""
+    embedding_dimensions: int | None = Field(None, ge=1)
+    """Ask for shorter vectors (text-embedding-3 models allow it): less to keep per document."""
+    embeddings_max_parts: int = Field(500, ge=1)
+    """A document with more parts is not embedded: questions are ranked by words alone (this
+    bounds the vectors kept per document)."""
+    embeddings_timeout: float = Field(15, gt=0, le=300)
+    """Seconds the embeddings of one question may take before BM25 ranks alone."""
 
 
 @hookimpl
 def settings_model() -> type[Settings]:
     return Settings
+
+
+@hookimpl
+def startup(app: App) -> None:
+    if app.settings(Settings).embeddings:
+        app.require_openai()  # a missing [openai] key fails start-up, not the first question
 
 
 @hookimpl
@@ -139,7 +164,7 @@ async def pre_message(turn: Turn) -> Text | None:
 async def turn_end(turn: Turn) -> None:
     """After a command (/clear, /retry), forget the documents whose marker it removed."""
     if turn.kind == "command":
-        key = _conversation(turn)
+        key = await _conversation(turn)
         if key is not None and await turn.app.store.get(INDEX, key):
             await attached(turn, key)
 
@@ -181,7 +206,7 @@ async def receive(turn: Turn) -> Text | None:
     parts = chunks(found.sections, settings.chunk_chars)
     marker = _marker(name, found)
     question = _question(turn)
-    key = _conversation(turn)
+    key = await _conversation(turn)
     fresh = {"id": uuid.uuid4().hex[:12], "name": name, "marker": marker, "parts": len(parts)}
     if key is not None:
         await _attach(turn, key, fresh, parts)
@@ -214,7 +239,7 @@ async def lend(
 ) -> None:
     """Put the parts of the conversation's documents that best match `question` (within
     `context_tokens`) into `turn.extra["chat.context"]` for the chat plugin."""
-    key = _conversation(turn)
+    key = await _conversation(turn)
     new = fresh[0]["id"] if fresh is not None else None
     documents = await attached(turn, key, new) if key is not None else []
     if fresh is not None and fresh[0]["id"] not in {d["id"] for d in documents}:
@@ -222,30 +247,51 @@ async def lend(
     if not documents:
         return
     candidates: list[tuple[int, int, str]] = []  # (document, part, text as the model reads it)
+    texts: list[tuple[dict[str, Any], list[str]]] = []  # each document's parts, for embeddings
     for number, document in enumerate(documents):
         if fresh is not None and document["id"] == fresh[0]["id"]:
             parts = fresh[1]
         else:
             parts = await turn.app.store.get(PARTS, f"{key}/{document['id']}") or []
+        texts.append((document, [text for _, text in parts]))
         for index, (label, text) in enumerate(parts):
             where = ", ".join(filter(None, [label, f"part {index + 1} of {len(parts)}"]))
             heading = f"From the document {document['name']} the user sent ({where}):"
             candidates.append((number, index, f"{heading}\n{text}"))
-    chosen = _choose(question, candidates, turn.app.settings(Settings).context_tokens)
+    settings = turn.app.settings(Settings)
+    budget = settings.context_tokens
+    meaning = None
+    if settings.embeddings and sum(_tokens(text) for *_, text in candidates) > budget:
+        meaning = await embed.similarity(turn, settings, key, question, texts)
+    chosen = _choose(question, candidates, budget, meaning)
     if chosen:
         turn.extra.setdefault(CONTEXT, []).extend(chosen)
 
 
-def _choose(question: str, candidates: list[tuple[int, int, str]], budget: int) -> list[str]:
+def _choose(
+    question: str,
+    candidates: list[tuple[int, int, str]],
+    budget: int,
+    meaning: list[float] | None = None,
+) -> list[str]:
     """All the parts if they fit; else the best-ranked that fit, in document order. A question
-    that names nothing in them (a summary) gets the newest document from its beginning."""
+    that names nothing in them (a summary) gets the newest document from its beginning.
+    `meaning`: each part's cosine with the question (embeddings), blended into the ranking."""
     if sum(_tokens(text) for *_, text in candidates) <= budget:
         return [text for *_, text in candidates]
     scores = bm25(question, [text for *_, text in candidates])
+    share = RELEVANT
+    if meaning is not None and len(meaning) == len(scores) and max(meaning) > 0:
+        share = RELEVANT_BLENDED
+        closest, best = max(meaning), max(scores) or 1.0
+        scores = [
+            SEMANTIC * max(near, 0.0) / closest + (1 - SEMANTIC) * score / best
+            for near, score in zip(meaning, scores, strict=True)
+        ]
     if any(scores):
         # Parts that share only a common word with the question ("about") are noise beside
         # those that name its subject: they are left out, not sent to fill the budget.
-        floor = max(scores) * RELEVANT
+        floor = max(scores) * share
         order = sorted(
             (i for i, score in enumerate(scores) if score >= floor), key=lambda i: -scores[i]
         )
@@ -279,6 +325,7 @@ async def attached(turn: Turn, key: str, new: str | None = None) -> list[dict[st
             await store.put(INDEX, key, [d for d in now if d["id"] not in gone] or None)
         for name in gone:
             await store.put(PARTS, f"{key}/{name}", None)
+            await store.put(embed.VECTORS, f"{key}/{name}", None)
     return kept
 
 
@@ -295,15 +342,15 @@ async def _attach(
         limit = turn.app.settings(Settings).max_documents
         for gone in index[:-limit]:
             await store.put(PARTS, f"{key}/{gone['id']}", None)
+            await store.put(embed.VECTORS, f"{key}/{gone['id']}", None)
         await store.put(INDEX, key, index[-limit:])
 
 
-def _conversation(turn: Turn) -> str | None:
-    """The history's key for the turn's conversation (`HistoryStore.conversation`, optional):
-    documents are kept beside the conversation they belong to. None: nothing can be kept."""
+async def _conversation(turn: Turn) -> str | None:
+    """The history's key for the turn's conversation: documents are kept beside the
+    conversation they belong to. None (no history): nothing can be kept."""
     history = turn.app.history
-    key = getattr(history, "conversation", None)
-    return str(key(turn)) if callable(key) else None
+    return None if history is None else await history.conversation(turn)
 
 
 def _marker(name: str, found: Extracted) -> str:

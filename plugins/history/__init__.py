@@ -11,6 +11,11 @@ conversation, and anonymous admins share the group's. In a conversation several 
 message there is stored with its sender (a key the model never sees), and a /retry of someone
 else's is refused. Messages stored without a sender (before this, or under `scope = "user"`)
 count as anyone's.
+
+Each such scope may keep several conversations: /new sets the current one aside, /chats goes back
+to one (saved.py). The chat plugin may `compact` a long conversation: a summary it wrote is kept in
+place of the older messages, and /clear forgets both. Messages live in the store's lists
+(namespace "history"), so every backend keeps them the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from botcore import App, ChatMessage, Command, Store, StrictModel, Turn, UserError, hookimpl
+from botcore import (
+    App,
+    ChatMessage,
+    Command,
+    Reply,
+    Store,
+    StrictModel,
+    Turn,
+    UserError,
+    hookimpl,
+)
+
+from . import saved
+from .saved import CHATS, LISTS, key_of
 
 
 class Settings(StrictModel):
@@ -40,9 +58,16 @@ class Settings(StrictModel):
     """Messages older than this are forgotten (0 keeps them forever)."""
     idle_minutes: float = Field(0, ge=0)
     """A conversation idle this long is over: the next message starts afresh (0: never)."""
+    max_saved: int = Field(20, ge=1, le=100)
+    """Conversations kept per chat (or user, or topic) by /new; the oldest past this are deleted."""
+    title_model: str | None = None
+    """Title a conversation /new sets aside with this model (metered as chat tokens); unset:
+    its first words."""
 
 
 EXPIRE_EVERY = 3600.0
+SUMMARIES = "history.summaries"
+"""Records: a conversation key -> {"content": the summary of its older part, "at": unix time}."""
 DRAFTS = "history.drafts"
 """The store namespace of answers being shown: conversation key -> {"update", "content"}."""
 INTERRUPTED = " … [interrupted]"
@@ -51,6 +76,11 @@ model knows it was cut off."""
 
 SENDER = "botcore.sender"
 """The key of a stored user message that names its sender; removed before anyone reads it."""
+CURRENT = "history.current"
+"""`turn.extra` key: the turn's (scope, conversation key), worked out once per turn."""
+LOADED = "history.loaded"
+"""`turn.extra` key: the turn's conversation as loaded whole, until something changes it: a
+turn that loads it twice (documents, then chat) reads the store once."""
 
 
 def _unmarked(message: ChatMessage) -> ChatMessage:
@@ -58,6 +88,10 @@ def _unmarked(message: ChatMessage) -> ChatMessage:
     if SENDER not in message:
         return message
     return {k: v for k, v in message.items() if k != SENDER}
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ":")
 
 
 class History:
@@ -78,8 +112,9 @@ class History:
         any instance) applies from the next turn on."""
         return self._settings()
 
-    def conversation(self, turn: Turn) -> str:
-        """The conversation key of a turn (keys without topics are those of earlier versions)."""
+    def scope(self, turn: Turn) -> str:
+        """Whose conversations a turn's are: a private chat's, a group's or a user's in it, a
+        topic's (the key of its conversation 0, as all keys were before saved conversations)."""
         settings = self.settings
         key = f"chat:{self._moved.get(turn.chat_id, turn.chat_id)}"
         if turn.topic_id is not None and settings.topic_scope == "topic":
@@ -87,6 +122,25 @@ class History:
         if not turn.is_private and settings.scope == "user":
             key += f":user:{turn.sender_id}"
         return key
+
+    async def conversation(self, turn: Turn) -> str:
+        """The key of the turn's current conversation (one read of the store per turn)."""
+        found = turn.extra.get(CURRENT)
+        if found is None:
+            scope = self.scope(turn)
+            index = await self.store.get(CHATS, scope)
+            current = int(index.get("current", 0)) if isinstance(index, dict) else 0
+            found = turn.extra[CURRENT] = (scope, key_of(scope, current))
+        return str(found[1])
+
+    def switched(self, turn: Turn, scope: str, key: str) -> None:
+        """The turn made `key` its scope's current conversation (/new, a /chats button)."""
+        turn.extra[CURRENT] = (scope, key)
+        self._changed(turn)
+
+    def _changed(self, turn: Turn) -> None:
+        """Something changed the turn's conversation: the next load reads the store again."""
+        turn.extra.pop(LOADED, None)
 
     def shared(self, turn: Turn) -> bool:
         """Whether several senders speak in the turn's conversation (a group's, shared)."""
@@ -99,30 +153,58 @@ class History:
     async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
         """The conversation (its newest `limit` messages), oldest first, within the retention
         limits; [] once it went idle."""
-        key = self.conversation(turn)
+        kept = self.settings.max_messages
+        wanted = kept if limit is None else min(limit, kept)
+        loaded = turn.extra.get(LOADED)
+        if loaded is not None and loaded[0] >= wanted:
+            return list(loaded[1][-wanted:] if wanted > 0 else [])
+        key = await self.conversation(turn)
         await self._fold(key, turn.update_id)
         if self.settings.idle_minutes:
             recent = time.time() - self.settings.idle_minutes * 60
-            if not await self.store.messages(key, limit=1, since=recent):
-                await self.store.clear(key)
+            if not await self.store.list_read(LISTS, key, limit=1, since=recent):
+                await self.forget(key)
+                turn.extra[LOADED] = (kept, [])
                 return []
-        kept = self.settings.max_messages
-        past = await self.store.messages(
-            key, limit=kept if limit is None else min(limit, kept), since=self._oldest_kept()
+        past = await self.store.list_read(LISTS, key, limit=wanted, since=self._oldest_kept())
+        found = [_unmarked(message) for message in past]
+        turn.extra[LOADED] = (wanted if len(found) == wanted else kept, found)
+        return list(found)
+
+    async def summary(self, turn: Turn) -> str | None:
+        """The summary kept in place of the conversation's older part, if retention still keeps
+        it (an idle conversation's is gone with it: `load` runs first)."""
+        found = await self.store.get(SUMMARIES, await self.conversation(turn))
+        if not isinstance(found, dict) or float(found.get("at", 0)) < self._oldest_kept():
+            return None
+        return str(found.get("content") or "") or None
+
+    async def compact(self, turn: Turn, summary: str, *, keep: int) -> None:
+        """Keep `summary` in place of all but the newest `keep` messages, which stay as they
+        are: the conversation outgrew what the model is sent."""
+        key = await self.conversation(turn)
+        await self.store.put(SUMMARIES, key, {"content": summary, "at": time.time()})
+        past = await self.store.list_read(
+            LISTS, key, limit=self.settings.max_messages, since=self._oldest_kept()
         )
-        return [_unmarked(message) for message in past]
+        await self.store.list_set(LISTS, key, past[-keep:] if keep > 0 else [])
+        self._changed(turn)
 
     async def append(self, turn: Turn, *messages: ChatMessage) -> None:
         """Add messages (a user's marked with its sender, in a shared conversation): durable
         once this returns. They replace the turn's draft (the answer being shown is now stored
         whole, or the part before a tool call is)."""
-        key = self.conversation(turn)
+        key = await self.conversation(turn)
         sender = turn.sender_id if self.shared(turn) else None
         marked = [
             {**m, SENDER: sender} if m.get("role") == "user" and sender is not None else m
             for m in messages
         ]
-        await self.store.append(key, marked, keep=self.settings.max_messages)
+        await self.store.list_push(LISTS, key, marked, keep=self.settings.max_messages)
+        loaded = turn.extra.get(LOADED)
+        if loaded is not None:  # still the whole conversation (within `keep`) with these added
+            found = [*loaded[1], *(_unmarked(m) for m in marked)]
+            turn.extra[LOADED] = (loaded[0], found[-self.settings.max_messages :])
         if self._drafting.get(key) == turn.update_id:
             del self._drafting[key]
             await self.store.put(DRAFTS, key, None)
@@ -133,7 +215,7 @@ class History:
         """The turn's answer as far as the user has seen it, kept beside the conversation until
         `append` stores it: after a kill -9 the next `load` adds it, marked as interrupted.
         None drops it (/cancel: the user chose to stop it)."""
-        key = self.conversation(turn)
+        key = await self.conversation(turn)
         if content is None:
             if self._drafting.pop(key, None) is not None:
                 await self.store.put(DRAFTS, key, None)
@@ -153,23 +235,37 @@ class History:
         content = str(found.get("content") or "").rstrip()
         if content:
             message = {"role": "assistant", "content": content + INTERRUPTED}
-            await self.store.append(key, [message], keep=self.settings.max_messages)
+            await self.store.list_push(LISTS, key, [message], keep=self.settings.max_messages)
+        await self.store.put(DRAFTS, key, None)
+
+    async def forget(self, key: str) -> None:
+        """Delete a conversation: its messages, its summary, its draft."""
+        await self.store.list_set(LISTS, key, [])
+        await self.store.put(SUMMARIES, key, None)
+        self._drafting.pop(key, None)
         await self.store.put(DRAFTS, key, None)
 
     async def clear(self, turn: Turn) -> None:
-        """Forget the conversation."""
-        key = self.conversation(turn)
-        await self.store.clear(key)
-        self._drafting.pop(key, None)
-        await self.store.put(DRAFTS, key, None)
+        """Forget the current conversation (its summary and title too); saved ones stay."""
+        key = await self.conversation(turn)
+        await self.forget(key)
+        self._changed(turn)
+        scope = self.scope(turn)
+        if await self.store.get(CHATS, scope) is not None:
+            async with self.store.lock(f"history:{scope}"):
+                index = await self.store.get(CHATS, scope)
+                for entry in index.get("chats", []) if isinstance(index, dict) else []:
+                    if key_of(scope, entry.get("id")) == key:
+                        entry["title"] = None
+                await self.store.put(CHATS, scope, index)
 
     async def rewind(self, turn: Turn) -> ChatMessage | None:
         """Drop the last user message and what followed it; return that message. In a shared
         conversation, a UserError (and nothing dropped) if someone else sent it."""
-        key = self.conversation(turn)
+        key = await self.conversation(turn)
         await self._fold(key, turn.update_id)
-        past = await self.store.messages(
-            key, limit=self.settings.max_messages, since=self._oldest_kept()
+        past = await self.store.list_read(
+            LISTS, key, limit=self.settings.max_messages, since=self._oldest_kept()
         )
         last = next(
             (i for i in range(len(past) - 1, -1, -1) if past[i].get("role") == "user"), None
@@ -179,20 +275,32 @@ class History:
         sender = past[last].get(SENDER)
         if self.shared(turn) and sender is not None and sender != turn.sender_id:
             raise UserError(turn.t("history.not_yours"))
-        await self.store.replace(key, past[:last])
+        await self.store.list_set(LISTS, key, past[:last])
+        self._changed(turn)
         return _unmarked(past[last])
 
     async def move_chat(self, old: int, new: int) -> None:
         """A group became supergroup `new`: its conversations go on there (the answer still
-        being written in the old one is stored there too)."""
+        being written in the old one is stored there too), saved ones and summaries too."""
         self._moved[old] = new
-        await self.store.move(f"chat:{old}", f"chat:{new}")
+        await self.store.list_rename(LISTS, f"chat:{old}", f"chat:{new}")
+        for namespace in (CHATS, SUMMARIES):  # rare, so a scan of the namespace will do
+            for key, value in (await self.store.scan(namespace)).items():
+                if _under(key, f"chat:{old}"):
+                    target = f"chat:{new}" + key[len(f"chat:{old}") :]
+                    if await self.store.get(namespace, target) is None:
+                        await self.store.put(namespace, target, value)
+                    await self.store.put(namespace, key, None)
 
     async def expire(self) -> None:
         """Delete what retention no longer keeps (hourly, and at start-up)."""
         self._last_expire = time.time()
         if self.settings.max_age_days:
-            await self.store.expire(self._oldest_kept())
+            oldest = self._oldest_kept()
+            await self.store.list_expire(LISTS, oldest)
+            for key, found in (await self.store.scan(SUMMARIES)).items():
+                if not isinstance(found, dict) or float(found.get("at", 0)) < oldest:
+                    await self.store.put(SUMMARIES, key, None)
 
 
 _histories: weakref.WeakKeyDictionary[App, History] = weakref.WeakKeyDictionary()
@@ -224,19 +332,32 @@ def register_texts() -> dict[str, dict[str, str]]:
             "history.cleared": "Done: I have forgotten our conversation.",
             "history.not_yours": "The last question here was someone else's: only they can "
             "/retry it. Send your question again instead.",
+            **saved.TEXTS["en"],
         },
         "ru": {
             "history.clear": "Забыть наш разговор",
             "history.cleared": "Готово: я забыл наш разговор.",
             "history.not_yours": "Последний вопрос здесь задал кто-то другой: повторить его "
             "(/retry) может только он. Отправьте свой вопрос заново.",
+            **saved.TEXTS["ru"],
         },
     }
 
 
 @hookimpl
 def register_commands(app: App) -> Sequence[Command]:
-    return [Command("clear", clear, help=app.translations("history.clear"))]
+    return [
+        Command("clear", clear, help=app.translations("history.clear")),
+        Command("new", new, help=app.translations("history.new")),
+        Command("chats", chats, help=app.translations("history.chats")),
+    ]
+
+
+@hookimpl
+async def button_pressed(turn: Turn, data: str) -> Reply | str | None:
+    if data.startswith(saved.PREFIX):
+        return await saved.switch(turn, _histories[turn.app], data)
+    return None
 
 
 @hookimpl
@@ -262,3 +383,13 @@ async def clear(turn: Turn) -> str:
     """/clear: wipe the current conversation."""
     await _histories[turn.app].clear(turn)
     return turn.t("history.cleared")
+
+
+async def new(turn: Turn) -> str:
+    """/new: keep the current conversation and start another."""
+    return await saved.new(turn, _histories[turn.app])
+
+
+async def chats(turn: Turn) -> Reply | str:
+    """/chats: the saved conversations, a button each to go back to one."""
+    return await saved.listing(turn, _histories[turn.app])

@@ -6,6 +6,14 @@ by `prices`). Budgets limit any of those measures. An expensive call first reser
 (`turn.reserve`, a `store.add(..., limit=)` that refuses atomically), so concurrent requests never
 pass a budget; when the turn ends the reservation is replaced by what was really metered, so a
 failed call costs only what it consumed.
+
+Credit: money a user bought (the payments plugin) that pays for use past their own money budget
+("cost" limits): a reservation that would pass one is drawn from the credit instead, and then the
+whole turn is paid from it. Any plugin may grant credit through two `app.store` counters in the
+"usage" namespace, in the ledger's currency: `credit:u<user>:<ref>` adds `amount` and
+`credit:u<user>:<ref>:refund` takes it back, each added with `limit=amount`, so that adding it
+again (a redelivered payment, a second refund, another instance) is refused: once per `ref`.
+Credit is what those add up to, minus `spent:u<user>` (what budgets drew); /usage shows it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from botcore import App, Command, StrictModel, Turn, UserError, hookimpl
+from botcore import App, Command, Store, StrictModel, Turn, UserError, hookimpl
 
 log = logging.getLogger(__name__)
 COUNTERS = "usage"
@@ -30,6 +38,8 @@ COST = "cost"
 """The measure that is the priced sum of all items; every other measure is an item name."""
 RESERVED = "usage.reserved"
 """turn.extra key: {counter key: amount reserved during this turn}."""
+DRAWN = "usage.credit"
+"""turn.extra key: the credit drawn by this turn's reservations (the turn is paid from credit)."""
 SLACK = 1e-9
 """Relative tolerance of a limit: float sums of prices must not refuse what exactly fits."""
 KEEP_DAYS = {"daily": 40, "monthly": 400}
@@ -117,9 +127,15 @@ def _windows(now: dt.datetime) -> tuple[Window, ...]:
     )
 
 
-def cost(settings: Settings, items: Mapping[str, float]) -> float:
-    """What these items cost at the configured prices."""
-    return sum(amount * settings.prices.get(item, 0.0) for item, amount in items.items())
+def cost(
+    settings: Settings, items: Mapping[str, float], prices: Mapping[str, float] | None = None
+) -> float:
+    """What these items cost: at the turn's own `prices` (a model's price per token) where it
+    has one, else at the configured prices."""
+    own = prices or {}
+    return sum(
+        amount * own.get(item, settings.prices.get(item, 0.0)) for item, amount in items.items()
+    )
 
 
 def user_limits(settings: Settings, user_id: int) -> Limits:
@@ -167,6 +183,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "usage.budget_set": "Budget of {who}, {window}: {limits}.",
             "usage.budget_reset": "{who} has the default budget again.",
             "usage.no_limits": "no limits",
+            "usage.credit": "Credit: {left} left of {granted} bought",
         },
         "ru": {
             "usage.help": "Ваш расход и остаток бюджета",
@@ -189,6 +206,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "usage.budget_set": "Бюджет {who}, {window}: {limits}.",
             "usage.budget_reset": "{who}: снова бюджет по умолчанию.",
             "usage.no_limits": "без ограничений",
+            "usage.credit": "Кредит: осталось {left} из {granted} купленных",
         },
     }
 
@@ -205,22 +223,29 @@ def register_commands(app: App) -> Sequence[Command]:
 async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
     """Add the estimate to every limited counter, all or none; refuse past a limit."""
     settings = turn.app.settings(Settings)
-    amounts = {**items, COST: cost(settings, items)}
+    amounts = {**items, COST: cost(settings, items, turn.prices)}
     scopes: list[tuple[str, int | None, Limits]] = [("global", None, settings.global_)]
     if turn.user_id is not None:
         scopes.insert(0, ("user", turn.user_id, user_limits(settings, turn.user_id)))
     store = turn.app.store
     done: list[tuple[str, float]] = []
+    drawn = 0.0
     for scope, user_id, limits in scopes:
         for window in windows(settings):
             for measure, limit in (getattr(limits, window.name) or {}).items():
                 amount = amounts.get(measure, 0.0)
-                if amount <= 0:
-                    continue
+                if amount <= 0 or (drawn and scope == "user" and measure == COST):
+                    continue  # paid from credit: no window of the user's money budget applies
                 key = f"{window.key}:{_who(user_id)}:{measure}"
                 slack = SLACK * max(1.0, limit)  # 0.1 + 0.1 + 0.1 must fit in 0.3
                 total = await store.add(COUNTERS, key, amount, limit=limit + slack, ttl=window.ttl)
+                over_own = total is None and scope == "user" and measure == COST
+                if over_own and user_id is not None and await _draw(store, user_id, amount):
+                    drawn = amount
+                    continue
                 if total is None:
+                    if drawn:  # the credit drawn for the user goes back too
+                        await store.add(COUNTERS, f"spent:u{turn.user_id}", -drawn)
                     for undo_key, undo in done:
                         await store.add(COUNTERS, undo_key, -undo)
                     log.info(
@@ -238,6 +263,26 @@ async def reserve_usage(turn: Turn, items: Mapping[str, float]) -> None:
     reserved: dict[str, float] = turn.extra.setdefault(RESERVED, {})
     for key, amount in done:
         reserved[key] = reserved.get(key, 0.0) + amount
+    if drawn:
+        turn.extra[DRAWN] = turn.extra.get(DRAWN, 0.0) + drawn
+
+
+async def credit(store: Store, user_id: int) -> tuple[float, float]:
+    """A user's credit: (what is left, what was granted in all, refunds deducted)."""
+    granted = 0.0
+    for key, value in (await store.totals(COUNTERS, f"credit:u{user_id}:")).items():
+        granted += -value if key.endswith(":refund") else value
+    spent = (await store.totals(COUNTERS, f"spent:u{user_id}")).get(f"spent:u{user_id}", 0.0)
+    return granted - spent, granted
+
+
+async def _draw(store: Store, user_id: int, amount: float) -> bool:
+    """Take `amount` from the user's credit, atomically; False if there is not enough."""
+    _, granted = await credit(store, user_id)
+    if granted <= 0:
+        return False
+    slack = SLACK * max(1.0, granted)
+    return await store.add(COUNTERS, f"spent:u{user_id}", amount, limit=granted + slack) is not None
 
 
 @hookimpl
@@ -245,13 +290,16 @@ async def turn_end(turn: Turn) -> None:
     """Record what the turn metered and give back what it reserved: one signed add per counter,
     all in one write."""
     reserved: dict[str, float] = turn.extra.pop(RESERVED, {})
-    if not turn.usage and not reserved:
+    drawn: float = turn.extra.pop(DRAWN, 0.0)
+    if not turn.usage and not reserved and not drawn:
         return
     settings = turn.app.settings(Settings)
-    amounts = {**turn.usage, COST: cost(settings, turn.usage)} if turn.usage else {}
+    amounts = {**turn.usage, COST: cost(settings, turn.usage, turn.prices)} if turn.usage else {}
     changes: dict[str, tuple[float, float | None]] = {
         key: (-amount, None) for key, amount in reserved.items()
     }
+    if drawn and turn.user_id is not None:  # a turn past the budget is paid from credit in full
+        changes[f"spent:u{turn.user_id}"] = (amounts.get(COST, 0.0) - drawn, None)
     whos = ["all"] if turn.user_id is None else ["all", _who(turn.user_id)]
     for window in windows(settings):
         for who in whos:
@@ -331,6 +379,11 @@ async def show_usage(turn: Turn) -> str:
     if target is None:
         return turn.t("usage.nothing")
     lines = await _report(turn, target, user_limits(settings, target))
+    left, granted = await credit(turn.app.store, target)
+    if granted or left:
+        lines.append(
+            turn.t("usage.credit", left=_money(settings, left), granted=_money(settings, granted))
+        )
     if turn.is_admin and target == turn.user_id:
         lines += ["", turn.t("usage.everyone") + ":"]
         lines += await _report(turn, None, settings.global_)

@@ -13,7 +13,16 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from botcore import Reply, Text, TextStream, Turn, UserError, Voice, explain_api_error
+from botcore import (
+    Reasoning,
+    Reply,
+    Text,
+    TextStream,
+    Turn,
+    UserError,
+    Voice,
+    explain_api_error,
+)
 
 if TYPE_CHECKING:
     from . import Settings
@@ -147,12 +156,14 @@ async def speak(turn: Turn, settings: Settings, reply: Text | TextStream) -> Rep
 
 
 async def _drain(turn: Turn, reply: TextStream) -> tuple[str, str | None]:
-    """The whole streamed answer, and the message to show if the stream failed part way."""
+    """The whole streamed answer (without its reasoning), and the message to show if the stream
+    failed part way."""
     parts: list[str] = []
     error: str | None = None
     try:
         async for chunk in reply.chunks:
-            parts.append(chunk)
+            if not isinstance(chunk, Reasoning):  # the model's thinking is never read aloud
+                parts.append(chunk)
     except UserError as exc:
         error = exc.message
     except Exception:  # the core logged it and counted it against the plugin that made the stream

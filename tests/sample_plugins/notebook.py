@@ -19,6 +19,30 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.chats: dict[int, list[ChatMessage]] = {}
+        self.summaries: dict[int, str] = {}
+
+    async def conversation(self, turn: Turn) -> str:
+        return str(turn.chat_id)
+
+    async def draft(self, turn: Turn, content: str | None) -> None:
+        """Answers are stored once complete: a kill -9 mid-answer loses it (it is a sample)."""
+
+    async def summary(self, turn: Turn) -> str | None:
+        return self.summaries.get(turn.chat_id)
+
+    async def compact(self, turn: Turn, summary: str, *, keep: int) -> None:
+        self.summaries[turn.chat_id] = summary
+        found = self.chats.get(turn.chat_id, [])
+        self.chats[turn.chat_id] = found[len(found) - keep :] if keep else []
+
+    async def rewind(self, turn: Turn) -> ChatMessage | None:
+        found = self.chats.get(turn.chat_id, [])
+        last = max((i for i, m in enumerate(found) if m.get("role") == "user"), default=None)
+        if last is None:
+            return None
+        message = found[last]
+        del found[last:]
+        return message
 
     async def load(self, turn: Turn, *, limit: int | None = None) -> list[ChatMessage]:
         found = self.chats.get(turn.chat_id, [])
@@ -29,6 +53,7 @@ class MemoryStore:
 
     async def clear(self, turn: Turn) -> None:
         self.chats.pop(turn.chat_id, None)
+        self.summaries.pop(turn.chat_id, None)
 
 
 STORES: dict[App, MemoryStore] = {}

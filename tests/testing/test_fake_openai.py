@@ -674,3 +674,63 @@ async def test_fail_randomly_fails_a_share_repeatably(
     assert [o == "ok" for o in second] == [o == "ok" for o in first]
     fake.fail_randomly("chat/completions", rate=0)
     assert (await outcomes()).count("ok") == 100
+
+
+@pytest.mark.parametrize("style", ["reasoning_content", "reasoning"])
+async def test_reasoning_streams_beside_the_content(
+    fake: FakeOpenAI, client: AsyncOpenAI, style: Any
+) -> None:
+    fake.script_chat(
+        ChatReply(text="It is blue.", reasoning="Short waves scatter.", reasoning_style=style)
+    )
+    stream = await client.chat.completions.create(
+        model="m", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
+    thought, text, usage = "", "", None
+    async for chunk in stream:
+        if chunk.choices:
+            delta = chunk.choices[0].delta.model_dump()
+            thought += delta.get(style) or ""
+            text += delta.get("content") or ""
+            assert not (delta.get(style) and delta.get("content"))  # one or the other per delta
+        usage = chunk.usage or usage
+    assert (thought, text) == ("Short waves scatter.", "It is blue.")
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == len("Short waves scatter.") // 4
+    assert usage.completion_tokens == (len("It is blue.") + len("Short waves scatter.")) // 4
+    fake.script_chat(
+        ChatReply(text="It is blue.", reasoning="Short waves scatter.", reasoning_style=style)
+    )
+    whole = await client.chat.completions.create(model="m", messages=USER)
+    message = whole.choices[0].message.model_dump()
+    assert (message[style], message["content"]) == ("Short waves scatter.", "It is blue.")
+
+
+async def test_think_style_puts_the_reasoning_in_the_content(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.script_chat(ChatReply(text="Blue.", reasoning="Hmm.", reasoning_style="think"))
+    whole = await client.chat.completions.create(model="m", messages=USER)
+    assert whole.choices[0].message.content == "<think>\nHmm.\n</think>\n\nBlue."
+
+
+async def test_embeddings_as_the_api_documents_them(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    # The SDK asks for base64 unless told otherwise; floats on request; a string or a list.
+    texts = ["the night sky has stars", "stars in the sky", "a recipe for bread"]
+    result = await client.embeddings.create(model="text-embedding-3-small", input=texts)
+    vectors = [item.embedding for item in result.data]
+    assert [item.index for item in result.data] == [0, 1, 2] and len(vectors[0]) == 256
+    assert result.usage.prompt_tokens > 0
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])  # shared words: near
+    again = await client.embeddings.create(
+        model="text-embedding-3-small", input=texts[0], encoding_format="float", dimensions=32
+    )
+    assert len(again.data) == 1 and len(again.data[0].embedding) == 32
+    with pytest.raises(openai.BadRequestError):
+        await client.embeddings.create(model="text-embedding-3-small", input=[])
+    with pytest.raises(openai.BadRequestError):
+        await client.embeddings.create(model="text-embedding-3-small", input=[""])

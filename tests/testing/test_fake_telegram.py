@@ -738,3 +738,13 @@ async def test_concurrent_set_webhooks_leave_one_sender(fake: FakeTelegram, bot:
     assert len(senders()) == 1
     assert await bot.delete_webhook()
     assert senders() == []
+
+
+async def test_entity_types_are_the_bot_apis(fake: FakeTelegram, bot: Bot) -> None:
+    # A collapsed quote (what reasoning is shown in) is kept; a type the Bot API lacks is refused.
+    sent = await bot.send_message(
+        42, "thinking\n\nanswer", entities=[MessageEntity("expandable_blockquote", 0, 8)]
+    )
+    assert sent.entities[0].type == MessageEntity.EXPANDABLE_BLOCKQUOTE
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+        await bot.send_message(42, "thinking", entities=[MessageEntity("collapsed_quote", 0, 8)])

@@ -1,10 +1,10 @@
 """A Store on Redis (redis-py's asyncio client): one server that several bot processes share.
 
-Keys start with "botcore:". A conversation is a list of "<unix time> <json>" entries; records are
-a hash per namespace; a counter is a string key (its window is the key's TTL) listed in a set per
-namespace. A budget reservation and a lock attempt are each one Lua script, so they are atomic.
-Locks are leases (SET NX PX with a random token, released by compare-and-delete); see
-botcore.stores.server.
+Keys start with "botcore:". A list is a Redis list of "<unix time> <json>" entries, its key in a
+set per namespace; records are a hash per namespace; a counter is a string key (its window is the
+key's TTL) listed in a set per namespace. A budget reservation and a lock attempt are each one Lua
+script, so they are atomic. Locks are leases (SET NX PX with a random token, released by
+compare-and-delete); see server.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
-from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
+from botcore import SCHEMA_VERSION, Change, NewerSchema, Signal, check_schema
+
+from .server import OLD_CONVERSATIONS, WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("botcore.store")
 P = "botcore:"
-CONVERSATIONS = P + "conversations"
+OLD_LISTS = (P + "conversations", P + "m:")
+"""Schema 1's set of conversation names, and the prefix of each conversation's list."""
 META = P + "meta"
 """A hash of facts about the data itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SIGNALS = P + "signals"
@@ -56,6 +58,21 @@ while true do
 end
 """
 
+MIGRATE_1 = """
+local names = redis.call('SMEMBERS', KEYS[1])
+for _, name in ipairs(names) do
+  if redis.call('EXISTS', ARGV[1] .. name) == 1 then
+    redis.call('RENAME', ARGV[1] .. name, ARGV[2] .. name)
+    redis.call('SADD', KEYS[2], name)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[3], 'schema_version', ARGV[3])
+return #names
+"""
+"""Schema 1's conversations become lists (entries as they were), and the version is recorded: one
+script, so instances opening at once cannot both move them."""
+
 MOVE = """
 local moved = redis.call('LRANGE', KEYS[1], 0, -1)
 for i = #moved, 1, -1 do redis.call('LPUSH', KEYS[2], moved[i]) end
@@ -64,7 +81,7 @@ redis.call('SREM', KEYS[3], ARGV[1])
 if #moved > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
 return #moved
 """
-"""Prepend one conversation's list to another's and forget it, atomically (an append to either
+"""Prepend one list to another and forget it, atomically (an append to either
 cannot fall between the read and the delete)."""
 
 TRY_LOCK = """
@@ -102,8 +119,13 @@ return 1
 """
 
 
-def _conversation(name: str) -> str:
-    return f"{P}m:{name}"
+def _list(namespace: str, key: str) -> str:
+    return f"{P}l:{len(namespace)}:{namespace}:{key}"
+
+
+def _lists(namespace: str) -> str:
+    """The set of a namespace's list keys (for list_rename and list_expire)."""
+    return f"{P}li:{namespace}"
 
 
 def _counter(namespace: str, key: str) -> str:
@@ -164,6 +186,16 @@ class RedisStore:
             await self._redis.hsetnx(META, "schema_version", SCHEMA_VERSION)
             found = await self._redis.hget(META, "schema_version")
             check_schema(int(found) if found is not None else SCHEMA_VERSION)
+            await self._redis.eval(
+                MIGRATE_1,
+                3,
+                OLD_LISTS[0],
+                _lists(OLD_CONVERSATIONS),
+                META,
+                OLD_LISTS[1],
+                _list(OLD_CONVERSATIONS, ""),
+                SCHEMA_VERSION,
+            )
         except NewerSchema:
             await self.close()
             raise
@@ -192,78 +224,69 @@ class RedisStore:
         if client is not None:
             await client.aclose()
 
-    async def messages(
-        self, conversation: str, *, limit: int, since: float = 0.0
-    ) -> list[ChatMessage]:
-        """The newest `limit` messages at or after `since`, oldest first."""
+    async def list_read(
+        self, namespace: str, key: str, *, limit: int, since: float = 0.0
+    ) -> list[Any]:
+        """The newest `limit` items at or after `since`, oldest first."""
         if limit <= 0:
             return []
-        entries = await self.redis.lrange(_conversation(conversation), -limit, -1)
+        entries = await self.redis.lrange(_list(namespace, key), -limit, -1)
         found = []
         for entry in entries:
-            created, _, message = str(entry).partition(" ")
+            created, _, item = str(entry).partition(" ")
             if float(created) >= since:
-                found.append(json.loads(message))
+                found.append(json.loads(item))
         return found
 
-    async def append(
-        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
-    ) -> None:
-        """Add messages and trim to the newest `keep`, in one MULTI/EXEC."""
+    async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
+        """Add items and trim to the newest `keep`, in one MULTI/EXEC."""
         now = f"{time.time():.6f}"
-        entries = [f"{now} {json.dumps(m, ensure_ascii=False)}" for m in messages]
-        key = _conversation(conversation)
+        entries = [f"{now} {json.dumps(item, ensure_ascii=False)}" for item in items]
+        name = _list(namespace, key)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *entries)
+            pipe.rpush(name, *entries)
             if keep > 0:
-                pipe.ltrim(key, -keep, -1)
+                pipe.ltrim(name, -keep, -1)
             else:
-                pipe.delete(key)
-            pipe.sadd(CONVERSATIONS, conversation)
+                pipe.delete(name)
+            pipe.sadd(_lists(namespace), key)
             await pipe.execute()
 
-    async def clear(self, conversation: str) -> None:
-        """Forget a conversation."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(_conversation(conversation))
-            pipe.srem(CONVERSATIONS, conversation)
-            await pipe.execute()
-
-    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
-        """Make the conversation exactly `messages`, in one MULTI/EXEC."""
+    async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
+        """Make the list exactly `items`, in one MULTI/EXEC."""
         now = f"{time.time():.6f}"
-        key = _conversation(conversation)
+        name = _list(namespace, key)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if messages:
-                pipe.rpush(key, *(f"{now} {json.dumps(m, ensure_ascii=False)}" for m in messages))
-                pipe.sadd(CONVERSATIONS, conversation)
+            pipe.delete(name)
+            if items:
+                pipe.rpush(name, *(f"{now} {json.dumps(i, ensure_ascii=False)}" for i in items))
+                pipe.sadd(_lists(namespace), key)
             else:
-                pipe.srem(CONVERSATIONS, conversation)
+                pipe.srem(_lists(namespace), key)
             await pipe.execute()
 
-    async def move(self, old: str, new: str) -> None:
-        """Rename `old` and the conversations under it, each atomically (MOVE)."""
+    async def list_rename(self, namespace: str, old: str, new: str) -> None:
+        """Rename `old` and the lists under it, each atomically (MOVE)."""
+        index = _lists(namespace)
         found = [
-            str(name)
-            async for name in self.redis.sscan_iter(CONVERSATIONS, count=500)
-            if str(name) == old or str(name).startswith(old + ":")
+            str(key)
+            async for key in self.redis.sscan_iter(index, count=500)
+            if str(key) == old or str(key).startswith(old + ":")
         ]
-        for name in found:
-            target = new + name[len(old) :]
+        for key in found:
+            target = new + key[len(old) :]
             await self._scripts["move"](
-                keys=[_conversation(name), _conversation(target), CONVERSATIONS],
-                args=[name, target],
+                keys=[_list(namespace, key), _list(namespace, target), index],
+                args=[key, target],
             )
 
-    async def expire(self, before: float) -> None:
-        """Forget messages older than `before`: drop them from the head of every list."""
-        async for conversation in self.redis.sscan_iter(CONVERSATIONS, count=500):
-            emptied = await self._scripts["expire"](
-                keys=[_conversation(conversation)], args=[before]
-            )
+    async def list_expire(self, namespace: str, before: float) -> None:
+        """Drop items older than `before` from the head of each of the namespace's lists."""
+        index = _lists(namespace)
+        async for key in self.redis.sscan_iter(index, count=500):
+            emptied = await self._scripts["expire"](keys=[_list(namespace, key)], args=[before])
             if emptied:
-                await self.redis.srem(CONVERSATIONS, conversation)
+                await self.redis.srem(index, key)
 
     async def get(self, namespace: str, key: str) -> Any:
         """The value, or None."""

@@ -14,14 +14,15 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from botcore.config import url_secrets
-from botcore.logs import redact
-from botcore.store import Signal, hand_on
+from botcore import Signal
 
 log = logging.getLogger("botcore.store")
 
+OLD_CONVERSATIONS = "history"
+"""Where a schema-1 store's conversations go at open, as in botcore's own SQLite store: the list
+namespace of the history plugin, which was their only writer (schema 2 keeps generic lists)."""
 WAITER_TTL = 10.0
 """A waiter that stops polling for this long (its process died) loses its place in line."""
 
@@ -43,10 +44,13 @@ def where(url: str) -> str:
 
 def unavailable(what: str, url: str, exc: BaseException) -> StoreUnavailable:
     """A StoreUnavailable naming the server, with every trace of the URL's password removed."""
-    detail = redact(f"{type(exc).__name__}: {exc}", url_secrets(url))
+    detail = f"{type(exc).__name__}: {exc}"
     password = _password(url)
-    if password:  # short passwords too: redact() leaves strings under 6 characters alone
-        detail = detail.replace(password, "***")
+    # Longest first: the URL before the password inside it; short passwords too.
+    for secret in sorted({url, *([password, unquote(password)] if password else [])}, key=len)[
+        ::-1
+    ]:
+        detail = detail.replace(secret, "***")
     return StoreUnavailable(f"{what} at {where(url)}: {detail}")
 
 
@@ -134,4 +138,8 @@ def received(listeners: Sequence[Callable[[Signal], None]], payload: str | bytes
     except (ValueError, TypeError):
         return
     if isinstance(message, dict):
-        hand_on(listeners, message)
+        for callback in listeners:  # one that raises is logged; the rest still run
+            try:
+                callback(message)
+            except Exception:
+                log.exception("store: a signal listener failed")

@@ -2,7 +2,7 @@
 
 Every write is one statement or one transaction; a budget reservation is a single
 INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two processes can never both pass a limit. Locks are
-leases in a table (see botcore.stores.server), taken by one server-side function call. The tables
+leases in a table (see server.py), taken by one server-side function call. The tables
 (all named botcore_*) are created on open, under an advisory lock so instances may start at once.
 """
 
@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from botcore.store import SCHEMA_VERSION, Change, ChatMessage, NewerSchema, Signal, check_schema
-from botcore.stores.server import WAITER_TTL, hold, received, stop_task, unavailable
+from botcore import SCHEMA_VERSION, Change, NewerSchema, Signal, check_schema
+
+from .server import OLD_CONVERSATIONS, WAITER_TTL, hold, received, stop_task, unavailable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -36,15 +37,15 @@ CREATE TABLE IF NOT EXISTS botcore_meta (key TEXT PRIMARY KEY, value TEXT NOT NU
 """
 """Facts about the database itself: its schema_version (botcore.store.SCHEMA_VERSION)."""
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS botcore_messages (
+CREATE TABLE IF NOT EXISTS botcore_lists (
     id BIGSERIAL PRIMARY KEY,
-    conversation TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
     created DOUBLE PRECISION NOT NULL,
-    message TEXT NOT NULL
+    item TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS botcore_messages_by_conversation
-    ON botcore_messages (conversation, id);
-CREATE INDEX IF NOT EXISTS botcore_messages_by_age ON botcore_messages (created);
+CREATE INDEX IF NOT EXISTS botcore_lists_by_key ON botcore_lists (namespace, key, id);
+CREATE INDEX IF NOT EXISTS botcore_lists_by_age ON botcore_lists (namespace, created);
 CREATE TABLE IF NOT EXISTS botcore_records (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -99,6 +100,17 @@ BEGIN
 END $$;
 """
 
+MIGRATE_1 = f"""
+ALTER TABLE botcore_messages RENAME TO botcore_lists;
+ALTER TABLE botcore_lists RENAME COLUMN conversation TO key;
+ALTER TABLE botcore_lists RENAME COLUMN message TO item;
+ALTER TABLE botcore_lists ADD COLUMN namespace TEXT NOT NULL DEFAULT '{OLD_CONVERSATIONS}';
+ALTER TABLE botcore_lists ALTER COLUMN namespace DROP DEFAULT;
+DROP INDEX IF EXISTS botcore_messages_by_conversation;
+DROP INDEX IF EXISTS botcore_messages_by_age;
+"""
+"""Schema 1's conversations become lists where they are (ids, order and times kept)."""
+
 ADD = """
 INSERT INTO botcore_counters AS c (namespace, key, value, expires)
 SELECT $1, $2, $3, $5
@@ -150,13 +162,16 @@ class PostgresStore:
                 try:  # the version first: a newer botcore's tables and functions stay as they are
                     await db.execute(META)
                     found = await db.fetchval(
-                        "SELECT value FROM botcore_meta WHERE key = 'schema_version'"
+                        "SELECT value FROM botcore_meta WHERE key = $1", "schema_version"
                     )
                     check_schema(int(found) if found is not None else SCHEMA_VERSION)
-                    await db.execute(SCHEMA)
+                    async with db.transaction():
+                        if await db.fetchval("SELECT to_regclass('botcore_messages')"):
+                            await db.execute(MIGRATE_1)  # written by schema 1
+                        await db.execute(SCHEMA)
                     await db.execute(
                         "INSERT INTO botcore_meta (key, value) VALUES ('schema_version', $1) "
-                        "ON CONFLICT (key) DO NOTHING",
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                         str(SCHEMA_VERSION),
                     )
                 finally:
@@ -177,38 +192,40 @@ class PostgresStore:
         if pool is not None:
             await pool.close()
 
-    async def messages(
-        self, conversation: str, *, limit: int, since: float = 0.0
-    ) -> list[ChatMessage]:
-        """The newest `limit` messages at or after `since`, oldest first."""
+    async def list_read(
+        self, namespace: str, key: str, *, limit: int, since: float = 0.0
+    ) -> list[Any]:
+        """The newest `limit` items at or after `since`, oldest first."""
         rows = await self.pool.fetch(
-            "SELECT message FROM botcore_messages WHERE conversation = $1 AND created >= $2 "
-            "ORDER BY id DESC LIMIT $3",
-            conversation,
+            "SELECT item FROM botcore_lists WHERE namespace = $1 AND key = $2 AND created >= $3 "
+            "ORDER BY id DESC LIMIT $4",
+            namespace,
+            key,
             since,
             max(limit, 0),
         )
         return [json.loads(row[0]) for row in reversed(rows)]
 
-    async def append(
-        self, conversation: str, messages: Sequence[ChatMessage], *, keep: int
-    ) -> None:
-        """Add messages and trim to the newest `keep`, in one transaction."""
+    async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
+        """Add items and trim to the newest `keep`, in one transaction."""
         now = time.time()
-        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+        rows = [json.dumps(item, ensure_ascii=False) for item in items]
         async with self.pool.acquire() as db, db.transaction():
             await db.execute(
-                "INSERT INTO botcore_messages (conversation, created, message) "
-                "SELECT $1, $2, m FROM unnest($3::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
-                conversation,
+                "INSERT INTO botcore_lists (namespace, key, created, item) "
+                "SELECT $1, $2, $3, m FROM unnest($4::text[]) WITH ORDINALITY AS t(m, n) "
+                "ORDER BY n",
+                namespace,
+                key,
                 now,
                 rows,
             )
             await db.execute(
-                "DELETE FROM botcore_messages WHERE conversation = $1 AND id <= ("
-                "SELECT id FROM botcore_messages WHERE conversation = $1 "
-                "ORDER BY id DESC LIMIT 1 OFFSET $2)",
-                conversation,
+                "DELETE FROM botcore_lists WHERE namespace = $1 AND key = $2 AND id <= ("
+                "SELECT id FROM botcore_lists WHERE namespace = $1 AND key = $2 "
+                "ORDER BY id DESC LIMIT 1 OFFSET $3)",
+                namespace,
+                key,
                 keep,
             )
         if now - self._last_prune > PRUNE_EVERY:
@@ -217,41 +234,42 @@ class PostgresStore:
                 "DELETE FROM botcore_counters WHERE expires IS NOT NULL AND expires <= $1", now
             )
 
-    async def clear(self, conversation: str) -> None:
-        """Forget a conversation."""
-        await self.pool.execute(
-            "DELETE FROM botcore_messages WHERE conversation = $1", conversation
-        )
-
-    async def replace(self, conversation: str, messages: Sequence[ChatMessage]) -> None:
-        """Make the conversation exactly `messages`, in one transaction."""
-        rows = [json.dumps(m, ensure_ascii=False) for m in messages]
+    async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
+        """Make the list exactly `items`, in one transaction."""
+        rows = [json.dumps(item, ensure_ascii=False) for item in items]
         async with self.pool.acquire() as db, db.transaction():
-            await db.execute("DELETE FROM botcore_messages WHERE conversation = $1", conversation)
             await db.execute(
-                "INSERT INTO botcore_messages (conversation, created, message) "
-                "SELECT $1, $2, m FROM unnest($3::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n",
-                conversation,
+                "DELETE FROM botcore_lists WHERE namespace = $1 AND key = $2", namespace, key
+            )
+            await db.execute(
+                "INSERT INTO botcore_lists (namespace, key, created, item) "
+                "SELECT $1, $2, $3, m FROM unnest($4::text[]) WITH ORDINALITY AS t(m, n) "
+                "ORDER BY n",
+                namespace,
+                key,
                 time.time(),
                 rows,
             )
 
-    async def move(self, old: str, new: str) -> None:
-        """Rename `old` and the conversations under it, in one statement (the moved rows keep
-        their lower ids, so they stay before what `new` held)."""
+    async def list_rename(self, namespace: str, old: str, new: str) -> None:
+        """Rename `old` and the lists under it, in one statement (the moved rows keep their
+        lower ids, so they stay before what `new` held)."""
         await self.pool.execute(
-            "UPDATE botcore_messages SET conversation = $1 || substr(conversation, $2) "
-            "WHERE conversation = $3 OR left(conversation, $4) = $5",
+            "UPDATE botcore_lists SET key = $1 || substr(key, $2) "
+            "WHERE namespace = $6 AND (key = $3 OR left(key, $4) = $5)",
             new,
             len(old) + 1,
             old,
             len(old) + 1,
             old + ":",
+            namespace,
         )
 
-    async def expire(self, before: float) -> None:
-        """Forget messages older than `before`."""
-        await self.pool.execute("DELETE FROM botcore_messages WHERE created < $1", before)
+    async def list_expire(self, namespace: str, before: float) -> None:
+        """Drop the namespace's items older than `before`."""
+        await self.pool.execute(
+            "DELETE FROM botcore_lists WHERE namespace = $1 AND created < $2", namespace, before
+        )
 
     async def get(self, namespace: str, key: str) -> Any:
         """The value, or None."""
