@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
     from botcore.completions import Completions
+    from botcore.gate import AuditEntry
     from botcore.metrics import Metrics
     from botcore.runtime import Runtime
     from botcore.store import HistoryStore, Store
@@ -135,6 +136,10 @@ class App:
     def tools(self) -> Tools:
         """The functions plugins offer the chat model (register_tools), checked at start-up."""
         return self._runtime.tools
+
+    async def tool_calls(self, limit: int = 20) -> list[AuditEntry]:
+        """The newest `limit` tool calls the gate recorded, newest first (see [tools])."""
+        return await self._runtime.gate.recent(limit)
 
     # Telegram, plugins, operators
 

@@ -240,6 +240,8 @@ class Config(StrictModel):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tools: dict[str, Any] = Field(default_factory=dict)
+    """[tools]: the tools' permission gate, validated once the tools are known (botcore.gate)."""
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for log redaction."""

@@ -29,6 +29,7 @@ from telegram import (
 from telegram.error import TelegramError
 
 from botcore.buttons import Pressed
+from botcore.gate import PRESS as GATE_PRESS
 from botcore.journal import Journal
 from botcore.observe import record_turn
 from botcore.plugins import CORE
@@ -492,6 +493,9 @@ class Pipeline:
 
     async def _pressed(self, turn: Turn, pressed: Pressed) -> Reply | None:
         """A button press goes to the plugin that sent the button, and to it alone."""
+        if pressed.plugin == CORE and pressed.data.startswith(GATE_PRESS):
+            turn.record.replied_by = CORE  # an approval of a tool call (botcore.gate)
+            return await self.app.gate.pressed(turn, pressed.data)
         if not self.app.plugins.enabled(pressed.plugin):
             return Text(turn.t("unavailable"))
         for impl in self.app.plugins.impls("button_pressed"):

@@ -332,6 +332,7 @@ class Runner:
             await application.updater.stop()
         if isinstance(application.bot.rate_limiter, Scheduler):
             application.bot.rate_limiter.stop_waiting()  # a flood ban must not hold the stop
+        self.app.gate.stop_waiting()  # a turn waiting for a tool's approval must not hold the stop
         if application.running:
             await application.stop()
         await self.journal.close()  # every update taken was handled (or stays for the next run)

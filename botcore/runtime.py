@@ -19,6 +19,7 @@ from botcore.breaker import Breaker, State
 from botcore.buttons import Keyboards
 from botcore.config import Config, ConfigError, StartupError, did_you_mean, loose_models, validate
 from botcore.delivery import Delivery
+from botcore.gate import Gate, ToolsSettings
 from botcore.guard import Guard
 from botcore.i18n import Texts, plugin_locales, read_locales
 from botcore.logs import redact
@@ -89,6 +90,8 @@ class Runtime:
         """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
         self.keyboards = Keyboards(self.store)
         """The inline buttons sent and not yet pressed (botcore.buttons)."""
+        self.gate = Gate(ToolsSettings(), self.store, config.bot.admins)
+        """Who may cause which tool to run, approvals, the audit (botcore.gate; [tools])."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
         self._completions: Completions | None = None
@@ -121,6 +124,13 @@ class Runtime:
         self._warn_loose_settings()
         await self._collect_commands()
         self.tools = await Tools.collect(self.plugins, self.serving, app=self.public)
+        self.gate = self.tools.gate = Gate.from_config(
+            self.config.tools,
+            self.store,
+            self.config.bot.admins,
+            known=self.tools.by_name,
+            sources=bool(self.tools.sources),
+        )
         for info in self.plugins.infos:
             info.tools = self.tools.of(info.name)
         self.handlers = [

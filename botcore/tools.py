@@ -28,6 +28,7 @@ from botcore.turn import Turn
 from botcore.types import Document, Photo, Reply, Text, TextStream, UserError, Voice
 
 if TYPE_CHECKING:
+    from botcore.gate import Gate
     from botcore.plugins import Plugins
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ class Tools:
         self._offers: list[_Offer | None] = [None] * len(self.sources)
         self._joined: tuple[tuple[object, ...], list[dict[str, Any]]] | None = None
         self._warned: set[str] = set()
+        self.gate: Gate | None = None
+        """The permission gate of every call (botcore.gate), set by the runtime."""
 
     @classmethod
     async def collect(
@@ -195,9 +198,15 @@ class Tools:
                 names += [d["function"]["name"] for d in offer.definitions]
         return names
 
-    def definitions(self) -> list[dict[str, Any]]:
-        """The request's `tools` list, without the tools of plugins switched off (built once for
-        each set of plugins off and of source lists: a request must not change it)."""
+    def definitions(self, turn: Turn | None = None) -> list[dict[str, Any]]:
+        """The request's `tools` list, without the tools of plugins switched off, nor (given the
+        `turn`) those the gate keeps from its sender there."""
+        every = self._definitions_now()
+        return every if turn is None or self.gate is None else self.gate.offer(turn, every)
+
+    def _definitions_now(self) -> list[dict[str, Any]]:
+        """Every tool offered now (built once for each set of plugins off and of source lists:
+        a request must not change it)."""
         off = frozenset(p for p in self._plugins() if not self.serving(p))
         found = self._some.get(off)
         if found is None:
@@ -231,11 +240,19 @@ class Tools:
         *,
         timeout: float,  # noqa: ASYNC109
     ) -> ToolResult:
-        """Run the tool the model asked for; an unknown name is an error text, like any failure."""
+        """Run the tool the model asked for, through the gate; an unknown name is an error text,
+        like any failure."""
+        if self.gate is None:
+            return await self._call(turn, name, arguments, timeout)
+        return await self.gate.call(
+            turn, name, arguments, lambda: self._call(turn, name, arguments, timeout)
+        )
+
+    async def _call(self, turn: Turn, name: str, arguments: str, timeout: float) -> ToolResult:  # noqa: ASYNC109
         tool = self.by_name.get(name)
         owner = (tool.plugin, tool) if tool is not None else self._source_of(name)
         if owner is None:
-            known = ", ".join(d["function"]["name"] for d in self.definitions()) or "none"
+            known = ", ".join(d["function"]["name"] for d in self.definitions(turn)) or "none"
             return ToolResult(f"Error: there is no tool {name!r} (tools: {known}).", ok=False)
         plugin, found = owner
         if not self.serving(plugin):  # switched off since the model was offered it

@@ -12,7 +12,7 @@ import base64
 import os
 import sys
 
-from mcp.server.mcpserver import Image, MCPServer
+from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 PNG = base64.b64decode(
@@ -50,6 +50,19 @@ async def slow(seconds: float) -> str:
     """Answer after a while."""
     await asyncio.sleep(seconds)
     return "finally"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Add the tool `double` now and tell the client its tool list changed."""
+
+    def double(x: int) -> int:
+        """Twice a whole number."""
+        return 2 * x
+
+    server.add_tool(double, name="double")
+    await ctx.notify_tools_changed()
+    return "grown"
 
 
 def main() -> None:

@@ -239,17 +239,21 @@ async def test_the_command_menu_follows_disable_and_enable_once_each(
 
     admin = {"type": "chat", "chat_id": ADMIN}
     assert menus() == ["start help cancel clear new chats"]
-    assert menus(admin) == ["start help cancel plugins enable disable clear new chats"]
+    assert menus(admin) == ["start help cancel plugins enable disable audit clear new chats"]
     reply = await telegram.reply_to("/disable history", user_id=ADMIN)
     assert reply.text == "history is off. /enable history switches it back on."
     await telegram.wait_for(lambda: len(menus(admin)) == 2)
     assert menus() == ["start help cancel clear new chats", "start help cancel"]
-    assert menus(admin)[-1] == "start help cancel plugins enable disable"
+    assert menus(admin)[-1] == "start help cancel plugins enable disable audit"
     assert (await telegram.reply_to("/enable history", user_id=ADMIN)).text == "history is on."
     await telegram.wait_for(lambda: len(menus(admin)) == 3)
     assert (await telegram.reply_to("/plugins", user_id=ADMIN)).text  # the menu was set once
-    assert menus() == ["start help cancel clear new chats", "start help cancel", "start help cancel clear new chats"]
-    assert menus(admin)[-1] == "start help cancel plugins enable disable clear new chats"
+    assert menus() == [
+        "start help cancel clear new chats",
+        "start help cancel",
+        "start help cancel clear new chats",
+    ]
+    assert menus(admin)[-1] == "start help cancel plugins enable disable audit clear new chats"
 
 
 # Ways around a block (issue 16.11): edits, posting as a channel, anonymous admins.

@@ -19,7 +19,7 @@ from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 
 SERVER = Path(__file__).parent / "mcp_server.py"
-TOOLS = {"add", "secret", "fail", "picture", "slow"}
+TOOLS = {"add", "secret", "fail", "picture", "slow", "grow"}
 
 
 def stdio(**more: Any) -> dict[str, Any]:
@@ -137,6 +137,34 @@ async def test_a_server_tool_works_and_its_failure_is_told_to_the_model(
         openai_server.script_chat(calls(ToolCall("calc_secret", {}, "c4")), "ok")
         await telegram.reply_to("secret?")
         assert openai_server.tool_messages() == {"c4": "s3"}
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_server_that_says_its_tools_changed_is_listed_again_at_once(
+    start_bot,
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    http_server: HttpServer,
+    transport: str,
+) -> None:
+    if transport == "http":
+        await http_server.start()
+        server: dict[str, Any] = {"url": http_server.url}
+    else:
+        server = stdio()
+    # Only the server's word can bring the new tool before the hour is out.
+    bot = await start_bot(["chat", "mcp"], settings=mcp({"calc": server}, refresh_interval=3600))
+    assert "calc_double" not in offered(bot)
+    openai_server.script_chat(calls(ToolCall("calc_grow", {}, "c1")), "Grown.")
+    await telegram.reply_to("grow")
+    assert openai_server.tool_messages() == {"c1": "grown"}
+    await wait_until(lambda: "calc_double" in offered(bot), 10)
+    openai_server.script_chat(calls(ToolCall("calc_double", {"x": 21}, "c2")), "42.")
+    await telegram.reply_to("double 21")
+    assert "calc_double" in {
+        t["function"]["name"] for t in openai_server.chat_requests[-2]["tools"]
+    }
+    assert openai_server.tool_messages() == {"c2": "42"}
 
 
 async def test_a_slow_server_tool_times_out_like_a_plugin_tool(
@@ -304,15 +332,20 @@ connect_timeout = 2
     )
     assert await asyncio.to_thread(main, ["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "    server calc (stdio): add, secret, fail, picture, slow\n" in out
+    assert "    server calc (stdio): add, secret, fail, picture, slow, grow\n" in out
     assert "    server web (http): cannot connect: ConnectError" in out
     assert await asyncio.to_thread(main, ["check"]) == 0
     captured = capsys.readouterr()
-    assert "tools: calc_add, calc_secret, calc_fail, calc_picture, calc_slow\n" in captured.out
+    assert (
+        "tools: calc_add, calc_secret, calc_fail, calc_picture, calc_slow, calc_grow\n"
+        in captured.out
+    )
     assert "t0ken-from-env" not in captured.out + captured.err
     await http_server.start()
     assert await asyncio.to_thread(main, ["plugins"]) == 0
-    assert "    server web (http): add, secret, fail, picture, slow\n" in capsys.readouterr().out
+    assert (
+        "    server web (http): add, secret, fail, picture, slow, grow\n" in capsys.readouterr().out
+    )
 
 
 async def test_botcore_check_exits_2_when_a_required_server_is_down(

@@ -24,10 +24,11 @@ from botcore_shared_stores.testing import waiting, wipe
 
 from botcore.store import Store
 from botcore.stores.memory import MemoryStore
-from botcore.testing.fake_openai import FakeOpenAI
+from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
 from botcore.testing.fake_telegram import FakeTelegram
 from botcore.testing.harness import BotHarness
 from botcore.testing.stores import SERVERS, Server, server_store, server_url
+from botcore.testing.toml_writer import to_toml
 
 INSTANCES = 3
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -68,6 +69,8 @@ class Setup:
 
     plugins: tuple[str, ...] = ("history", "chat")
     settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {"chat": {"stream": False}})
+    tools: dict[str, Any] = field(default_factory=dict)
+    """bot.toml's [tools] (the tool gate)."""
 
 
 @dataclass
@@ -128,7 +131,9 @@ async def cluster(
     await runner.setup()
     proxy_port = free_port()
     await web.TCPSite(runner, "127.0.0.1", proxy_port).start()
-    env = bot_harness.env(BOTCORE_STORE_URL=server_url(backend))
+    env = bot_harness.env(
+        BOTCORE_STORE_URL=server_url(backend), PYTHONPATH=str(Path(__file__).parent)
+    )  # the tests' sample plugins are importable
     marker = request.node.get_closest_marker("cluster_bot")
     extra = marker.kwargs if marker else {}
     logs = [tmp_path / f"bot{i}.log" for i in range(INSTANCES)]
@@ -146,6 +151,8 @@ async def cluster(
             store={"backend": backend, "url": "${BOTCORE_STORE_URL}"},
             settings=cluster_setup.settings,
         )
+        if cluster_setup.tools:
+            config.write_text(config.read_text() + to_toml({"tools": cluster_setup.tools}))
         with logs[i].open("ab") as stderr:  # the process has its own copy of the file
             return await bot_harness.spawn(
                 config, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=stderr
@@ -508,3 +515,26 @@ async def test_an_update_delivered_again_to_another_instance_is_answered_once(
         ("user", "once"),
         ("user", "next"),
     ]
+
+
+GATED = Setup(
+    plugins=("history", "chat", "sample_plugins.toolbox"),
+    tools={"policy": {"whoami": {"confirm": True}}},
+)
+
+
+@pytest.mark.parametrize("cluster_setup", [GATED])
+async def test_an_approval_pressed_on_another_instance_runs_the_call_where_it_waits(
+    cluster: Cluster, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The turn waits on one instance; the balancer takes the press to the next one, which
+    decides it in the store; the waiting turn reads the decision and runs the tool."""
+    openai_server.script_chat(ChatReply(tool_calls=[ToolCall("whoami", {}, "c1")]), "You are 7.")
+    await telegram.send_message("who am I?", user_id=7)
+    prompt = await telegram.next_message(7, timeout=20)
+    await telegram.send_callback_query(prompt, button_text="✅ Approve", user_id=7)
+    assert (await telegram.next_message(7, timeout=20)).text == "Approved: whoami runs now."
+    assert (await telegram.next_message(7, timeout=20)).text == "You are 7."
+    asked, pressed = (cluster.instance(u) for u in sorted(cluster.proxy.routed)[-2:])
+    assert asked != pressed
+    assert openai_server.tool_messages() == {"c1": "user 7"}

@@ -1,4 +1,5 @@
-"""admin: /plugins lists the plugins and their state; /enable and /disable switch one at run time.
+"""admin: /plugins lists the plugins and their state; /enable and /disable switch one at run time;
+/audit shows the recent tool calls (who, where, which tool, the outcome: botcore's tool gate).
 
 The commands are for `bot.admins` only (the core refuses everyone else). What is switched off is
 the `disabled` setting: changed in chat it is kept in the store (`app.override`), applied at every
@@ -12,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 
 from pydantic import Field
@@ -49,6 +51,19 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.keep": "{name} cannot be switched off: it is needed to manage the bot.",
             "admin.enabled": "{name} is on.",
             "admin.disabled": "{name} is off. /enable {name} switches it back on.",
+            "admin.audit": "Recent tool calls: /audit 50 shows more",
+            "admin.audit_title": "Tool calls, newest first (UTC):",
+            "admin.audit_empty": "No tool calls recorded yet.",
+            "admin.audit_line": "{time} · {tool} · {outcome} · user {user} · chat {chat} · "
+            "args #{digest}",
+            "admin.audit.ok": "ok",
+            "admin.audit.error": "failed",
+            "admin.audit.denied": "denied by the user",
+            "admin.audit.expired": "not approved in time",
+            "admin.audit.cancelled": "stopped",
+            "admin.audit.refused:who": "refused: not allowed",
+            "admin.audit.refused:chat_type": "refused: not in this chat type",
+            "admin.audit.refused:rate": "refused: rate limit",
         },
         "ru": {
             "admin.plugins": "Список плагинов и их состояние",
@@ -62,6 +77,19 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.keep": "{name} нельзя выключить: он нужен для управления ботом.",
             "admin.enabled": "{name} включён.",
             "admin.disabled": "{name} выключен. /enable {name} включит его снова.",
+            "admin.audit": "Последние вызовы инструментов: /audit 50 покажет больше",
+            "admin.audit_title": "Вызовы инструментов, сначала новые (UTC):",
+            "admin.audit_empty": "Вызовов инструментов пока не было.",
+            "admin.audit_line": "{time} · {tool} · {outcome} · пользователь {user} · чат {chat} · "
+            "арг. #{digest}",
+            "admin.audit.ok": "выполнен",
+            "admin.audit.error": "ошибка",
+            "admin.audit.denied": "отклонён пользователем",
+            "admin.audit.expired": "не подтверждён вовремя",
+            "admin.audit.cancelled": "остановлен",
+            "admin.audit.refused:who": "отказ: нет доступа",
+            "admin.audit.refused:chat_type": "отказ: не в этом типе чата",
+            "admin.audit.refused:rate": "отказ: превышен лимит",
         },
     }
 
@@ -72,6 +100,7 @@ def register_commands(app: App) -> Sequence[Command]:
         Command("plugins", plugins, help=app.translations("admin.plugins"), admin=True),
         Command("enable", enable, help=app.translations("admin.enable"), admin=True),
         Command("disable", disable, help=app.translations("admin.disable"), admin=True),
+        Command("audit", audit, help=app.translations("admin.audit"), admin=True),
     ]
 
 
@@ -182,3 +211,32 @@ async def disable(turn: Turn) -> str:
     await turn.app.override("plugins.admin.disabled", _set(name, off=True))  # see _follow
     log.info("admin %s switched plugin %s off", turn.user_id, name)
     return turn.t("admin.disabled", name=name)
+
+
+AUDIT_SHOWN = 20
+AUDIT_MAX = 200
+
+
+async def audit(turn: Turn) -> str:
+    """/audit [count]: the recent tool calls, newest first (the arguments only as a digest)."""
+    word = turn.args.split()[0] if turn.args.split() else ""
+    count = min(int(word), AUDIT_MAX) if word.isdigit() and int(word) > 0 else AUDIT_SHOWN
+    calls = await turn.app.tool_calls(count)
+    if not calls:
+        return turn.t("admin.audit_empty")
+    lines = [turn.t("admin.audit_title")]
+    for call in calls:
+        key = f"admin.audit.{call.outcome}"
+        outcome = turn.t(key)
+        lines.append(
+            turn.t(
+                "admin.audit_line",
+                time=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(call.at)),
+                tool=call.tool,
+                outcome=call.outcome if outcome == key else outcome,
+                user=call.user if call.user is not None else "?",
+                chat=call.chat,
+                digest=call.digest,
+            )
+        )
+    return "\n".join(lines)

@@ -406,7 +406,7 @@ def _text_of(message: ChatMessage) -> str:
 
 def _request(turn: Turn, settings: Settings, messages: list[ChatMessage]) -> dict[str, Any]:
     request: dict[str, Any] = {"model": settings.model, "messages": messages}
-    tools = turn.app.tools.definitions() if settings.max_tool_rounds else []
+    tools = turn.app.tools.definitions(turn) if settings.max_tool_rounds else []  # those allowed
     if tools:  # every tool's plugin may be switched off, and the API refuses an empty list
         request["tools"] = tools
     if settings.temperature is not None:

@@ -4,8 +4,10 @@ Each `[plugins.mcp.servers.<name>]` table is a server: a command started with it
 (stdio) or a URL (streamable HTTP). At start-up every server is connected and its tools listed; a
 server that cannot be reached is logged and tried again with back-off while the bot serves (unless
 it is `required`: then the bot does not start). A connected server's list is read again every
-`refresh_interval` seconds, which is also how a server that died is noticed; a call that finds the
-connection lost starts the reconnection at once. The tools reach the core through a
+`refresh_interval` seconds, which is also how a server that died is noticed, and at once when the
+server says its tools changed (`notifications/tools/list_changed`; on protocol 2026-07-28 through
+a `subscriptions/listen` stream); a call that finds the connection lost starts the reconnection
+at once. The tools reach the core through a
 `botcore.ToolSource`, so they are checked, timed out and scored like any plugin tool; whatever an
 MCP server or its transport does wrong is told to the model, never a failed turn.
 """
@@ -33,6 +35,7 @@ try:
     from mcp import Client, StdioServerParameters, stdio_client
     from mcp import types as mcp_types
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.client.subscriptions import ListenNotSupportedError
     from mcp.shared.exceptions import MCPError
 except ImportError as exc:  # pragma: no cover - the extra is part of the test environment
     raise ImportError(
@@ -226,7 +229,11 @@ class Connection:
                     timeout=httpx2.Timeout(server.connect_timeout, read=server.call_timeout or 300),
                 )
             )
-            client = Client(streamable_http_client(server.url, http_client=http), client_info=info)
+            client = Client(
+                streamable_http_client(server.url, http_client=http),
+                client_info=info,
+                message_handler=self._notified,
+            )
         else:
             assert server.command is not None
             params = StdioServerParameters(
@@ -235,20 +242,53 @@ class Connection:
             # The server's stderr goes where the bot's own log does: the process's real stderr
             # (sys.stderr may be a replacement without a file descriptor, as under pytest).
             errlog = sys.__stderr__ or sys.stderr
-            client = Client(stdio_client(params, errlog=errlog), client_info=info)
+            client = Client(
+                stdio_client(params, errlog=errlog),
+                client_info=info,
+                message_handler=self._notified,
+            )
         return await stack.enter_async_context(client)
 
     async def _watch(self, client: Client) -> None:
-        """Read the list again now and then, until the connection is found lost."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.refresh_interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self._lost is not None:
-                raise Lost(self._lost)
-            async with asyncio.timeout(self.server.connect_timeout):
-                self._offer(await _list(client))
+        """Read the list again now and then, and when the server says it changed, until the
+        connection is found lost."""
+        listening = asyncio.get_running_loop().create_task(self._listen(client))
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.refresh_interval):
+                        await self._wake.wait()
+                self._wake.clear()
+                if self._lost is not None:
+                    raise Lost(self._lost)
+                async with asyncio.timeout(self.server.connect_timeout):
+                    self._offer(await _list(client))
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+
+    async def _notified(self, message: object) -> None:
+        """The session's notifications: a changed tool list is read again at once."""
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            log.info("mcp: server %s says its tools changed; reading them again", self.name)
+            self._wake.set()
+
+    async def _listen(self, client: Client) -> None:
+        """On protocol 2026-07-28 a server tells of changes only to a `subscriptions/listen`
+        stream: hold one open (its events reach `_notified` too). Older servers send the
+        notification unasked; a stream that breaks leaves the periodic reading."""
+        tools = client.server_capabilities.tools if client.server_capabilities else None
+        if tools is None or not tools.list_changed:
+            return
+        try:
+            async with client.listen(tools_list_changed=True) as events:
+                async for _ in events:
+                    self._wake.set()
+        except ListenNotSupportedError:
+            return
+        except Exception as exc:
+            log.debug("mcp: server %s: no change notifications: %s", self.name, _reason(exc))
 
     def _offer(self, tools: Sequence[mcp_types.Tool]) -> None:
         definitions: list[dict[str, Any]] = []
