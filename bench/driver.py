@@ -553,6 +553,25 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+REPORTS = {
+    "tools": "bench.tools_overhead",
+    "mcp": "bench.mcp_overhead",
+}
+"""botcore-only reports (no baseline has tools), run after the presets: a turn's CPU with 20 tools
+offered against none, and an MCP tool's round trip (stdio, HTTP) against a plugin tool's."""
+
+
+def report(name: str) -> str:
+    """Run one of REPORTS in its own process; print its output and return it for the JSON."""
+    print(f"\n{name}: python -m {REPORTS[name]}", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", REPORTS[name]], capture_output=True, text=True, check=False
+    )
+    out = done.stdout + (f"(exit {done.returncode})\n{done.stderr}" if done.returncode else "")
+    print(out, flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench``: run, print the table, write the JSON; exit 1 if an answer is missing."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -562,9 +581,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
     parser.add_argument("--bot", choices=BOTS, action="append", help="only this bot (repeatable)")
     args = parser.parse_args(argv)
+    unknown = set(args.preset or ()) - {p.name for p in PRESETS} - set(REPORTS)
+    if unknown:
+        parser.error(f"no preset {', '.join(sorted(unknown))}")
     presets = tuple(
         p for p in (QUICK if args.quick else PRESETS) if p.name in (args.preset or [p.name])
     )
+    reports = [r for r in REPORTS if not args.quick and r in (args.preset or REPORTS)]
     cores = pinning()
     byte_compile()
     results: dict[str, dict[str, list[Metrics]]] = {bot: {} for bot in BOTS}
@@ -583,7 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     table = build_rows(results)
-    print(render(table, results))
+    if presets:  # not for the reports alone: a table of n/a
+        print(render(table, results))
+    reported = {name: report(name) for name in reports}
     meta = {
         "quick": args.quick,
         "runs": args.runs,
@@ -591,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "fakes_cpus": sorted(cores[1] or []),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    data = {"meta": meta, "rows": table, "runs": results}
+    data = {"meta": meta, "rows": table, "runs": results, "reports": reported}
     args.json.write_text(json.dumps(_json_safe(data), indent=1, ensure_ascii=False))
     print(f"results: {args.json}")
     lossy = {p.name for p in presets if p.limits}  # there the baseline's losses are a figure
