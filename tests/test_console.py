@@ -100,6 +100,37 @@ async def test_console_chats_through_the_real_plugins(
     assert (tmp_path / saved[0]).read_bytes() == PNG
 
 
+async def test_console_shows_inline_buttons_and_presses_them(
+    openai_server: FakeOpenAI, bot_harness: BotHarness
+) -> None:
+    """/chats answers with a button per conversation: the console numbers them, /press N
+    presses one as the user would, and a spent keyboard's notice is shown."""
+    write_config(bot_harness)
+    openai_server.script_chat("Paris.", "Blue.", "Lyon is second.")
+    code, out, err = await console(
+        bot_harness,
+        [
+            "Capital of France?",
+            "/new",
+            "Colour of the sky?",
+            "/chats",
+            "/press 2",
+            "And the second city?",
+            "/press 1",
+            "/press 9",
+        ],
+    )
+    assert code == 0, err
+    assert "\n  [1] • Colour of the sky?\n  [2] Capital of France?\n" in out
+    assert "you> /press 2\nbot> Back to “Capital of France?”" in out
+    # The model was given the conversation pressed back to.
+    seen = [m["content"] for m in openai_server.last_chat_messages()]
+    assert "Paris." in seen and "Blue." not in seen
+    # A keyboard is spent once pressed; a number never shown is the console's own error.
+    assert "you> /press 1\nbot (notice)> This button no longer works.\n" in out
+    assert "you> /press 9\nconsole: no button 9\n" in out
+
+
 async def test_console_sends_files_and_speaks_the_users_language(
     openai_server: FakeOpenAI, bot_harness: BotHarness, tmp_path: Path
 ) -> None:

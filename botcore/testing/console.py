@@ -39,7 +39,9 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 AUDIO_SUFFIXES = {".mp3", ".m4a", ".wav", ".flac", ".aac"}
 STATUS_EVERY = 0.2
 """Seconds between updates of the "bot is writing" line in an interactive session."""
-HELP = "type a message; /file PATH [caption] sends a file; Ctrl-D quits"
+HELP = (
+    "type a message; /file PATH [caption] sends a file; /press N presses button [N]; Ctrl-D quits"
+)
 
 
 class ConsoleError(Exception):
@@ -133,6 +135,8 @@ class _Session:
         }
         self.shown: dict[int, tuple[bool, str | None]] = {}
         self.saved: dict[int, str] = {}
+        self.buttons: dict[int, tuple[BotMessage, dict[str, Any]]] = {}
+        """The inline buttons shown so far, by the number printed beside them (/press N)."""
 
     async def chat(self) -> None:
         """Converse until end of input (or until whoever reads our output goes away)."""
@@ -145,11 +149,14 @@ class _Session:
                 if not self.options.interactive:
                     self.say(f"you> {line}")
                 try:
-                    message = await self.send(line)
+                    if line.split(maxsplit=1)[0] == "/press":
+                        await self.press(line)
+                    else:
+                        message = await self.send(line)
+                        await self.wait_for_turn(message["message_id"])
                 except ConsoleError as exc:
                     self.say(f"console: {exc}")
                     continue
-                await self.wait_for_turn(message["message_id"])
                 self.show_new()
             if self.options.interactive:
                 self.say("")  # after ^D, leave the shell prompt on a line of its own
@@ -203,6 +210,41 @@ class _Session:
             **self.sender,
         )
 
+    async def press(self, line: str) -> None:
+        """`/press N`: press button [N] as the console user; the bot's answer is its turn's, or
+        the notice Telegram shows for a press that is refused (spent, expired)."""
+        number = line.split(maxsplit=1)[1].strip() if " " in line.strip() else ""
+        found = self.buttons.get(int(number)) if number.isdigit() else None
+        if found is None:
+            raise ConsoleError(f"no button {number or '(give its number: /press 1)'}")
+        message, button = found
+        if "callback_data" not in button:
+            self.say(f"bot> (a link: {button.get('url', '?')})")
+            return
+        update = await self.fake.send_callback_query(
+            message,
+            button["callback_data"],
+            user_id=self.options.user_id,
+            first_name="Console",
+            username="console",
+            language_code=self.options.language,
+        )
+        query = update["callback_query"]["id"]
+        key = (self.chat_id, message.message_id)
+        while key not in self.turns.finished:
+            answers = [
+                c.params
+                for c in self.fake.calls("answerCallbackQuery")
+                if c.params.get("callback_query_id") == query
+            ]
+            if answers and answers[-1].get("text"):  # refused: no turn follows
+                self.say(f"bot (notice)> {answers[-1]['text']}")
+                return
+            self.turns.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.turns.changed.wait(), 0.05)
+        self.turns.finished.discard(key)
+
     def show_new(self) -> None:
         """Print the bot's messages in the console chat that are new or changed since last time."""
         for message in self.fake.bot_messages(self.chat_id):
@@ -221,12 +263,26 @@ class _Session:
     def describe(self, message: BotMessage) -> str:
         """A text as it reads; a media message as [kind PATH] and its caption."""
         text = message.plain if message.plain is not None else (message.text or "")
+        text += self.keyboard(message)
         if message.kind == "text":
             return text
         where = self.saved.get(message.message_id)
         if where is None:
             where = self.saved[message.message_id] = self.save(message)
         return f"[{message.kind} {where}] {text}".rstrip()
+
+    def keyboard(self, message: BotMessage) -> str:
+        """The message's inline buttons, a row a line, each numbered for /press."""
+        rows = (message.reply_markup or {}).get("inline_keyboard") or []
+        lines = []
+        for row in rows:
+            cells = []
+            for button in row:
+                number = len(self.buttons) + 1
+                self.buttons[number] = (message, button)
+                cells.append(f"[{number}] {button.get('text', '')}")
+            lines.append("  " + "  ".join(cells))
+        return "".join("\n" + line for line in lines)
 
     def save(self, message: BotMessage) -> str:
         """Write the media the bot uploaded to a new file; a URL or a file_id is shown as is."""
