@@ -24,7 +24,7 @@ from botcore.journal import Journal
 from botcore.runtime import Runtime
 from botcore.store import SCHEMA_VERSION, NewerSchema, Store
 from botcore.stores.memory import MemoryStore
-from botcore.stores.sqlite import SQLiteStore
+from botcore.stores.sqlite import SQLiteStore, _execute
 from botcore.testing.stores import server_store
 
 N = "chats"
@@ -500,3 +500,65 @@ async def test_the_update_journal_hands_a_dead_instances_updates_to_exactly_one(
     assert await store.scan("journal") == {}
     for journal in others:
         await journal.close()
+
+
+async def test_sqlite_writes_asked_together_share_one_commit_and_fail_alone(
+    tmp_path: Path,
+) -> None:
+    """A burst's writes (a turn's journal, history, draft and usage, times many turns) cost one
+    commit, not one each; each is in a savepoint of its own, so one that fails is the only one
+    lost, and every other is durable once its call returns."""
+    path = tmp_path / "burst.db"
+    store = SQLiteStore(path)
+    await store.put("setup", "made", True)
+    assert store._db is not None
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    bad = store._write(_execute, "INSERT INTO nowhere VALUES (1)", alone=True)
+    results = await asyncio.gather(
+        *(store.put("records", f"k{i}", {"n": i}) for i in range(10)),
+        *(store.list_push(N, f"c{i}", [{"role": "user", "content": i}], keep=5) for i in range(5)),
+        store.add("counters", "capped", 2, limit=3),
+        bad,
+        store.add("counters", "capped", 2, limit=3),  # past the limit: refused, not failed
+        store.add_many("counters", [("a", 1, None), ("b", 2, 60)]),
+        store.list_set(N, "c0", [{"role": "user", "content": "replaced"}]),
+        return_exceptions=True,
+    )
+    await store.close()
+    assert isinstance(results[16], sqlite3.OperationalError)
+    assert results[15] == 2.0 and results[17] is None
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    again = SQLiteStore(path)
+    try:
+        assert await again.scan("records") == {f"k{i}": {"n": i} for i in range(10)}
+        assert await again.list_read(N, "c0", limit=5) == [{"role": "user", "content": "replaced"}]
+        assert await again.list_read(N, "c4", limit=5) == [{"role": "user", "content": 4}]
+        assert await again.totals("counters") == {"a": 1.0, "b": 2.0, "capped": 2.0}
+    finally:
+        await again.close()
+
+
+async def test_sqlite_writes_that_find_the_file_locked_wait_for_it(tmp_path: Path) -> None:
+    """Another connection holds the write lock (a checkpoint, or a second process): the writes
+    wait for it on the store's thread, alone or together, and none is lost."""
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path)
+    await store.put("setup", "made", True)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        alone = asyncio.ensure_future(store.put("records", "alone", 1))
+        together = asyncio.gather(*(store.add("counters", "n", 1) for _ in range(5)))
+        await asyncio.sleep(0.3)
+        assert not alone.done() and not together.done()  # waiting, not failed
+        other.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(alone, together), 10)
+        assert await store.get("records", "alone") == 1
+        assert await store.totals("counters") == {"n": 5.0}
+    finally:
+        other.close()
+        await store.close()

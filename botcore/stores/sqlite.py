@@ -5,8 +5,11 @@ tens of microseconds, far less than a hop to a thread, which on a busy core also
 GIL's switch interval (5 ms); a burst of 200 turns spent a second on such hops (bench/). What can
 take long runs on the store's own thread, on a second connection: opening, checkpoints (the
 fsyncs), pruning, and any write that finds the file locked (the inline connection never waits).
-WAL mode makes every committed write survive a `kill -9`. The file is created on first use, so a
-bot that never stores anything leaves no file behind.
+WAL mode makes every committed write survive a `kill -9`. Writes asked for in the same turn of the
+event loop share one transaction (group commit: a savepoint each, so one that fails alone rolls
+back alone): in a burst a turn's journal, history, draft and usage writes cost one commit between
+many turns, not one each, and every write is still committed when its call returns. The file is
+created on first use, so a bot that never stores anything leaves no file behind.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -105,6 +108,8 @@ class SQLiteStore(LocalSignals):
         self._writes = 0
         self._last_prune = 0.0
         self._background: set[asyncio.Future[Any]] = set()
+        self._pending: list[_Write] = []
+        """Writes waiting for the next group commit (`_commit`, called soon after the first)."""
         self._opening = asyncio.Lock()
         """Held while the connections open: concurrent first uses share one opening."""
         self._closed = False
@@ -165,6 +170,87 @@ class SQLiteStore(LocalSignals):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, function, self._worker, *args)
 
+    async def _write(self, body: Callable[..., T], *args: Any, alone: bool = False) -> T:
+        """`body(connection, *args)` in the next group commit; its result once committed.
+        `alone`: the body is one statement, atomic without a transaction of its own."""
+        await self._ready()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Write(body, args, alone, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._commit)
+        result: T = await future
+        self._wrote()
+        return result
+
+    def _commit(self) -> None:
+        """Run the pending writes in one transaction, each in a savepoint of its own; whatever
+        goes wrong reaches the writers, never the event loop (a write that never ends)."""
+        batch, self._pending = self._pending, []
+        db = self._db
+        if db is None:  # closed meanwhile
+            for write in batch:
+                _settle(write.future, error=RuntimeError("the SQLite store is closed"))
+        elif len(batch) == 1:  # nothing to share a commit with: as it comes, no savepoint
+            self._commit_one(db, batch[0])
+        else:
+            try:
+                self._commit_many(db, batch)
+            except BaseException as exc:
+                for write in batch:
+                    _settle(write.future, error=exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+    def _commit_many(self, db: sqlite3.Connection, batch: list[_Write]) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            for write in batch:  # the thread's connection holds the file: wait there
+                self._on_thread_one(write)
+            return
+        done: list[tuple[_Write, Any, Exception | None]] = []
+        try:
+            for write in batch:
+                db.execute("SAVEPOINT write")
+                try:
+                    result = write.body(db, *write.args)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO write")
+                    db.execute("RELEASE write")
+                    done.append((write, None, exc))
+                else:
+                    db.execute("RELEASE write")
+                    done.append((write, result, None))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # nothing of the batch is written
+                db.execute("ROLLBACK")
+            raise
+        for write, result, error in done:
+            _settle(write.future, result, error)
+
+    def _commit_one(self, db: sqlite3.Connection, write: _Write) -> None:
+        """One write in a transaction of its own; on the thread if the file is locked."""
+        try:
+            result = write.body(db, *write.args) if write.alone else _atomic(db, write)
+        except sqlite3.OperationalError as exc:
+            if _locked(exc):
+                self._on_thread_one(write)
+                return
+            _settle(write.future, error=exc)
+        except Exception as exc:
+            _settle(write.future, error=exc)
+        else:
+            _settle(write.future, result)
+
+    def _on_thread_one(self, write: _Write) -> None:
+        """One write on the store's thread, which waits for the lock (busy_timeout)."""
+        body = write.body if write.alone else _atomic_body(write)
+        done = asyncio.ensure_future(self._on_thread(body, *write.args))
+        done.add_done_callback(lambda f: _settle_from(write.future, f))
+
     def _wrote(self) -> None:
         """After a write: now and then a checkpoint or a prune, in the background."""
         self._writes += 1
@@ -194,6 +280,8 @@ class SQLiteStore(LocalSignals):
         """Wait for maintenance, close both connections (a last checkpoint), stop the thread."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._pending:  # writes asked for just now are committed, not lost
+            self._commit()
         async with self._opening:  # an opening in progress ends first, and none begins after
             self._closed = True
             if self._db is not None:
@@ -215,19 +303,17 @@ class SQLiteStore(LocalSignals):
     async def list_push(self, namespace: str, key: str, items: Sequence[Any], *, keep: int) -> None:
         """Add items in one transaction, keep the newest `keep`."""
         rows = [_dumps(item) for item in items]
-        await self._run(_list_push, namespace, key, rows, keep)
-        self._wrote()
+        await self._write(_list_push, namespace, key, rows, keep)
 
     async def list_set(self, namespace: str, key: str, items: Sequence[Any]) -> None:
         """Make the list exactly `items`, in one transaction."""
         rows = [_dumps(item) for item in items]
-        await self._run(_list_set, namespace, key, rows)
-        self._wrote()
+        await self._write(_list_set, namespace, key, rows)
 
     async def list_rename(self, namespace: str, old: str, new: str) -> None:
         """Rename `old` and the lists under it, in one statement (the moved rows keep their
         lower ids, so they stay before what `new` held)."""
-        await self._run(
+        await self._write(
             _execute,
             "UPDATE lists SET key = ? || substr(key, ?) "
             "WHERE namespace = ? AND (key = ? OR substr(key, 1, ?) = ?)",
@@ -237,8 +323,8 @@ class SQLiteStore(LocalSignals):
             old,
             len(old) + 1,
             old + ":",
+            alone=True,
         )
-        self._wrote()
 
     async def list_expire(self, namespace: str, before: float) -> None:
         """Drop items older than `before` (on the thread: it may delete many rows)."""
@@ -262,8 +348,7 @@ class SQLiteStore(LocalSignals):
                 "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value"
             )
             args = (namespace, key, json.dumps(value, ensure_ascii=False))
-        await self._run(_execute, sql, *args)
-        self._wrote()
+        await self._write(_execute, sql, *args, alone=True)
 
     async def scan(self, namespace: str) -> dict[str, Any]:
         """Every key and value in a namespace (reading a file not yet created does not create it:
@@ -282,16 +367,13 @@ class SQLiteStore(LocalSignals):
         ttl: float | None = None,
     ) -> float | None:
         """Add to a counter unless it would pass `limit`, in one transaction."""
-        total = await self._run(_add, namespace, key, amount, limit, ttl)
-        self._wrote()
-        return total
+        return await self._write(_add, namespace, key, amount, limit, ttl, alone=limit is None)
 
     async def add_many(self, namespace: str, changes: Sequence[Change]) -> None:
         """Add to several counters in one transaction (one commit: a fifth of the CPU of one
         commit per counter)."""
         if changes:
-            await self._run(_add_many, namespace, changes)
-            self._wrote()
+            await self._write(_add_many, namespace, changes)
 
     async def totals(self, namespace: str, prefix: str = "") -> dict[str, float]:
         """Live counters whose keys start with `prefix`."""
@@ -323,29 +405,25 @@ def _list_push(
     db: sqlite3.Connection, namespace: str, key: str, rows: list[str], keep: int
 ) -> None:
     now = time.time()
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
-            [(namespace, key, now, row) for row in rows],
-        )
-        db.execute(
-            "DELETE FROM lists WHERE namespace = ? AND key = ? AND id <= ("
-            "SELECT id FROM lists WHERE namespace = ? AND key = ? "
-            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (namespace, key, namespace, key, keep),
-        )
+    db.executemany(
+        "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
+        [(namespace, key, now, row) for row in rows],
+    )
+    db.execute(
+        "DELETE FROM lists WHERE namespace = ? AND key = ? AND id <= ("
+        "SELECT id FROM lists WHERE namespace = ? AND key = ? "
+        "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        (namespace, key, namespace, key, keep),
+    )
 
 
 def _list_set(db: sqlite3.Connection, namespace: str, key: str, rows: list[str]) -> None:
     now = time.time()
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("DELETE FROM lists WHERE namespace = ? AND key = ?", (namespace, key))
-        db.executemany(
-            "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
-            [(namespace, key, now, row) for row in rows],
-        )
+    db.execute("DELETE FROM lists WHERE namespace = ? AND key = ?", (namespace, key))
+    db.executemany(
+        "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
+        [(namespace, key, now, row) for row in rows],
+    )
 
 
 def _dumps(item: Any) -> str:
@@ -402,36 +480,32 @@ def _add(
     if limit is None:  # one statement, its own transaction: a quarter of the calls into SQLite
         ((total,),) = db.execute(ADD, (namespace, key, amount, _expiry(now, ttl), now, now))
         return float(total)
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        row = db.execute(
-            "SELECT value, expires FROM counters WHERE namespace = ? AND key = ?",
-            (namespace, key),
-        ).fetchone()
-        if row is None or (row[1] is not None and row[1] <= now):
-            value, expires = 0.0, _expiry(now, ttl)
-        else:
-            value, expires = row
-        total = value + amount
-        if limit is not None and total > limit:
-            return None
-        db.execute(
-            "INSERT INTO counters (namespace, key, value, expires) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (namespace, key) DO UPDATE "
-            "SET value = excluded.value, expires = excluded.expires",
-            (namespace, key, total, expires),
-        )
+    row = db.execute(
+        "SELECT value, expires FROM counters WHERE namespace = ? AND key = ?",
+        (namespace, key),
+    ).fetchone()
+    if row is None or (row[1] is not None and row[1] <= now):
+        value, expires = 0.0, _expiry(now, ttl)
+    else:
+        value, expires = row
+    total = value + amount
+    if limit is not None and total > limit:
+        return None
+    db.execute(
+        "INSERT INTO counters (namespace, key, value, expires) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (namespace, key) DO UPDATE "
+        "SET value = excluded.value, expires = excluded.expires",
+        (namespace, key, total, expires),
+    )
     return float(total)
 
 
 def _add_many(db: sqlite3.Connection, namespace: str, changes: Sequence[Change]) -> None:
     now = time.time()
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            ADD_MANY,
-            [(namespace, key, amount, _expiry(now, ttl), now, now) for key, amount, ttl in changes],
-        )
+    db.executemany(
+        ADD_MANY,
+        [(namespace, key, amount, _expiry(now, ttl), now, now) for key, amount, ttl in changes],
+    )
 
 
 def _expiry(now: float, ttl: float | None) -> float | None:
@@ -465,3 +539,52 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 def _prune_counters(db: sqlite3.Connection, now: float) -> None:
     db.execute("DELETE FROM counters WHERE expires IS NOT NULL AND expires <= ?", (now,))
+
+
+class _Write(NamedTuple):
+    """A write waiting for the group commit: its body, its arguments, whether it is one atomic
+    statement, and the future its caller awaits."""
+
+    body: Callable[..., Any]
+    args: tuple[Any, ...]
+    alone: bool
+    future: asyncio.Future[Any]
+
+
+def _atomic(db: sqlite3.Connection, write: _Write) -> Any:
+    """A write's body in a transaction of its own (committed, or rolled back if it raises)."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        return write.body(db, *write.args)
+
+
+def _atomic_body(write: _Write) -> Callable[..., Any]:
+    """`_atomic` for the thread's connection, which is given as the first argument."""
+
+    def run(db: sqlite3.Connection, *args: Any) -> Any:
+        return _atomic(db, write._replace(args=args))
+
+    return run
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _settle(
+    future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None
+) -> None:
+    """Hand a write's outcome to its caller, unless the caller stopped waiting (cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _settle_from(future: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    if done.cancelled():
+        _settle(future, error=asyncio.CancelledError())
+    else:
+        _settle(future, done.result() if done.exception() is None else None, done.exception())
