@@ -3,6 +3,7 @@ fake OpenAI records what the model was given."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from documents_files import docx, encrypted_pdf, pdf
@@ -226,6 +227,11 @@ async def test_clear_forgets_the_documents(
     [key] = (await store.scan("documents")).keys()
     assert len(await store.scan("documents.parts")) == 1
     assert (await telegram.reply_to("/clear")).text == "Done: I have forgotten our conversation."
+    # The documents go in the turn's end hook, which runs once the reply is sent.
+    for _ in range(100):
+        if await store.scan("documents") == {} and await store.scan("documents.parts") == {}:
+            break
+        await asyncio.sleep(0.02)
     assert await store.scan("documents") == {} and await store.scan("documents.parts") == {}
     await telegram.reply_to("What was the revenue?")
     assert openai_server.last_chat_messages()[1:] == [
