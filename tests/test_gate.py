@@ -264,6 +264,10 @@ async def test_audit_keeps_a_digest_never_the_arguments_and_only_admins_read_it(
     assert russian.text.splitlines()[0] == "Вызовы инструментов, сначала новые (UTC):"
     assert russian.text.splitlines()[1].split(" · ")[1:3] == ["add", "выполнен"]
     assert len(russian.text.splitlines()) == 2
+    # A count that is no number (a superscript digit passes str.isdigit) shows the default.
+    for word in ("²", "abc", "0", "-1", "9" * 30):
+        again = await telegram.reply_to(f"/audit {word}", user_id=ADMIN)
+        assert again.text.splitlines() == shown
 
 
 async def test_policies_merge_key_by_key_most_specific_first(

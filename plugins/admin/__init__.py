@@ -220,7 +220,8 @@ AUDIT_MAX = 200
 async def audit(turn: Turn) -> str:
     """/audit [count]: the recent tool calls, newest first (the arguments only as a digest)."""
     word = turn.args.split()[0] if turn.args.split() else ""
-    count = min(int(word), AUDIT_MAX) if word.isdigit() and int(word) > 0 else AUDIT_SHOWN
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (the command would fail)
+    count = min(int(word), AUDIT_MAX) if word.isdecimal() and int(word) > 0 else AUDIT_SHOWN
     calls = await turn.app.tool_calls(count)
     if not calls:
         return turn.t("admin.audit_empty")
