@@ -231,6 +231,29 @@ async def test_forged_presses_and_another_members_press_run_nothing(
     assert await audit(running) == [("whoami", "ok", 7)]
 
 
+@pytest.mark.parametrize("sender", [-300, -1001234], ids=["anonymous_admin", "channel"])
+async def test_a_call_sent_on_behalf_of_a_chat_is_not_left_waiting_for_a_press(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI, sender: int
+) -> None:
+    """A press always comes from a person, never from the chat a message speaks for: a prompt
+    nobody may press would hold the turn until its timeout, then say nobody answered."""
+    running = await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, "admin")
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Write as yourself.")
+    await telegram.send_message("who am I?", user_id=7, sender_chat=sender, **GROUP)
+    told = await telegram.next_message(-300)
+    assert not told.buttons
+    assert told.text == (
+        "whoami needs your approval with a button, which cannot be pressed on behalf of a chat: "
+        "write as yourself to use it."
+    )
+    assert (await telegram.next_message(-300)).text == "Write as yourself."
+    assert "on behalf of a chat" in openai_server.tool_messages()["c1"]
+    assert toolbox.CALLS == []
+    assert await audit(running) == [("whoami", "anonymous", sender)]
+    shown = await telegram.reply_to("/audit", user_id=ADMIN, language_code="ru")
+    assert "не спрошен: от имени чата" in shown.text
+
+
 async def test_audit_keeps_a_digest_never_the_arguments_and_only_admins_read_it(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:

@@ -64,6 +64,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.audit.refused:who": "refused: not allowed",
             "admin.audit.refused:chat_type": "refused: not in this chat type",
             "admin.audit.refused:rate": "refused: rate limit",
+            "admin.audit.anonymous": "not asked: sent on behalf of a chat",
         },
         "ru": {
             "admin.plugins": "Список плагинов и их состояние",
@@ -90,6 +91,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.audit.refused:who": "отказ: нет доступа",
             "admin.audit.refused:chat_type": "отказ: не в этом типе чата",
             "admin.audit.refused:rate": "отказ: превышен лимит",
+            "admin.audit.anonymous": "не спрошен: от имени чата",
         },
     }
 
