@@ -177,3 +177,26 @@ async def test_a_summary_request_fits_the_context_after_summaries_failed_for_a_w
     assert "message 9" in transcript  # the newest of what it covers...
     assert "message 0" not in transcript  # ...the oldest, left out of answers long ago, go
     assert sent(openai_server)[0] == HEAD + SUMMARY
+
+
+async def test_a_reasoning_models_thinking_is_no_part_of_the_summary(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A reasoning model served raw writes its thinking into the content, in a leading <think>
+    block: the summary kept (and sent with every later request) is what follows it."""
+    await start_bot(["history", "chat"], store=H, settings=SETTINGS)
+    thought = "The user wants a summary. Let me list what was said, then write it briefly."
+    written = ChatReply(text=SUMMARY, reasoning=thought, reasoning_style="think")
+    # Thinking that used up all of the summary's tokens: no summary (the oldest are left out).
+    unclosed = ChatReply(
+        text="", reasoning=thought, reasoning_style="think", finish_reason="length"
+    )
+    openai_server.script_chat(written, unclosed, when=SUMMARY_PROMPT)
+    await count_to_three(telegram)
+    assert (await telegram.reply_to("four")).text == "echo: four"
+    assert sent(openai_server)[0] == HEAD + SUMMARY
+    for text in ("five", "six"):
+        await telegram.reply_to(text)
+    assert len(openai_server.chat_requests_with(SUMMARY_PROMPT)) == 2
+    assert all("Let me list" not in str(m["content"]) for m in openai_server.last_chat_messages())
+    assert sent(openai_server)[0] == HEAD + SUMMARY  # the one before, kept

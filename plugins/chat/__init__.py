@@ -402,7 +402,8 @@ async def _summarize(
         return None
     _meter(turn, response.usage)
     content = response.choices[0].message.content if response.choices else None
-    written = (content or "").strip()
+    # A reasoning model served raw thinks in the content: the summary is what follows
+    written = reasoning.without_thinking(content or "").strip()
     if not written:
         log.warning("update %s: the history's summary came back empty", turn.update_id)
     return written or None
