@@ -157,10 +157,20 @@ def render_arguments(arguments: str, limit: int = ARGS_SHOWN) -> str:
     lines: list[str] = []
     items = parsed.items() if isinstance(parsed, dict) else [("", parsed)]
     for key, value in items:
-        shown = "•••" if key and _SECRETISH.search(str(key)) else _short(value)
+        shown = "•••" if key and _SECRETISH.search(str(key)) else _short(_masked(value))
         lines.append(f"{_plain(str(key))[:40]}: {shown}" if key else shown)
     text = "\n".join(lines) or "—"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _masked(value: Any) -> Any:
+    """`value` with what secret-looking keys hold hidden at any depth: a nested one (a
+    config's token) would otherwise be shown to everyone in the chat."""
+    if isinstance(value, dict):
+        return {k: "•••" if _SECRETISH.search(str(k)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -356,6 +356,22 @@ def test_arguments_are_shown_short_and_without_secrets() -> None:
     assert render_arguments("not json") == "not json"
 
 
+async def test_a_secret_nested_in_the_arguments_is_not_shown_to_the_chat(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The approval request is read by everyone in a group: a secret under a nested key (a
+    connection's password, a list of headers) is hidden like a top-level one."""
+    await start(bot_harness, {"policy": {"add": {"confirm": True}}})
+    nested = {"a": {"db": {"password": "hunter2"}}, "b": [{"auth": "Bearer sk-9"}, 2]}
+    openai_server.script_chat(calls(ToolCall("add", nested, "c1")), "Not run.")
+    await telegram.send_message("add them", user_id=7, **GROUP)
+    prompt = await confirm_prompt(telegram, -300)
+    assert "hunter2" not in prompt.text and "sk-9" not in prompt.text
+    assert '"password": "•••"' in prompt.text and '"auth": "•••"' in prompt.text
+    await telegram.send_callback_query(prompt, button_text="❌ Deny", user_id=7)
+    assert (await telegram.next_message(-300)).text == "Denied: add does not run."
+
+
 async def test_a_stop_does_not_wait_for_an_open_approval(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
