@@ -372,6 +372,32 @@ async def test_a_secret_nested_in_the_arguments_is_not_shown_to_the_chat(
     assert (await telegram.next_message(-300)).text == "Denied: add does not run."
 
 
+async def test_no_approval_is_asked_for_a_call_that_could_not_run(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A tool name the model made up, or a tool whose plugin is switched off: the user was asked
+    to approve it, waited on, and after approving heard that nothing ran."""
+    running = await start(bot_harness, {"default": {"confirm": True, "rate": "1/hour"}})
+    running.app.switch_plugin(TOOLBOX, on=False)
+    openai_server.script_chat(
+        calls(ToolCall("delete_everything", {}, "c1"), ToolCall("whoami", {}, "c2")), "Cannot."
+    )
+    answer = await telegram.reply_to("clean up")
+    assert answer.text == "Cannot." and not answer.buttons
+    told = openai_server.tool_messages()
+    assert told["c1"].startswith("Error: there is no tool 'delete_everything'")
+    assert told["c2"] == "Error: whoami is switched off right now."
+    # Back on, the call is asked for (its rate was not spent by the call that could not run).
+    running.app.switch_plugin(TOOLBOX, on=True)
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c3")), "You are 42.")
+    await telegram.send_message("who am I?")
+    prompt = await confirm_prompt(telegram)
+    await telegram.send_callback_query(prompt, button_text="✅ Approve")
+    assert (await telegram.next_message(42)).text == "Approved: whoami runs now."
+    assert (await telegram.next_message(42)).text == "You are 42."
+    assert toolbox.CALLS == ["whoami"]
+
+
 async def test_a_stop_does_not_wait_for_an_open_approval(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
