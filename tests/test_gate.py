@@ -398,6 +398,34 @@ async def test_no_approval_is_asked_for_a_call_that_could_not_run(
     assert toolbox.CALLS == ["whoami"]
 
 
+@pytest.mark.telegram_limits(None)
+async def test_a_streamed_answer_goes_on_below_the_approval_not_above_it(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """In a group a streamed answer is a message that grows by edits: what the model said before
+    asking for the tool was shown above the approval request, and the answer after the press was
+    edited into that message too, above the request and the press's reply, unseen."""
+    await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, stream=True)
+    before = ChatReply(
+        text="Let me look.",
+        reasoning="I should check who.",
+        tool_calls=[ToolCall("whoami", {}, "c1")],
+        chunk_delay=0.2,
+    )
+    openai_server.script_chat(before, ChatReply(text="You are 7.", reasoning="Got it."))
+    await telegram.send_message("who am I?", user_id=7, **GROUP)
+    first = await telegram.next_message(-300)
+    prompt = await confirm_prompt(telegram, -300)
+    await telegram.send_callback_query(prompt, button_text="✅ Approve", user_id=7)
+    approved = await telegram.next_message(-300)
+    assert approved.text == "Approved: whoami runs now."
+    answer = await telegram.next_message(-300)
+    await telegram.wait_for(lambda: answer.plain == "💭 Got it.\n\nYou are 7.")
+    assert first.plain == "💭 I should check who.\n\nLet me look."
+    in_order = [first, prompt, approved, answer]
+    assert [m.message_id for m in telegram.bot_messages(-300)] == [m.message_id for m in in_order]
+
+
 async def test_a_stop_does_not_wait_for_an_open_approval(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
