@@ -154,9 +154,13 @@ class Delivery:
         self.drafts = True
         """False once the Bot API server refused sendMessageDraft: private answers stream by edits
         for the rest of the process."""
+        self._sent_during: dict[int, int] = {}
+        """Turns whose answer streams (by id) -> replies they sent meanwhile (a tool approval)."""
 
     async def deliver(self, turn: Turn, reply: Reply) -> None:
         """Send one reply; errors are logged, never raised (the turn is over either way)."""
+        if id(turn) in self._sent_during and not isinstance(reply, TextStream):
+            self._sent_during[id(turn)] += 1  # the stream's text goes on below this reply
         try:
             if isinstance(reply, Text):
                 markup = await self._keyboard(turn, reply)
@@ -413,6 +417,11 @@ class Delivery:
         shown = _Shown(random.randint(1, 2**31 - 1) if turn.is_private and self.drafts else None)
         buffer = ""
         thoughts = ""  # the model's reasoning (Reasoning pieces): shown, never the answer
+        # Where the text of the messages now being written starts in `thoughts` and `buffer`:
+        # after a reply the turn sent meanwhile (a tool's approval request), the answer goes on
+        # in new messages below it, not in edits of messages above it, unseen.
+        since = (0, 0)
+        heard = self._sent_during[id(turn)] = 0
         # the last render and what it showed, reused if nothing followed
         rendered: tuple[tuple[str, str], list[Piece]] = (("", ""), [])
         last_show = 0.0
@@ -420,18 +429,27 @@ class Delivery:
         error: str | None = None
         try:
             async for chunk in reply.chunks:
+                if self._sent_during[id(turn)] != heard:
+                    heard = self._sent_during[id(turn)]
+                    if shown.messages:  # finish them as they are; what follows goes below
+                        thought, said = thoughts[since[0] :], buffer[since[1] :]
+                        if said.strip() or thought.strip():
+                            pieces = render(said, reply.markdown, reasoning=thought)
+                            with contextlib.suppress(TelegramError):
+                                await self._show(turn, shown, pieces, final=True)
+                        since = (len(thoughts), len(buffer))
+                        shown = _Shown(shown.draft_id and random.randint(1, 2**31 - 1))
+                        rendered = (("", ""), [])
                 if isinstance(chunk, Reasoning):
                     thoughts += chunk
                 else:
                     buffer += chunk
                 now = loop.time()
-                if not (buffer.strip() or thoughts.strip()) or now < quiet_until:
+                thought, said = thoughts[since[0] :], buffer[since[1] :]
+                if not (said.strip() or thought.strip()) or now < quiet_until:
                     continue
                 if not shown.started or now - last_show >= interval:
-                    rendered = (
-                        (thoughts, buffer),
-                        render(buffer, reply.markdown, reasoning=thoughts),
-                    )
+                    rendered = ((thought, said), render(said, reply.markdown, reasoning=thought))
                     await _before_show(turn, reply, buffer)
                     try:
                         await self._show(turn, shown, rendered[1], final=False)
@@ -449,10 +467,11 @@ class Delivery:
         except TelegramError:
             raise
         except asyncio.CancelledError:  # /cancel: leave what was shown, formatted and marked
-            if buffer.strip() or thoughts.strip():
-                cut = buffer + " …" if buffer.strip() else buffer
+            thought, said = thoughts[since[0] :], buffer[since[1] :]
+            if said.strip() or thought.strip():
+                cut = said + " …" if said.strip() else said
                 with contextlib.suppress(TelegramError):
-                    pieces = render(cut, reply.markdown, reasoning=thoughts)
+                    pieces = render(cut, reply.markdown, reasoning=thought)
                     await self._show(turn, shown, pieces, final=True)
             raise
         except Exception as exc:
@@ -461,12 +480,14 @@ class Delivery:
             turn.record.note(Outcome.ERROR)  # whatever was shown, the answer broke off
             error = turn.t("error")
         finally:
+            self._sent_during.pop(id(turn), None)
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-        if buffer.strip() or thoughts.strip():
-            fresh = rendered[0] != (thoughts, buffer)
-            pieces = render(buffer, reply.markdown, reasoning=thoughts) if fresh else rendered[1]
+        thought, said = thoughts[since[0] :], buffer[since[1] :]
+        if said.strip() or thought.strip():
+            fresh = rendered[0] != (thought, said)
+            pieces = render(said, reply.markdown, reasoning=thought) if fresh else rendered[1]
             if fresh:
                 await _before_show(turn, reply, buffer)
             await self._show(turn, shown, pieces, final=True)

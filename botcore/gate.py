@@ -138,7 +138,8 @@ class AuditEntry:
     digest: str
     """The first 16 hex digits of the SHA-256 of the arguments as the model sent them."""
     outcome: str
-    """ok, error, refused:<who|chat_type|rate>, cancelled, denied or expired."""
+    """ok, error, refused:<who|chat_type|rate>, cancelled, denied, expired or anonymous (an
+    approval a message sent on behalf of a chat cannot give)."""
 
 
 def digest(arguments: str) -> str:
@@ -156,10 +157,20 @@ def render_arguments(arguments: str, limit: int = ARGS_SHOWN) -> str:
     lines: list[str] = []
     items = parsed.items() if isinstance(parsed, dict) else [("", parsed)]
     for key, value in items:
-        shown = "•••" if key and _SECRETISH.search(str(key)) else _short(value)
+        shown = "•••" if key and _SECRETISH.search(str(key)) else _short(_masked(value))
         lines.append(f"{_plain(str(key))[:40]}: {shown}" if key else shown)
     text = "\n".join(lines) or "—"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _masked(value: Any) -> Any:
+    """`value` with what secret-looking keys hold hidden at any depth: a nested one (a
+    config's token) would otherwise be shown to everyone in the chat."""
+    if isinstance(value, dict):
+        return {k: "•••" if _SECRETISH.search(str(k)) else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -314,11 +325,17 @@ class Gate:
         return max(1, int((window + 1) * seconds - now + 0.999))
 
     async def _approval(self, turn: Turn, name: str, arguments: str) -> str | None:
-        """Ask the user to approve the call and wait: None if approved, else "denied" or
-        "expired". Only the sender may press (botcore.buttons), once."""
+        """Ask the user to approve the call and wait: None if approved, else why not ("denied",
+        "expired", "anonymous", ...). Only the sender may press (botcore.buttons), once."""
         policy = self.policy(name)
         if self._stopping:
             return "cancelled"
+        if turn.message.sender_chat is not None:
+            # Sent on behalf of a chat (a channel, an anonymous admin): the keyboard would be kept
+            # for that chat, a press always comes from a person, so nobody could ever approve
+            # and the turn would wait out the timeout for nothing.
+            await turn.send(turn.t("tool_anonymous", tool=name))
+            return "anonymous"
         ask = secrets.token_urlsafe(9)
         future = self._waiting[ask] = asyncio.get_running_loop().create_future()
         try:
@@ -448,6 +465,8 @@ _UNAPPROVED = {
     "expired": "the user did not approve it in time.",
     "error": "the user could not be asked to approve it.",
     "cancelled": "the bot is restarting; the user may ask again in a moment.",
+    "anonymous": "it needs the user's approval, which a message sent on behalf of a chat (a "
+    "channel, an anonymous admin) cannot give; the user was told to write as themselves.",
 }
 
 

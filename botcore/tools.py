@@ -242,15 +242,17 @@ class Tools:
     ) -> ToolResult:
         """Run the tool the model asked for, through the gate; an unknown name is an error text,
         like any failure."""
-        if self.gate is None:
+        owner = self._owner(name)
+        if self.gate is None or owner is None or not self.serving(owner[0]):
+            # Nothing would run (no such tool, or its plugin is off): no approval to ask the user
+            # for, no rate to count; _call tells the model why.
             return await self._call(turn, name, arguments, timeout)
         return await self.gate.call(
             turn, name, arguments, lambda: self._call(turn, name, arguments, timeout)
         )
 
     async def _call(self, turn: Turn, name: str, arguments: str, timeout: float) -> ToolResult:  # noqa: ASYNC109
-        tool = self.by_name.get(name)
-        owner = (tool.plugin, tool) if tool is not None else self._source_of(name)
+        owner = self._owner(name)
         if owner is None:
             known = ", ".join(d["function"]["name"] for d in self.definitions(turn)) or "none"
             return ToolResult(f"Error: there is no tool {name!r} (tools: {known}).", ok=False)
@@ -264,6 +266,11 @@ class Tools:
             result = await _call_source(plugin, found, turn, name, arguments, timeout)
         turn.runtime.guard.tool_result(plugin, result)
         return result
+
+    def _owner(self, name: str) -> tuple[str, Tool | ToolSource] | None:
+        """The plugin and the function or source behind tool `name`, or None if none has it."""
+        tool = self.by_name.get(name)
+        return (tool.plugin, tool) if tool is not None else self._source_of(name)
 
     def _plugins(self) -> set[str]:
         return {t.plugin for t in self.by_name.values()} | {p for p, _ in self.sources}

@@ -231,6 +231,29 @@ async def test_forged_presses_and_another_members_press_run_nothing(
     assert await audit(running) == [("whoami", "ok", 7)]
 
 
+@pytest.mark.parametrize("sender", [-300, -1001234], ids=["anonymous_admin", "channel"])
+async def test_a_call_sent_on_behalf_of_a_chat_is_not_left_waiting_for_a_press(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI, sender: int
+) -> None:
+    """A press always comes from a person, never from the chat a message speaks for: a prompt
+    nobody may press would hold the turn until its timeout, then say nobody answered."""
+    running = await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, "admin")
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c1")), "Write as yourself.")
+    await telegram.send_message("who am I?", user_id=7, sender_chat=sender, **GROUP)
+    told = await telegram.next_message(-300)
+    assert not told.buttons
+    assert told.text == (
+        "whoami needs your approval with a button, which cannot be pressed on behalf of a chat: "
+        "write as yourself to use it."
+    )
+    assert (await telegram.next_message(-300)).text == "Write as yourself."
+    assert "on behalf of a chat" in openai_server.tool_messages()["c1"]
+    assert toolbox.CALLS == []
+    assert await audit(running) == [("whoami", "anonymous", sender)]
+    shown = await telegram.reply_to("/audit", user_id=ADMIN, language_code="ru")
+    assert "не спрошен: от имени чата" in shown.text
+
+
 async def test_audit_keeps_a_digest_never_the_arguments_and_only_admins_read_it(
     bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
 ) -> None:
@@ -264,6 +287,10 @@ async def test_audit_keeps_a_digest_never_the_arguments_and_only_admins_read_it(
     assert russian.text.splitlines()[0] == "Вызовы инструментов, сначала новые (UTC):"
     assert russian.text.splitlines()[1].split(" · ")[1:3] == ["add", "выполнен"]
     assert len(russian.text.splitlines()) == 2
+    # A count that is no number (a superscript digit passes str.isdigit) shows the default.
+    for word in ("²", "abc", "0", "-1", "9" * 30):
+        again = await telegram.reply_to(f"/audit {word}", user_id=ADMIN)
+        assert again.text.splitlines() == shown
 
 
 async def test_policies_merge_key_by_key_most_specific_first(
@@ -327,6 +354,76 @@ def test_arguments_are_shown_short_and_without_secrets() -> None:
     assert "\x1b" not in shown
     assert max(len(line) for line in shown.splitlines()) < 100
     assert render_arguments("not json") == "not json"
+
+
+async def test_a_secret_nested_in_the_arguments_is_not_shown_to_the_chat(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """The approval request is read by everyone in a group: a secret under a nested key (a
+    connection's password, a list of headers) is hidden like a top-level one."""
+    await start(bot_harness, {"policy": {"add": {"confirm": True}}})
+    nested = {"a": {"db": {"password": "hunter2"}}, "b": [{"auth": "Bearer sk-9"}, 2]}
+    openai_server.script_chat(calls(ToolCall("add", nested, "c1")), "Not run.")
+    await telegram.send_message("add them", user_id=7, **GROUP)
+    prompt = await confirm_prompt(telegram, -300)
+    assert "hunter2" not in prompt.text and "sk-9" not in prompt.text
+    assert '"password": "•••"' in prompt.text and '"auth": "•••"' in prompt.text
+    await telegram.send_callback_query(prompt, button_text="❌ Deny", user_id=7)
+    assert (await telegram.next_message(-300)).text == "Denied: add does not run."
+
+
+async def test_no_approval_is_asked_for_a_call_that_could_not_run(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A tool name the model made up, or a tool whose plugin is switched off: the user was asked
+    to approve it, waited on, and after approving heard that nothing ran."""
+    running = await start(bot_harness, {"default": {"confirm": True, "rate": "1/hour"}})
+    running.app.switch_plugin(TOOLBOX, on=False)
+    openai_server.script_chat(
+        calls(ToolCall("delete_everything", {}, "c1"), ToolCall("whoami", {}, "c2")), "Cannot."
+    )
+    answer = await telegram.reply_to("clean up")
+    assert answer.text == "Cannot." and not answer.buttons
+    told = openai_server.tool_messages()
+    assert told["c1"].startswith("Error: there is no tool 'delete_everything'")
+    assert told["c2"] == "Error: whoami is switched off right now."
+    # Back on, the call is asked for (its rate was not spent by the call that could not run).
+    running.app.switch_plugin(TOOLBOX, on=True)
+    openai_server.script_chat(calls(ToolCall("whoami", {}, "c3")), "You are 42.")
+    await telegram.send_message("who am I?")
+    prompt = await confirm_prompt(telegram)
+    await telegram.send_callback_query(prompt, button_text="✅ Approve")
+    assert (await telegram.next_message(42)).text == "Approved: whoami runs now."
+    assert (await telegram.next_message(42)).text == "You are 42."
+    assert toolbox.CALLS == ["whoami"]
+
+
+@pytest.mark.telegram_limits(None)
+async def test_a_streamed_answer_goes_on_below_the_approval_not_above_it(
+    bot_harness: BotHarness, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """In a group a streamed answer is a message that grows by edits: what the model said before
+    asking for the tool was shown above the approval request, and the answer after the press was
+    edited into that message too, above the request and the press's reply, unseen."""
+    await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, stream=True)
+    before = ChatReply(
+        text="Let me look.",
+        reasoning="I should check who.",
+        tool_calls=[ToolCall("whoami", {}, "c1")],
+        chunk_delay=0.2,
+    )
+    openai_server.script_chat(before, ChatReply(text="You are 7.", reasoning="Got it."))
+    await telegram.send_message("who am I?", user_id=7, **GROUP)
+    first = await telegram.next_message(-300)
+    prompt = await confirm_prompt(telegram, -300)
+    await telegram.send_callback_query(prompt, button_text="✅ Approve", user_id=7)
+    approved = await telegram.next_message(-300)
+    assert approved.text == "Approved: whoami runs now."
+    answer = await telegram.next_message(-300)
+    await telegram.wait_for(lambda: answer.plain == "💭 Got it.\n\nYou are 7.")
+    assert first.plain == "💭 I should check who.\n\nLet me look."
+    in_order = [first, prompt, approved, answer]
+    assert [m.message_id for m in telegram.bot_messages(-300)] == [m.message_id for m in in_order]
 
 
 async def test_a_stop_does_not_wait_for_an_open_approval(

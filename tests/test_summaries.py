@@ -145,3 +145,58 @@ async def test_a_streamed_answer_is_summarised_for_too(
     assert not asked.get("stream")
     assert openai_server.chat_requests[-1]["stream"] is True
     assert sent(openai_server)[0] == HEAD + SUMMARY
+
+
+async def test_a_summary_request_fits_the_context_after_summaries_failed_for_a_while(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """While summaries fail (here: a summary model the endpoint does not know), the history
+    keeps growing; the request that finally summarises it must still fit the model's context,
+    or it fails too, on every turn from then on, and the conversation is never summarised."""
+    chat = {"stream": False, "context_messages": 4, "context_tokens": 1000, "summary_tokens": 100}
+    await start_bot(["history", "chat"], store=H, settings={"chat": chat})
+    unknown = ErrorReply(
+        status=404,
+        message="The model `nope` does not exist or you do not have access to it.",
+        type="invalid_request_error",
+        code="model_not_found",
+    )
+    openai_server.script_chat(*[ChatReply(error=unknown)] * 10, when=SUMMARY_PROMPT)
+    for n in range(12):
+        answer = await telegram.reply_to(f"message {n}: " + "word " * 120)
+        assert (answer.text or "").startswith(f"echo: message {n}")  # the answer never waits on it
+    assert len(openai_server.chat_requests_with(SUMMARY_PROMPT)) == 10
+    openai_server.script_chat(SUMMARY, when=SUMMARY_PROMPT)
+    await telegram.reply_to("and now?")
+    asked = openai_server.chat_requests_with(SUMMARY_PROMPT)[-1]
+    transcript = asked["messages"][-1]["content"]
+    size = sum(
+        max(len(m["content"]) // 3, len(m["content"].encode()) // 4) + 4 for m in asked["messages"]
+    )
+    assert size + 100 <= 1000  # the summary's own tokens included
+    assert "message 9" in transcript  # the newest of what it covers...
+    assert "message 0" not in transcript  # ...the oldest, left out of answers long ago, go
+    assert sent(openai_server)[0] == HEAD + SUMMARY
+
+
+async def test_a_reasoning_models_thinking_is_no_part_of_the_summary(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    """A reasoning model served raw writes its thinking into the content, in a leading <think>
+    block: the summary kept (and sent with every later request) is what follows it."""
+    await start_bot(["history", "chat"], store=H, settings=SETTINGS)
+    thought = "The user wants a summary. Let me list what was said, then write it briefly."
+    written = ChatReply(text=SUMMARY, reasoning=thought, reasoning_style="think")
+    # Thinking that used up all of the summary's tokens: no summary (the oldest are left out).
+    unclosed = ChatReply(
+        text="", reasoning=thought, reasoning_style="think", finish_reason="length"
+    )
+    openai_server.script_chat(written, unclosed, when=SUMMARY_PROMPT)
+    await count_to_three(telegram)
+    assert (await telegram.reply_to("four")).text == "echo: four"
+    assert sent(openai_server)[0] == HEAD + SUMMARY
+    for text in ("five", "six"):
+        await telegram.reply_to(text)
+    assert len(openai_server.chat_requests_with(SUMMARY_PROMPT)) == 2
+    assert all("Let me list" not in str(m["content"]) for m in openai_server.last_chat_messages())
+    assert sent(openai_server)[0] == HEAD + SUMMARY  # the one before, kept

@@ -64,6 +64,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.audit.refused:who": "refused: not allowed",
             "admin.audit.refused:chat_type": "refused: not in this chat type",
             "admin.audit.refused:rate": "refused: rate limit",
+            "admin.audit.anonymous": "not asked: sent on behalf of a chat",
         },
         "ru": {
             "admin.plugins": "Список плагинов и их состояние",
@@ -90,6 +91,7 @@ def register_texts() -> dict[str, dict[str, str]]:
             "admin.audit.refused:who": "отказ: нет доступа",
             "admin.audit.refused:chat_type": "отказ: не в этом типе чата",
             "admin.audit.refused:rate": "отказ: превышен лимит",
+            "admin.audit.anonymous": "не спрошен: от имени чата",
         },
     }
 
@@ -220,7 +222,8 @@ AUDIT_MAX = 200
 async def audit(turn: Turn) -> str:
     """/audit [count]: the recent tool calls, newest first (the arguments only as a digest)."""
     word = turn.args.split()[0] if turn.args.split() else ""
-    count = min(int(word), AUDIT_MAX) if word.isdigit() and int(word) > 0 else AUDIT_SHOWN
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (the command would fail)
+    count = min(int(word), AUDIT_MAX) if word.isdecimal() and int(word) > 0 else AUDIT_SHOWN
     calls = await turn.app.tool_calls(count)
     if not calls:
         return turn.t("admin.audit_empty")

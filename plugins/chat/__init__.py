@@ -366,9 +366,21 @@ async def _summarize(
         text = _text_of(message)
         if message.get("role") in ("user", "assistant") and text:
             lines.append(f"{message['role']}: {text[:SUMMARY_INPUT_CHARS]}")
-    if not lines:  # nothing a summary could say (tool results only)
-        return None
     earlier = f"The summary so far:\n{summary}\n\n" if summary else ""
+    # The request must fit the context too: after summaries failed for a while the older part
+    # is the whole stored history, and a request too long fails again on every turn. The
+    # newest lines go first; the oldest were long left out of answers anyway.
+    room = settings.context_tokens - settings.summary_tokens
+    room -= estimate_tokens({"role": "user", "content": SUMMARY_PROMPT + earlier}) + 12
+    fitting: list[str] = []
+    for line in reversed(lines):
+        room -= estimate_tokens({"role": "user", "content": line}) - 3  # 4 a message, 1 a gap
+        if room < 0:
+            break
+        fitting.append(line)
+    lines = fitting[::-1]
+    if not lines:  # nothing a summary could say (tool results only), or no room to say it
+        return None
     request: dict[str, Any] = {
         "model": settings.summary_model or settings.model,
         "messages": [
@@ -390,7 +402,8 @@ async def _summarize(
         return None
     _meter(turn, response.usage)
     content = response.choices[0].message.content if response.choices else None
-    written = (content or "").strip()
+    # A reasoning model served raw thinks in the content: the summary is what follows
+    written = reasoning.without_thinking(content or "").strip()
     if not written:
         log.warning("update %s: the history's summary came back empty", turn.update_id)
     return written or None
