@@ -343,3 +343,32 @@ async def test_a_payment_no_plugin_takes_is_told_to_the_admins_and_the_user(
     admin = (await telegram.next_message(ADMIN)).text or ""
     assert "stxSECOND" in admin and "user 42" in admin and "50 XTR" in admin
     assert await credit_line(telegram) == "Credit: $0.08 left of $0.08 bought"
+
+
+async def test_a_subscription_bought_again_after_a_refund_renews_and_a_refund_stops_it(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    first = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert first is not None
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)  # the note of the payment
+    done = await telegram.reply_to(f"/refund {first.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[first.charge_id].canceled_by_bot
+
+    # The user subscribes again: a new subscription, renewed, and /buy says so.
+    again = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert again is not None and again.charge_id != first.charge_id
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)
+    menu = await telegram.reply_to("/buy")
+    assert "Your subscription Monthly: paid until " in (menu.text or "")
+    assert "not renewed" not in (menu.text or "")
+
+    # Its refund stops its renewals too, as the first one's did.
+    done = await telegram.reply_to(f"/refund {again.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[again.charge_id].canceled_by_bot
+    assert await telegram.stars.renew(again.charge_id) is None
+    assert await credit_line(telegram) is None

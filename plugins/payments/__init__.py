@@ -290,7 +290,13 @@ async def paid(turn: Turn) -> str | None:
         )
     expires = payment.subscription_expiration_date
     if record.get("subscription") and expires is not None:
-        await _follow(turn, record["subscription"], charge, expires.timestamp())
+        await _follow(
+            turn,
+            record["subscription"],
+            charge,
+            expires.timestamp(),
+            bool(payment.is_first_recurring),
+        )
         if not payment.is_first_recurring:
             return turn.t(
                 "payments.renewed", date=_date(expires.timestamp()), credit=_money(turn, credit)
@@ -298,11 +304,15 @@ async def paid(turn: Turn) -> str | None:
     return turn.t("payments.thanks", credit=_money(turn, credit))
 
 
-async def _follow(turn: Turn, key: str, charge: str, expires: float) -> None:
-    """Keep a subscription's charges and the end of its paid period (a renewal extends it)."""
+async def _follow(turn: Turn, key: str, charge: str, expires: float, first: bool) -> None:
+    """Keep a subscription's charges and the end of its paid period (a renewal extends it).
+    A first payment after an earlier subscription (refunded, cancelled) starts a new one."""
 
     def extend(current: Any) -> dict[str, Any]:
         found = dict(current) if isinstance(current, dict) else {}
+        if first and found.get("first") not in (None, charge):
+            # Its own first charge and renewals: a refund must cancel this one, not the old.
+            found = {"expires": found.get("expires")}
         charges = list(found.get("charges") or [])
         if charge not in charges:
             charges.append(charge)
@@ -341,7 +351,7 @@ async def refund(turn: Turn) -> str:
     )
     subscription = record.get("subscription")
     if isinstance(subscription, str):
-        await _cancel(turn, user_id, subscription)
+        await _cancel(turn, user_id, subscription, charge)
     log.info("admin %s refunded payment %s of user %s", turn.user_id, charge, user_id)
     if already and taken is None:
         return turn.t("payments.already_refunded", charge=charge)
@@ -350,12 +360,15 @@ async def refund(turn: Turn) -> str:
     )
 
 
-async def _cancel(turn: Turn, user_id: int, key: str) -> None:
-    """Stop renewing a subscription (editUserStarSubscription on its first charge)."""
+async def _cancel(turn: Turn, user_id: int, key: str, charge: str) -> None:
+    """Stop renewing the subscription `charge` paid (editUserStarSubscription on its first
+    charge)."""
     store = turn.app.store
     found = await store.get(SUBSCRIPTIONS, key)
     if not isinstance(found, dict) or found.get("canceled"):
         return
+    if charge not in (found.get("charges") or []):
+        return  # a payment of an earlier subscription, replaced since by a new one
     try:
         await turn.app.cancel_subscription(user_id, str(found["first"]))
     except BadRequest as exc:
