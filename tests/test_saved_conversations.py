@@ -262,3 +262,24 @@ async def test_retention_applies_to_each_saved_conversation(
     await press(telegram, listed, "ancient")  # its title was kept when it was set aside
     await telegram.reply_to("anything left?")
     assert said(openai_server) == ["anything left?"]
+
+
+async def test_with_max_saved_1_new_does_not_claim_to_keep_the_old_one(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"max_saved": 1}, **NO_STREAM}
+    await start_bot(["history", "chat"], store=H, settings=settings)
+    await telegram.reply_to("my name is Ann")
+    assert (await telegram.reply_to("/new")).text == (
+        "A new conversation begins. The previous one is not kept: this bot keeps only the "
+        "current conversation."
+    )
+    await telegram.reply_to("what is my name?")
+    assert said(openai_server) == ["what is my name?"]
+    assert (await telegram.reply_to("/chats")).text == (
+        "This bot keeps only the current conversation: /new starts another in its place."
+    )
+    ru = await telegram.reply_to("/new", language_code="ru")
+    assert ru.text == (
+        "Начинаем новый разговор. Прежний не сохранён: этот бот хранит только текущий разговор."
+    )

@@ -47,6 +47,10 @@ TEXTS = {
         "history.untitled": "New conversation",
         "history.switched": "Back to “{title}”: I remember where we were.",
         "history.chat_gone": "That conversation is no longer kept.",
+        "history.new_not_kept": "A new conversation begins. The previous one is not kept: "
+        "this bot keeps only the current conversation.",
+        "history.only_one": "This bot keeps only the current conversation: /new starts "
+        "another in its place.",
     },
     "ru": {
         "history.new": "Начать новый разговор (этот сохранится)",
@@ -59,6 +63,10 @@ TEXTS = {
         "history.untitled": "Новый разговор",
         "history.switched": "Возвращаемся к «{title}»: я помню, на чём мы остановились.",
         "history.chat_gone": "Этот разговор больше не хранится.",
+        "history.new_not_kept": "Начинаем новый разговор. Прежний не сохранён: этот бот "
+        "хранит только текущий разговор.",
+        "history.only_one": "Этот бот хранит только текущий разговор: /new начнёт новый "
+        "вместо него.",
     },
 }
 
@@ -160,6 +168,8 @@ async def new(turn: Turn, history: History) -> str:
     for old in gone:  # retention: the least recently used past `max_saved`
         await history.forget(key_of(scope, old["id"]))
     history.switched(turn, scope, key_of(scope, fresh))
+    if any(old["id"] == current for old in gone):  # max_saved = 1: nothing is set aside
+        return turn.t("history.new_not_kept")
     return turn.t("history.new_started")
 
 
@@ -168,7 +178,7 @@ async def listing(turn: Turn, history: History) -> Text | str:
     scope = history.scope(turn)
     current, chats = _entries(await history.store.get(CHATS, scope))
     if len(chats) < 2:
-        return turn.t("history.no_chats")
+        return turn.t("history.only_one" if history.settings.max_saved < 2 else "history.no_chats")
     rows = []
     for entry in reversed(chats):
         title = entry.get("title")
