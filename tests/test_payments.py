@@ -372,3 +372,31 @@ async def test_a_subscription_bought_again_after_a_refund_renews_and_a_refund_st
     assert telegram.stars.subscriptions[again.charge_id].canceled_by_bot
     assert await telegram.stars.renew(again.charge_id) is None
     assert await credit_line(telegram) is None
+
+
+async def test_a_refund_of_spent_credit_leaves_no_debt_to_eat_the_next_purchase(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    assert (await telegram.reply_to("/image a cat")).kind == "photo"  # the day's own budget
+    checkout = await telegram.stars.pay(await invoice(telegram, "small"))
+    assert checkout.payment is not None
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)
+    assert (await telegram.reply_to("/image a dog")).kind == "photo"  # half the credit
+    assert await credit_line(telegram) == "Credit: $0.04 left of $0.08 bought"
+    done = await telegram.reply_to(f"/refund {checkout.payment.charge_id}", user_id=ADMIN)
+    assert done.text == (
+        "Refunded 50 ⭐ to user 42; $0.04 of credit taken back ($0.04 of it was already spent)."
+    )
+    again = await telegram.reply_to(f"/refund {checkout.payment.charge_id}", user_id=ADMIN)
+    assert again.text == f"Payment {checkout.payment.charge_id} was already refunded."
+    assert await credit_line(telegram) == "Credit: $0.00 left of $0.04 bought"
+
+    # The next purchase is the user's in full: told so, and /image draws on it.
+    await telegram.stars.pay(await invoice(telegram, "small"))
+    assert (await telegram.next_message(42)).text == (
+        "Thank you! $0.08 of credit was added. /usage shows it."
+    )
+    assert await credit_line(telegram) == "Credit: $0.08 left of $0.12 bought"
+    assert (await telegram.reply_to("/image a bird")).kind == "photo"
