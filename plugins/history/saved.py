@@ -198,8 +198,13 @@ async def switch(turn: Turn, history: History, data: str) -> str:
         wanted = int(data.removeprefix(PREFIX))
     except ValueError:
         return turn.t("history.chat_gone")
-    scope, current, title, _ = await _set_aside(turn, history)
     store = history.store
+    current, chats = _entries(await store.get(CHATS, history.scope(turn)))
+    if wanted == current or all(c["id"] != wanted for c in chats):
+        title = None  # nothing is set aside: no title to ask the model for (and pay)
+        scope = history.scope(turn)
+    else:
+        scope, current, title, _ = await _set_aside(turn, history)
     async with store.lock(f"history:{scope}"):
         current, chats = _entries(await store.get(CHATS, scope))
         chosen = next((c for c in chats if c["id"] == wanted), None)
