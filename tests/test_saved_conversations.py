@@ -259,7 +259,10 @@ async def test_retention_applies_to_each_saved_conversation(
     # max_messages: this conversation's own newest four ("one" and its echo are gone).
     assert said(openai_server) == ["two", "echo: two", "three", "echo: three", "four"]
     listed = await telegram.reply_to("/chats")
-    await press(telegram, listed, "ancient")  # its title was kept when it was set aside
+    # Its title was kept when it was set aside; the user hears that its messages are gone.
+    assert await press(telegram, listed, "ancient") == (
+        "Back to “ancient”: its messages are too old to be kept, so we start it afresh."
+    )
     await telegram.reply_to("anything left?")
     assert said(openai_server) == ["anything left?"]
 

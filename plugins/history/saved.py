@@ -47,6 +47,8 @@ TEXTS = {
         "history.untitled": "New conversation",
         "history.switched": "Back to “{title}”: I remember where we were.",
         "history.chat_gone": "That conversation is no longer kept.",
+        "history.switched_empty": "Back to “{title}”: its messages are too old to be kept, "
+        "so we start it afresh.",
         "history.new_not_kept": "A new conversation begins. The previous one is not kept: "
         "this bot keeps only the current conversation.",
         "history.only_one": "This bot keeps only the current conversation: /new starts "
@@ -63,6 +65,8 @@ TEXTS = {
         "history.untitled": "Новый разговор",
         "history.switched": "Возвращаемся к «{title}»: я помню, на чём мы остановились.",
         "history.chat_gone": "Этот разговор больше не хранится.",
+        "history.switched_empty": "Возвращаемся к «{title}»: его сообщения слишком старые и не "
+        "сохранились, так что начинаем его заново.",
         "history.new_not_kept": "Начинаем новый разговор. Прежний не сохранён: этот бот "
         "хранит только текущий разговор.",
         "history.only_one": "Этот бот хранит только текущий разговор: /new начнёт новый "
@@ -223,4 +227,6 @@ async def switch(turn: Turn, history: History, data: str) -> str:
             LISTS, key_of(scope, wanted), limit=history.settings.max_messages
         )
         name = first_words(past) or turn.t("history.untitled")
+    elif not await history.load(turn, limit=1):  # retention (max_age_days, idle) took it all
+        return turn.t("history.switched_empty", title=name)
     return turn.t("history.switched", title=name)
