@@ -400,3 +400,22 @@ async def test_a_refund_of_spent_credit_leaves_no_debt_to_eat_the_next_purchase(
     )
     assert await credit_line(telegram) == "Credit: $0.08 left of $0.12 bought"
     assert (await telegram.reply_to("/image a bird")).kind == "photo"
+
+
+async def test_refunding_an_earlier_subscription_stops_that_one_not_the_newer(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    older = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert older is not None
+    await telegram.next_message(42)
+    newer = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert newer is not None
+    await telegram.next_message(42)
+    for _ in range(2):
+        await telegram.next_message(ADMIN)
+    done = await telegram.reply_to(f"/refund {older.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[older.charge_id].canceled_by_bot
+    assert not telegram.stars.subscriptions[newer.charge_id].canceled_by_bot
+    assert await telegram.stars.renew(newer.charge_id) is not None

@@ -399,7 +399,12 @@ async def _cancel(turn: Turn, user_id: int, key: str, charge: str) -> None:
     if not isinstance(found, dict) or found.get("canceled"):
         return
     if charge not in (found.get("charges") or []):
-        return  # a payment of an earlier subscription, replaced since by a new one
+        # A payment of an earlier subscription (the user subscribed again since): that one.
+        try:
+            await turn.app.cancel_subscription(user_id, charge)
+        except BadRequest as exc:
+            log.warning("could not cancel the subscription of %s: %s", charge, exc.message)
+        return
     try:
         await turn.app.cancel_subscription(user_id, str(found["first"]))
     except BadRequest as exc:
