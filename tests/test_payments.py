@@ -343,3 +343,79 @@ async def test_a_payment_no_plugin_takes_is_told_to_the_admins_and_the_user(
     admin = (await telegram.next_message(ADMIN)).text or ""
     assert "stxSECOND" in admin and "user 42" in admin and "50 XTR" in admin
     assert await credit_line(telegram) == "Credit: $0.08 left of $0.08 bought"
+
+
+async def test_a_subscription_bought_again_after_a_refund_renews_and_a_refund_stops_it(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    first = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert first is not None
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)  # the note of the payment
+    done = await telegram.reply_to(f"/refund {first.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[first.charge_id].canceled_by_bot
+
+    # The user subscribes again: a new subscription, renewed, and /buy says so.
+    again = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert again is not None and again.charge_id != first.charge_id
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)
+    menu = await telegram.reply_to("/buy")
+    assert "Your subscription Monthly: paid until " in (menu.text or "")
+    assert "not renewed" not in (menu.text or "")
+
+    # Its refund stops its renewals too, as the first one's did.
+    done = await telegram.reply_to(f"/refund {again.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[again.charge_id].canceled_by_bot
+    assert await telegram.stars.renew(again.charge_id) is None
+    assert await credit_line(telegram) is None
+
+
+async def test_a_refund_of_spent_credit_leaves_no_debt_to_eat_the_next_purchase(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    assert (await telegram.reply_to("/image a cat")).kind == "photo"  # the day's own budget
+    checkout = await telegram.stars.pay(await invoice(telegram, "small"))
+    assert checkout.payment is not None
+    await telegram.next_message(42)
+    await telegram.next_message(ADMIN)
+    assert (await telegram.reply_to("/image a dog")).kind == "photo"  # half the credit
+    assert await credit_line(telegram) == "Credit: $0.04 left of $0.08 bought"
+    done = await telegram.reply_to(f"/refund {checkout.payment.charge_id}", user_id=ADMIN)
+    assert done.text == (
+        "Refunded 50 ⭐ to user 42; $0.04 of credit taken back ($0.04 of it was already spent)."
+    )
+    again = await telegram.reply_to(f"/refund {checkout.payment.charge_id}", user_id=ADMIN)
+    assert again.text == f"Payment {checkout.payment.charge_id} was already refunded."
+    assert await credit_line(telegram) == "Credit: $0.00 left of $0.04 bought"
+
+    # The next purchase is the user's in full: told so, and /image draws on it.
+    await telegram.stars.pay(await invoice(telegram, "small"))
+    assert (await telegram.next_message(42)).text == (
+        "Thank you! $0.08 of credit was added. /usage shows it."
+    )
+    assert await credit_line(telegram) == "Credit: $0.08 left of $0.12 bought"
+    assert (await telegram.reply_to("/image a bird")).kind == "photo"
+
+
+async def test_refunding_an_earlier_subscription_stops_that_one_not_the_newer(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    await start(start_bot)
+    older = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert older is not None
+    await telegram.next_message(42)
+    newer = (await telegram.stars.pay(link_of(await invoice(telegram, "monthly")))).payment
+    assert newer is not None
+    await telegram.next_message(42)
+    for _ in range(2):
+        await telegram.next_message(ADMIN)
+    done = await telegram.reply_to(f"/refund {older.charge_id}", user_id=ADMIN)
+    assert done.text == "Refunded 100 ⭐ to user 42; $1.00 of credit taken back."
+    assert telegram.stars.subscriptions[older.charge_id].canceled_by_bot
+    assert not telegram.stars.subscriptions[newer.charge_id].canceled_by_bot
+    assert await telegram.stars.renew(newer.charge_id) is not None

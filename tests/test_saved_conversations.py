@@ -259,6 +259,53 @@ async def test_retention_applies_to_each_saved_conversation(
     # max_messages: this conversation's own newest four ("one" and its echo are gone).
     assert said(openai_server) == ["two", "echo: two", "three", "echo: three", "four"]
     listed = await telegram.reply_to("/chats")
-    await press(telegram, listed, "ancient")  # its title was kept when it was set aside
+    # Its title was kept when it was set aside; the user hears that its messages are gone.
+    assert await press(telegram, listed, "ancient") == (
+        "Back to “ancient”: its messages are too old to be kept, so we start it afresh."
+    )
     await telegram.reply_to("anything left?")
     assert said(openai_server) == ["anything left?"]
+
+
+async def test_with_max_saved_1_new_does_not_claim_to_keep_the_old_one(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"max_saved": 1}, **NO_STREAM}
+    await start_bot(["history", "chat"], store=H, settings=settings)
+    await telegram.reply_to("my name is Ann")
+    assert (await telegram.reply_to("/new")).text == (
+        "A new conversation begins. The previous one is not kept: this bot keeps only the "
+        "current conversation."
+    )
+    await telegram.reply_to("what is my name?")
+    assert said(openai_server) == ["what is my name?"]
+    assert (await telegram.reply_to("/chats")).text == (
+        "This bot keeps only the current conversation: /new starts another in its place."
+    )
+    ru = await telegram.reply_to("/new", language_code="ru")
+    assert ru.text == (
+        "Начинаем новый разговор. Прежний не сохранён: этот бот хранит только текущий разговор."
+    )
+
+
+async def test_a_press_that_sets_nothing_aside_asks_the_model_for_no_title(
+    start_bot: Any, telegram: FakeTelegram, openai_server: FakeOpenAI
+) -> None:
+    settings = {"history": {"title_model": "gpt-4o", "max_saved": 2}, **NO_STREAM}
+    await start_bot(["history", "chat"], store=H, settings=settings)
+    await telegram.reply_to("first topic")
+    await telegram.reply_to("/new")
+    await telegram.reply_to("second topic")
+    stale = await telegram.reply_to("/chats")
+    current = await telegram.reply_to("/chats")
+    assert len(openai_server.chat_requests_with(TITLE_PROMPT)) == 1  # the first one's, at /new
+    assert await press(telegram, current, "• second topic") == (
+        "Back to “second topic”: I remember where we were."
+    )
+    await telegram.reply_to("/new")  # sets "second topic" aside (titled) and deletes the first
+    await telegram.reply_to("third topic")
+    assert len(openai_server.chat_requests_with(TITLE_PROMPT)) == 2
+    assert await press(telegram, stale, stale.buttons[1]["text"]) == (
+        "That conversation is no longer kept."
+    )
+    assert len(openai_server.chat_requests_with(TITLE_PROMPT)) == 2  # none for the stale press

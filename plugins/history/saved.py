@@ -47,6 +47,12 @@ TEXTS = {
         "history.untitled": "New conversation",
         "history.switched": "Back to “{title}”: I remember where we were.",
         "history.chat_gone": "That conversation is no longer kept.",
+        "history.switched_empty": "Back to “{title}”: its messages are too old to be kept, "
+        "so we start it afresh.",
+        "history.new_not_kept": "A new conversation begins. The previous one is not kept: "
+        "this bot keeps only the current conversation.",
+        "history.only_one": "This bot keeps only the current conversation: /new starts "
+        "another in its place.",
     },
     "ru": {
         "history.new": "Начать новый разговор (этот сохранится)",
@@ -59,6 +65,12 @@ TEXTS = {
         "history.untitled": "Новый разговор",
         "history.switched": "Возвращаемся к «{title}»: я помню, на чём мы остановились.",
         "history.chat_gone": "Этот разговор больше не хранится.",
+        "history.switched_empty": "Возвращаемся к «{title}»: его сообщения слишком старые и не "
+        "сохранились, так что начинаем его заново.",
+        "history.new_not_kept": "Начинаем новый разговор. Прежний не сохранён: этот бот "
+        "хранит только текущий разговор.",
+        "history.only_one": "Этот бот хранит только текущий разговор: /new начнёт новый "
+        "вместо него.",
     },
 }
 
@@ -160,6 +172,8 @@ async def new(turn: Turn, history: History) -> str:
     for old in gone:  # retention: the least recently used past `max_saved`
         await history.forget(key_of(scope, old["id"]))
     history.switched(turn, scope, key_of(scope, fresh))
+    if any(old["id"] == current for old in gone):  # max_saved = 1: nothing is set aside
+        return turn.t("history.new_not_kept")
     return turn.t("history.new_started")
 
 
@@ -168,7 +182,7 @@ async def listing(turn: Turn, history: History) -> Text | str:
     scope = history.scope(turn)
     current, chats = _entries(await history.store.get(CHATS, scope))
     if len(chats) < 2:
-        return turn.t("history.no_chats")
+        return turn.t("history.only_one" if history.settings.max_saved < 2 else "history.no_chats")
     rows = []
     for entry in reversed(chats):
         title = entry.get("title")
@@ -188,8 +202,13 @@ async def switch(turn: Turn, history: History, data: str) -> str:
         wanted = int(data.removeprefix(PREFIX))
     except ValueError:
         return turn.t("history.chat_gone")
-    scope, current, title, _ = await _set_aside(turn, history)
     store = history.store
+    current, chats = _entries(await store.get(CHATS, history.scope(turn)))
+    if wanted == current or all(c["id"] != wanted for c in chats):
+        title = None  # nothing is set aside: no title to ask the model for (and pay)
+        scope = history.scope(turn)
+    else:
+        scope, current, title, _ = await _set_aside(turn, history)
     async with store.lock(f"history:{scope}"):
         current, chats = _entries(await store.get(CHATS, scope))
         chosen = next((c for c in chats if c["id"] == wanted), None)
@@ -208,4 +227,6 @@ async def switch(turn: Turn, history: History, data: str) -> str:
             LISTS, key_of(scope, wanted), limit=history.settings.max_messages
         )
         name = first_words(past) or turn.t("history.untitled")
+    elif not await history.load(turn, limit=1):  # retention (max_age_days, idle) took it all
+        return turn.t("history.switched_empty", title=name)
     return turn.t("history.switched", title=name)

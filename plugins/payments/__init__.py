@@ -8,7 +8,8 @@ already ran). A payment is credited through the usage plugin's counters (`credit
 id>`, added with `limit=` its amount), so a payment is credited exactly once per
 `telegram_payment_charge_id`: redelivered, handled again after a kill -9, or seen by several
 instances on one store. An admin's `/refund <charge id>` gives the Stars back and takes the
-credit back, once; a subscription's refund also stops its renewals. `/paysupport` is the command
+credit back, once (what the user already spent of it is not owed); a subscription's refund also
+stops its renewals. `/paysupport` is the command
 Telegram requires of every bot that takes payments.
 """
 
@@ -108,6 +109,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "payments.unknown_charge": "No payment {charge} is known here.",
             "payments.refunded": "Refunded {stars} ⭐ to user {user}; {credit} of credit taken "
             "back.",
+            "payments.refunded_spent": "Refunded {stars} ⭐ to user {user}; {credit} of credit "
+            "taken back ({spent} of it was already spent).",
             "payments.already_refunded": "Payment {charge} was already refunded.",
             "payments.refund_failed": "Telegram refused the refund: {error}",
             "payments.paid_note": "User {user} paid {stars} ⭐ for {package} (charge {charge}).",
@@ -135,6 +138,8 @@ def register_texts() -> dict[str, dict[str, str]]:
             "payments.unknown_charge": "Платёж {charge} здесь неизвестен.",
             "payments.refunded": "Пользователю {user} возвращено {stars} ⭐; кредит {credit} "
             "списан.",
+            "payments.refunded_spent": "Пользователю {user} возвращено {stars} ⭐; кредит "
+            "{credit} списан ({spent} из него уже был потрачен).",
             "payments.already_refunded": "Платёж {charge} уже возвращён.",
             "payments.refund_failed": "Telegram не принял возврат: {error}",
             "payments.paid_note": "Пользователь {user} оплатил {stars} ⭐ за {package} "
@@ -290,7 +295,13 @@ async def paid(turn: Turn) -> str | None:
         )
     expires = payment.subscription_expiration_date
     if record.get("subscription") and expires is not None:
-        await _follow(turn, record["subscription"], charge, expires.timestamp())
+        await _follow(
+            turn,
+            record["subscription"],
+            charge,
+            expires.timestamp(),
+            bool(payment.is_first_recurring),
+        )
         if not payment.is_first_recurring:
             return turn.t(
                 "payments.renewed", date=_date(expires.timestamp()), credit=_money(turn, credit)
@@ -298,11 +309,15 @@ async def paid(turn: Turn) -> str | None:
     return turn.t("payments.thanks", credit=_money(turn, credit))
 
 
-async def _follow(turn: Turn, key: str, charge: str, expires: float) -> None:
-    """Keep a subscription's charges and the end of its paid period (a renewal extends it)."""
+async def _follow(turn: Turn, key: str, charge: str, expires: float, first: bool) -> None:
+    """Keep a subscription's charges and the end of its paid period (a renewal extends it).
+    A first payment after an earlier subscription (refunded, cancelled) starts a new one."""
 
     def extend(current: Any) -> dict[str, Any]:
         found = dict(current) if isinstance(current, dict) else {}
+        if first and found.get("first") not in (None, charge):
+            # Its own first charge and renewals: a refund must cancel this one, not the old.
+            found = {"expires": found.get("expires")}
         charges = list(found.get("charges") or [])
         if charge not in charges:
             charges.append(charge)
@@ -339,22 +354,56 @@ async def refund(turn: Turn) -> str:
     taken = await store.add(
         LEDGER, f"credit:u{user_id}:{charge}:refund", credit, limit=credit * (1 + SLACK)
     )
+    spent = 0.0 if taken is None else await _forgive(turn, user_id, charge, credit)
     subscription = record.get("subscription")
     if isinstance(subscription, str):
-        await _cancel(turn, user_id, subscription)
+        await _cancel(turn, user_id, subscription, charge)
     log.info("admin %s refunded payment %s of user %s", turn.user_id, charge, user_id)
     if already and taken is None:
         return turn.t("payments.already_refunded", charge=charge)
+    if spent:
+        return turn.t(
+            "payments.refunded_spent",
+            stars=record.get("stars"),
+            user=user_id,
+            credit=_money(turn, credit - spent),
+            spent=_money(turn, spent),
+        )
     return turn.t(
         "payments.refunded", stars=record.get("stars"), user=user_id, credit=_money(turn, credit)
     )
 
 
-async def _cancel(turn: Turn, user_id: int, key: str) -> None:
-    """Stop renewing a subscription (editUserStarSubscription on its first charge)."""
+async def _forgive(turn: Turn, user_id: int, charge: str, credit: float) -> float:
+    """The part of a refunded payment's credit the user had already spent: granted back (once
+    per charge), so the refund leaves no debt that would silently eat their next purchase."""
+    store = turn.app.store
+    granted = sum(
+        -value if key.endswith(":refund") else value
+        for key, value in (await store.totals(LEDGER, f"credit:u{user_id}:")).items()
+    )
+    spent = (await store.totals(LEDGER, f"spent:u{user_id}")).get(f"spent:u{user_id}", 0.0)
+    owed = min(round(spent - granted, 9), credit)  # what the credit (see plugins/usage) is below 0
+    if owed <= 0:
+        return 0.0
+    key = f"credit:u{user_id}:{charge}:spent"
+    await store.add(LEDGER, key, owed, limit=owed * (1 + SLACK))
+    return owed
+
+
+async def _cancel(turn: Turn, user_id: int, key: str, charge: str) -> None:
+    """Stop renewing the subscription `charge` paid (editUserStarSubscription on its first
+    charge)."""
     store = turn.app.store
     found = await store.get(SUBSCRIPTIONS, key)
     if not isinstance(found, dict) or found.get("canceled"):
+        return
+    if charge not in (found.get("charges") or []):
+        # A payment of an earlier subscription (the user subscribed again since): that one.
+        try:
+            await turn.app.cancel_subscription(user_id, charge)
+        except BadRequest as exc:
+            log.warning("could not cancel the subscription of %s: %s", charge, exc.message)
         return
     try:
         await turn.app.cancel_subscription(user_id, str(found["first"]))
