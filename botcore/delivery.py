@@ -334,8 +334,11 @@ class Delivery:
                 "a reply's buttons have no plugin to answer them (update %s)", turn.update_id
             )
             return None
+        # A message sent on behalf of a chat (an anonymous admin, a channel) names no person to
+        # keep the keyboard for: it is the chat's, and any of its members may press it once.
+        user = None if turn.message.sender_chat is not None else turn.sender_id
         return await self.app.keyboards.issue(
-            reply.plugin, reply.buttons, user=turn.sender_id, chat=turn.chat_id
+            reply.plugin, reply.buttons, user=user, chat=turn.chat_id
         )
 
     async def _post(self, method: str, params: dict[str, Any], *, kind: Kind = "final") -> Any:

@@ -9,7 +9,7 @@ import pytest
 from sample_plugins import asker
 
 import botcore.buttons
-from botcore.testing.fake_telegram import FakeTelegram
+from botcore.testing.fake_telegram import ANONYMOUS_ADMIN, FakeTelegram
 
 ASKER = "sample_plugins.asker"
 EXPIRED = "This button no longer works."
@@ -73,6 +73,22 @@ async def test_in_a_group_only_the_asker_may_press(start_bot: Any, telegram: Fak
     await telegram.send_callback_query(question, button_text="No", user_id=7)  # not spent
     assert (await telegram.next_message(-300)).text == "you chose keep:42"
     assert asker.PRESSES == [(7, "keep:42")]
+
+
+async def test_a_keyboard_sent_to_an_anonymous_admin_is_the_chats(
+    start_bot: Any, telegram: FakeTelegram
+) -> None:
+    """A message sent on behalf of the group names no person: its keyboard cannot be kept for
+    one, so the group's members may press it (before, every press was 'for someone else')."""
+    await start_bot([ASKER])
+    group: dict[str, Any] = {"chat_id": -300, "chat_type": "supergroup"}
+    question = await telegram.reply_to("/ask", user_id=ANONYMOUS_ADMIN, sender_chat=-300, **group)
+    await telegram.send_callback_query(question, button_text="Yes", user_id=8)
+    assert (await telegram.next_message(-300)).text == "you chose delete:42"
+    assert asker.PRESSES == [(8, "delete:42")]
+    await telegram.send_callback_query(question, button_text="No", user_id=9)  # spent once
+    await telegram.wait_for(lambda: len(telegram.callback_answers) == 2)
+    assert telegram.callback_answers[1]["text"] == EXPIRED
 
 
 async def test_an_expired_keyboard_is_refused(
