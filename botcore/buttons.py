@@ -4,9 +4,9 @@ A keyboard sent with a `Text` reply is recorded under a random id (72 bits: not 
 the plugin that sent it, the user and chat it was sent to, each button's data and when it
 expires; each button's callback_data is `b:<id>:<index>`, well inside Telegram's 64 bytes. A
 press is honoured once per keyboard (an atomic claim in the store, so two instances, or a
-client sending a press again, cannot both win), by that user in that chat (by any member, if the message named no person: sent on behalf of
-the chat), before it expires.
-Anything else, a forged token included, is told the button no longer works and reaches no code.
+client sending a press again, cannot both win), by that user in that chat (by any member when
+the message named no person: sent on behalf of the chat), before it expires. Anything else, a
+forged token included, is told the button no longer works and reaches no code.
 """
 
 from __future__ import annotations

@@ -144,8 +144,9 @@ async def button_pressed(turn: Turn, data: str) -> Reply | str | None:
     answer as a handler would. `data` is the pressed `Button`'s data; the turn is the presser's
     (kind "button"), in the chat and topic of the keyboard, after the pre_message hooks.
 
-    Only the plugin that sent the keyboard is called, only for the user it was sent to, once per
-    keyboard (its first press spends it, on every instance) and within a day; a forged, replayed,
+    Only the plugin that sent the keyboard is called, only for the user it was sent to (any
+    member, when the message was sent on behalf of the group or a channel), once per keyboard
+    (its first press spends it, on every instance) and within a day; a forged, replayed,
     expired or someone else's press is answered by botcore and reaches no plugin.
     """
 
