@@ -355,7 +355,8 @@ class Gate:
             except Exception as exc:  # Telegram refused the question: nobody can approve
                 log.warning("tool %s: cannot ask for approval: %s", name, type(exc).__name__)
                 return "error"
-            decision = await self._decision(ask, future, policy.confirm_timeout)
+            async with turn.waiting_for_user():  # no "typing…" while the user decides
+                decision = await self._decision(ask, future, policy.confirm_timeout)
         finally:
             self._waiting.pop(ask, None)
         if decision == APPROVED:

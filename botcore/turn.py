@@ -61,6 +61,25 @@ class Outcome(StrEnum):
     UNSUPPORTED = "unsupported"
 
 
+@dataclass(eq=False)
+class _Action:
+    """One `chat_action` block: its action, and the timer or task that keeps it shown."""
+
+    action: str
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            task, self.task = self.task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 @dataclass
 class Record:
     """botcore's notes on one turn, written by the pipeline, the guard and delivery, read when
@@ -78,6 +97,8 @@ class Record:
     """What the reply alone cannot tell; see `note`."""
     pressed: Pressed | None = None
     """The button press this turn answers (kind "button"; botcore.buttons)."""
+    actions: list[_Action] = field(default_factory=list)
+    """The chat actions ("typing…") the turn shows now, paused while it waits for the user."""
 
     @property
     def failed(self) -> bool:
@@ -250,22 +271,34 @@ class Turn:
     @contextlib.asynccontextmanager
     async def chat_action(self, action: str = "typing") -> AsyncIterator[None]:
         """Show "typing…" (or "upload_photo", "record_voice"…) while the block runs, from 0.2 s on."""
-        loop = asyncio.get_running_loop()
-        task: asyncio.Task[None] | None = None
-
-        def start() -> None:  # a timer, not a task, until the grace is over: most turns end sooner
-            nonlocal task
-            task = loop.create_task(self._keep_action(action))
-
-        timer = loop.call_later(CHAT_ACTION_GRACE, start)
+        shown = _Action(action)
+        # A timer, not a task, until the grace is over: most turns end sooner.
+        shown.timer = asyncio.get_running_loop().call_later(
+            CHAT_ACTION_GRACE, self._start_action, shown
+        )
+        self.record.actions.append(shown)
         try:
             yield
         finally:
-            timer.cancel()
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self.record.actions.remove(shown)
+            await shown.stop()
+
+    def _start_action(self, shown: _Action) -> None:
+        shown.task = asyncio.get_running_loop().create_task(self._keep_action(shown.action))
+
+    @contextlib.asynccontextmanager
+    async def waiting_for_user(self) -> AsyncIterator[None]:
+        """No "typing…" while the block waits for the user (a tool call's approval): the bot is
+        not writing then. Not plugin API."""
+        paused = list(self.record.actions)
+        for shown in paused:
+            await shown.stop()
+        try:
+            yield
+        finally:
+            for shown in paused:
+                if shown in self.record.actions:  # its block still runs: show it again
+                    self._start_action(shown)
 
     async def _keep_action(self, action: str) -> None:
         while True:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sample_plugins import toolbox
 
+import botcore.turn
 from botcore import ConfigError
 from botcore.gate import AUDIT, CALLS, render_arguments
 from botcore.testing.fake_openai import ChatReply, FakeOpenAI, ToolCall
@@ -169,6 +170,35 @@ async def test_an_approved_call_runs_once_and_the_press_cannot_be_replayed(
     assert [a.get("text") for a in telegram.callback_answers[1:]] == [EXPIRED, EXPIRED]
     assert toolbox.CALLS == ["whoami"]
     assert await audit(running) == [("whoami", "ok", 42)]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_no_typing_is_shown_while_an_approval_waits_for_the_user(
+    bot_harness: BotHarness,
+    telegram: FakeTelegram,
+    openai_server: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    """The bot is not writing while the user decides: "typing…" stops with the request for
+    approval (it went on for up to confirm_timeout) and comes back once the call runs."""
+    monkeypatch.setattr(botcore.turn, "CHAT_ACTION_GRACE", 0.01)
+    monkeypatch.setattr(botcore.turn, "CHAT_ACTION_EVERY", 0.05)
+    await start(bot_harness, {"policy": {"whoami": {"confirm": True}}}, stream=stream)
+    openai_server.script_chat(
+        calls(ToolCall("whoami", {}, "c1")), ChatReply(text="You are 42.", first_chunk_delay=0.3)
+    )
+    await telegram.send_message("who am I?")
+    prompt = await confirm_prompt(telegram)
+    await asyncio.sleep(0.1)  # an action already on its way lands
+    waiting = len(telegram.chat_actions)
+    await asyncio.sleep(0.5)  # ten renewals' worth of waiting for the press
+    assert len(telegram.chat_actions) == waiting
+    await telegram.send_callback_query(prompt, button_text="✅ Approve")
+    await telegram.wait_for(lambda: len(telegram.chat_actions) > waiting)  # writing again
+    assert (await telegram.next_message(42)).text == "Approved: whoami runs now."
+    answer = await telegram.next_message(42)
+    await telegram.wait_for(lambda: answer.text == "You are 42.")
 
 
 async def test_a_denied_call_does_not_run_and_the_model_is_told(
