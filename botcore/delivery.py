@@ -154,13 +154,11 @@ class Delivery:
         self.drafts = True
         """False once the Bot API server refused sendMessageDraft: private answers stream by edits
         for the rest of the process."""
-        self._sent_during: dict[int, int] = {}
-        """Turns whose answer streams (by id) -> replies they sent meanwhile (a tool approval)."""
 
     async def deliver(self, turn: Turn, reply: Reply) -> None:
         """Send one reply; errors are logged, never raised (the turn is over either way)."""
-        if id(turn) in self._sent_during and not isinstance(reply, TextStream):
-            self._sent_during[id(turn)] += 1  # the stream's text goes on below this reply
+        if not isinstance(reply, TextStream):
+            turn.record.replies += 1  # a stream being shown goes on below this reply
         try:
             if isinstance(reply, Text):
                 markup = await self._keyboard(turn, reply)
@@ -424,7 +422,7 @@ class Delivery:
         # after a reply the turn sent meanwhile (a tool's approval request), the answer goes on
         # in new messages below it, not in edits of messages above it, unseen.
         since = (0, 0)
-        heard = self._sent_during[id(turn)] = 0
+        heard = turn.record.replies
         # the last render and what it showed, reused if nothing followed
         rendered: tuple[tuple[str, str], list[Piece]] = (("", ""), [])
         last_show = 0.0
@@ -432,8 +430,8 @@ class Delivery:
         error: str | None = None
         try:
             async for chunk in reply.chunks:
-                if self._sent_during[id(turn)] != heard:
-                    heard = self._sent_during[id(turn)]
+                if turn.record.replies != heard:
+                    heard = turn.record.replies
                     if shown.messages:  # finish them as they are; what follows goes below
                         thought, said = thoughts[since[0] :], buffer[since[1] :]
                         if said.strip() or thought.strip():
@@ -483,7 +481,6 @@ class Delivery:
             turn.record.note(Outcome.ERROR)  # whatever was shown, the answer broke off
             error = turn.t("error")
         finally:
-            self._sent_during.pop(id(turn), None)
             aclose = getattr(reply.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()

@@ -97,6 +97,9 @@ class Record:
     """What the reply alone cannot tell; see `note`."""
     pressed: Pressed | None = None
     """The button press this turn answers (kind "button"; botcore.buttons)."""
+    replies: int = 0
+    """Replies other than streams delivered so far: a stream being shown when one is sent goes
+    on in a new message below it (botcore.delivery)."""
     actions: list[_Action] = field(default_factory=list)
     """The chat actions ("typing…") the turn shows now, paused while it waits for the user."""
 
