@@ -112,10 +112,8 @@ def request_work(tools: int, policy: dict[str, Any], repeat: int = 20_000) -> fl
     from botcore.tools import Tools, describe
 
     found = Tools([describe("bench", _tool(n)) for n in range(tools)])
-    found.gate = Gate(ToolsSettings.model_validate(policy), MemoryStore(), admins=[1])
-    turn: Any = types.SimpleNamespace(
-        chat_type="private", message=types.SimpleNamespace(sender_chat=None), user_id=5, sender_id=5
-    )
+    found.gate = Gate(ToolsSettings.model_validate(policy), MemoryStore())
+    turn: Any = types.SimpleNamespace(chat_type="private", is_admin=False, sender_id=5)
     messages = [
         {"role": "system", "content": "You are helpful."},
         {"role": "user", "content": "hi"},

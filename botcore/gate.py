@@ -186,10 +186,9 @@ def _plain(text: str) -> str:
 class Gate:
     """Applies `ToolsSettings` to tool calls: offers, refusals, rate limits, approvals, audit."""
 
-    def __init__(self, settings: ToolsSettings, store: Store, admins: Collection[int]) -> None:
+    def __init__(self, settings: ToolsSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.admins = frozenset(admins)
         self._policies: dict[str, ToolPolicy] = {}
         self._open = not settings.policy and _is_open(settings.default)
         """No tool is kept from anyone: the offer is the definitions as they are."""
@@ -201,7 +200,6 @@ class Gate:
         cls,
         raw: dict[str, Any],
         store: Store,
-        admins: Collection[int],
         known: Collection[str],
         sources: bool,
     ) -> Gate:
@@ -220,7 +218,7 @@ class Gate:
                 key,
                 hint,
             )
-        return cls(settings, store, admins)
+        return cls(settings, store)
 
     def policy(self, name: str) -> ToolPolicy:
         """The policy of tool `name`: its tables merged key by key, most specific first."""
@@ -256,8 +254,7 @@ class Gate:
             return None
         if who == "nobody":
             return "who"
-        admin = turn.message.sender_chat is None and turn.user_id in self.admins
-        if admin or (isinstance(who, list) and turn.sender_id in who):
+        if turn.is_admin or (isinstance(who, list) and turn.sender_id in who):
             return None
         return "who"
 

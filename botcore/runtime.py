@@ -90,7 +90,7 @@ class Runtime:
         """Shared state (conversations, records, counters, locks); see botcore.store.Store."""
         self.keyboards = Keyboards(self.store)
         """The inline buttons sent and not yet pressed (botcore.buttons)."""
-        self.gate = Gate(ToolsSettings(), self.store, config.bot.admins)
+        self.gate = Gate(ToolsSettings(), self.store)
         """Who may cause which tool to run, approvals, the audit (botcore.gate; [tools])."""
         self.history: HistoryStore | None = None
         self._openai: AsyncOpenAI | None = None
@@ -127,7 +127,6 @@ class Runtime:
         self.gate = self.tools.gate = Gate.from_config(
             self.config.tools,
             self.store,
-            self.config.bot.admins,
             known=self.tools.by_name,
             sources=bool(self.tools.sources),
         )
