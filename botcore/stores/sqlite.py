@@ -401,14 +401,15 @@ def _list_read(
     return found
 
 
+APPEND = "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)"
+"""Append one item to a list (executemany: several, in order)."""
+
+
 def _list_push(
     db: sqlite3.Connection, namespace: str, key: str, rows: list[str], keep: int
 ) -> None:
     now = time.time()
-    db.executemany(
-        "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
-        [(namespace, key, now, row) for row in rows],
-    )
+    db.executemany(APPEND, [(namespace, key, now, row) for row in rows])
     db.execute(
         "DELETE FROM lists WHERE namespace = ? AND key = ? AND id <= ("
         "SELECT id FROM lists WHERE namespace = ? AND key = ? "
@@ -420,10 +421,7 @@ def _list_push(
 def _list_set(db: sqlite3.Connection, namespace: str, key: str, rows: list[str]) -> None:
     now = time.time()
     db.execute("DELETE FROM lists WHERE namespace = ? AND key = ?", (namespace, key))
-    db.executemany(
-        "INSERT INTO lists (namespace, key, created, item) VALUES (?, ?, ?, ?)",
-        [(namespace, key, now, row) for row in rows],
-    )
+    db.executemany(APPEND, [(namespace, key, now, row) for row in rows])
 
 
 def _dumps(item: Any) -> str:

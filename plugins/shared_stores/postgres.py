@@ -127,6 +127,13 @@ RETURNING c.value
 """
 
 
+APPEND = (
+    "INSERT INTO botcore_lists (namespace, key, created, item) "
+    "SELECT $1, $2, $3, m FROM unnest($4::text[]) WITH ORDINALITY AS t(m, n) ORDER BY n"
+)
+"""Append items ($4, in order) to list ($1, $2), all created at $3."""
+
+
 class PostgresStore:
     """The Store protocol on PostgreSQL; any number of bot processes may share one database."""
 
@@ -212,9 +219,7 @@ class PostgresStore:
         rows = [json.dumps(item, ensure_ascii=False) for item in items]
         async with self.pool.acquire() as db, db.transaction():
             await db.execute(
-                "INSERT INTO botcore_lists (namespace, key, created, item) "
-                "SELECT $1, $2, $3, m FROM unnest($4::text[]) WITH ORDINALITY AS t(m, n) "
-                "ORDER BY n",
+                APPEND,
                 namespace,
                 key,
                 now,
@@ -242,9 +247,7 @@ class PostgresStore:
                 "DELETE FROM botcore_lists WHERE namespace = $1 AND key = $2", namespace, key
             )
             await db.execute(
-                "INSERT INTO botcore_lists (namespace, key, created, item) "
-                "SELECT $1, $2, $3, m FROM unnest($4::text[]) WITH ORDINALITY AS t(m, n) "
-                "ORDER BY n",
+                APPEND,
                 namespace,
                 key,
                 time.time(),
